@@ -1,0 +1,20 @@
+"""Named type aliases of the public API."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DeviceSpec", "InputData", "PathLike"]
+
+#: What predict/predict_proba/run accept: an array (single-input models), a DataFrame,
+#: a dict of input or column name -> values, a list of records, or one record.
+InputData = Union[np.ndarray, "pd.DataFrame", Mapping[str, Any], Sequence[Mapping[str, Any]]]
+#: A device name ("cpu", "cuda:1", "auto"...) or a list of them in order of preference.
+DeviceSpec = Union[str, Sequence[str]]
+PathLike = Union[str, "os.PathLike[str]"]
