@@ -208,8 +208,8 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         """The manifest as plain JSON data; fields at their default are left out."""
         out = _to_dict(self)
-        out["schema_version"] = self.schema_version  # always written, even at default
-        return out
+        out.pop("schema_version", None)
+        return {"schema_version": self.schema_version, **out}  # first, and even at its default
 
     def to_json(self) -> bytes:
         """The UTF-8 bytes of ``modelpack.json``; equal manifests give equal bytes."""

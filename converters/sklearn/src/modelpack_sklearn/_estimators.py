@@ -1,0 +1,165 @@
+"""Reading a fitted scikit-learn model: its steps, its task, its encoders' categories.
+
+A model is a tree: ``Pipeline``, ``ColumnTransformer`` and ``FeatureUnion`` hold
+steps, everything else is a leaf (meta-estimators such as ``VotingClassifier``
+included, because skl2onnx converts those as one operator). Each step gets a
+readable path such as ``Pipeline step 'pre' > ColumnTransformer 'cat'`` so that
+error messages can point at it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+from modelpack.errors import ConversionError
+
+__all__ = ["classes_of", "describe_step", "encoder_categories", "final_estimator", "has_column_transformer",
+           "leaf_classes", "task_of", "check_fitted", "walk"]
+
+_SKIPPED = ("drop", "passthrough", None)
+
+
+def describe_step(path: str, est: Any) -> str:
+    """``"Pipeline step 'clf' (LogisticRegression)"``, or the class alone at the top."""
+    name = type(est).__name__
+    return f"{path} ({name})" if path else name
+
+
+def walk(model: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every estimator of ``model`` with its path, containers before their steps."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    yield path, model
+    prefix = f"{path} > " if path else ""
+    if isinstance(model, Pipeline):
+        children = [(f"Pipeline step {n!r}", s) for n, s in model.steps]
+    elif isinstance(model, ColumnTransformer):
+        fitted = getattr(model, "transformers_", model.transformers)
+        children = [(f"ColumnTransformer {n!r}", t) for n, t, _ in fitted]
+    elif isinstance(model, FeatureUnion):
+        children = [(f"FeatureUnion {n!r}", t) for n, t in model.transformer_list]
+    else:
+        return
+    for name, child in children:
+        if not (isinstance(child, str) or child is None):
+            yield from walk(child, prefix + name)
+
+
+def leaf_classes(model: Any) -> set[type]:
+    return {type(est) for _, est in walk(model)}
+
+
+def final_estimator(model: Any) -> Any:
+    """The step whose outputs are the model's: the last real step of nested pipelines."""
+    from sklearn.pipeline import Pipeline
+
+    while isinstance(model, Pipeline):
+        steps = [s for _, s in model.steps if s not in _SKIPPED]
+        if not steps:
+            return model
+        model = steps[-1]
+    return model
+
+
+def check_fitted(model: Any) -> None:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(model)
+    except NotFittedError as exc:
+        raise ConversionError(f"{type(model).__name__} is not fitted",
+                              fix="Call fit() on it before exporting.") from exc
+    except TypeError as exc:  # not an estimator at all
+        raise ConversionError(f"{type(model).__name__} is not a scikit-learn estimator ({exc})",
+                              fix="Pass a fitted scikit-learn estimator or Pipeline.") from exc
+
+
+def task_of(model: Any) -> str:
+    """classification, regression, clustering, transform or other (outlier detectors)."""
+    from sklearn.base import is_classifier, is_clusterer, is_outlier_detector, is_regressor
+    from sklearn.mixture._base import BaseMixture
+
+    if is_classifier(model):
+        return "classification"
+    if is_regressor(model):
+        return "regression"
+    if is_clusterer(model) or isinstance(final_estimator(model), BaseMixture):
+        return "clustering"
+    if is_outlier_detector(model):
+        return "other"
+    if hasattr(model, "transform"):
+        return "transform"
+    raise ConversionError(f"{type(model).__name__} neither predicts nor transforms",
+                          fix="Export a fitted predictor, transformer or Pipeline.")
+
+
+def classes_of(model: Any) -> tuple[Any, ...] | None:
+    """The class labels as plain Python scalars (str, int, float, bool), or None."""
+    classes = getattr(model, "classes_", None)
+    if classes is None or not hasattr(classes, "tolist"):
+        return None  # multi-output classifiers keep a list of arrays
+    values = classes.tolist()
+    if any(isinstance(v, list) for v in values):
+        return None
+    return tuple(values)
+
+
+def has_column_transformer(model: Any) -> bool:
+    from sklearn.compose import ColumnTransformer
+
+    return any(isinstance(est, ColumnTransformer) for _, est in walk(model))
+
+
+# -- categories learnt by encoders ------------------------------------------------------
+def encoder_categories(model: Any, columns: list[str]) -> dict[str, tuple[Any, ...]]:
+    """Column name -> categories, for columns that reach a fitted encoder unchanged."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline):
+        first = next((s for _, s in model.steps if s not in _SKIPPED), None)
+        return encoder_categories(first, columns) if first is not None else {}
+    if isinstance(model, ColumnTransformer):
+        found: dict[str, tuple[Any, ...]] = {}
+        for name, trans, _ in getattr(model, "transformers_", ()):
+            if trans in _SKIPPED:
+                continue
+            found.update(encoder_categories(trans, _selected(model, name, columns)))
+        return found
+    return _leaf_categories(model, columns)
+
+
+def _selected(ct: Any, name: str, columns: list[str]) -> list[str]:
+    # The fitted ColumnTransformer resolves every selector (names, indices, masks,
+    # callables) to input positions; it only keeps them in a private attribute.
+    names = list(getattr(ct, "feature_names_in_", columns))
+    indices = getattr(ct, "_transformer_to_input_indices", {}).get(name, [])
+    return [str(names[i]) for i in indices if i < len(names)]
+
+
+def _leaf_categories(est: Any, columns: list[str]) -> dict[str, tuple[Any, ...]]:
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    if isinstance(est, Pipeline):
+        # Imputers keep columns in place, so categories of an encoder after them still
+        # describe the input columns.
+        steps = [s for _, s in est.steps if s not in _SKIPPED]
+        while steps and isinstance(steps[0], SimpleImputer) and not steps[0].add_indicator:
+            steps = steps[1:]
+        return _leaf_categories(steps[0], columns) if steps else {}
+    if not isinstance(est, (OneHotEncoder, OrdinalEncoder)) or not hasattr(est, "categories_"):
+        return {}
+    if len(est.categories_) != len(columns):
+        return {}
+    return {col: _plain(cats) for col, cats in zip(columns, est.categories_)}
+
+
+def _plain(categories: Any) -> tuple[Any, ...]:
+    # Missing values learnt as a category cannot be written to JSON; leave them out.
+    values = categories.tolist() if hasattr(categories, "tolist") else list(categories)
+    return tuple(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v)))
