@@ -14,8 +14,9 @@ import stat
 import struct
 import unicodedata
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from .errors import ManifestError, PackageError, UnsafePackageError
 

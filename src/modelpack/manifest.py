@@ -408,26 +408,28 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
         data = _UPGRADES[major](data)
         major, minor = _parse_version(data["schema_version"])
     if minor > ours_minor:
-        data = _drop_unknown(data, Manifest, "manifest")
+        dropped: list[str] = []
+        data = _drop_unknown(data, Manifest, "manifest", dropped)
+        if dropped:
+            warnings.warn(f"ignoring {dropped} written by a newer modelpack (schema "
+                          f"{major}.{minor}); upgrade modelpack to read them", stacklevel=4)
     return data
 
 
-def _drop_unknown(data: Any, cls: type, where: str) -> Any:
-    """A newer minor version may add keys: keep what we know, warn about the rest."""
+def _drop_unknown(data: Any, cls: type, where: str, dropped: list[str]) -> Any:
+    """A newer minor version may add keys: keep what we know, note the rest in ``dropped``."""
     if not isinstance(data, dict):
         return data
     hints = _hints(cls)
-    dropped = sorted(set(data) - set(hints))
-    if dropped:
-        warnings.warn(f"{where}: ignoring keys {dropped} written by a newer modelpack", stacklevel=4)
+    dropped.extend(f"{where}.{key}" for key in data if key not in hints)
     out = {}
     for key in [k for k in data if k in hints]:
         value, hint = data[key], hints[key]
         inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
         target = hint if dataclasses.is_dataclass(hint) else (inner[0] if inner else None)
         if target is not None and isinstance(value, dict):
-            value = _drop_unknown(value, target, f"{where}.{key}")
+            value = _drop_unknown(value, target, f"{where}.{key}", dropped)
         elif target is not None and isinstance(value, list):
-            value = [_drop_unknown(v, target, f"{where}.{key}") for v in value]
+            value = [_drop_unknown(v, target, f"{where}.{key}[{i}]", dropped) for i, v in enumerate(value)]
         out[key] = value
     return out

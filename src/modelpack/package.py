@@ -1,14 +1,18 @@
 """The package container: a folder, or the same folder as a ``.mpk`` zip archive.
 
 Reading is checked in this order, and a model runtime sees no byte before the
-end: path rules and limits on every entry (names, links, counts, sizes), then
-the manifest (size cap, JSON, schema version), then the SHA-256 and size of
-every file against the manifest, streamed, with the compression ratio watched
-while inflating. Files that the manifest does not list are refused.
+end: the archive's directory size, then every entry (names, links, special
+files, encryption, compression method, overlaps, counts, declared sizes), then
+the manifest (size cap, UTF-8 JSON without repeated keys or deep nesting,
+schema version), then the listing (every file listed, nothing unlisted, sizes
+within the caps), then the SHA-256 and size of every file, streamed, with the
+compression ratio watched while inflating. The checks and their tests are in
+``docs/security.md``.
 
 Writing builds the whole package in a temporary sibling of the destination and
-finishes with :func:`os.replace`, so the destination is at every moment absent,
-the complete old package, or the complete new one.
+finishes with one rename (an atomic exchange for folders where the system has
+one), so the destination is at every moment absent, the complete old package,
+or the complete new one.
 """
 
 from __future__ import annotations
@@ -16,56 +20,68 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import stat
+import struct
 import tempfile
+import threading
 import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import IO, Iterator, Mapping, Union
+from pathlib import Path
+from typing import IO
 
-from .errors import (ManifestError, PackageError, PackageIntegrityError, PackageNotFoundError,
-                     UnsafePackageError)
+from . import _writer
+from ._guards import (
+    check_central_directory,
+    check_member_name,
+    check_names,
+    check_zip_members,
+    load_json,
+    refuse,
+)
+from ._writer import FileSource
+from .errors import ManifestError, ModelpackError, PackageError, PackageIntegrityError, PackageNotFoundError
 from .manifest import FileEntry, Manifest
 
-__all__ = ["Package", "inspect", "open_package", "write_package"]
+__all__ = ["Package", "check_member_name", "inspect", "open_package", "write_package",
+           "write_signature"]
 
 MANIFEST_NAME = "modelpack.json"
 SIGNATURE_NAME = "modelpack.sig"
 ARCHIVE_SUFFIX = ".mpk"
+RESERVED_NAMES = (MANIFEST_NAME, SIGNATURE_NAME)
 
 # Safety limits. A package over any of them is refused before it is parsed.
 MAX_FILES = 10_000
 MAX_MANIFEST_BYTES = 16 * 2**20
+MAX_SIGNATURE_BYTES = 64 * 2**10
+MAX_JSON_DEPTH = 64
 MAX_FILE_BYTES = 64 * 2**30
 MAX_TOTAL_BYTES = 128 * 2**30
-MAX_COMPRESSION_RATIO = 1_000  # deflate peaks near 1032:1; more than that is a bomb
+# Inflating more than this many bytes per compressed byte is a bomb, once an entry is
+# past RATIO_GRACE_BYTES (tiny files compress well and cost nothing). The same cap
+# applies to the whole archive against its size on disk.
+MAX_COMPRESSION_RATIO = 100
+RATIO_GRACE_BYTES = 2**20
 IN_MEMORY_BYTES = 256 * 2**20  # larger files stay on disk and are handed over by path
+IN_MEMORY_TOTAL = 2**30  # and so do files past this much held in memory in all
 _CHUNK = 2**20
 
-FileSource = Union[bytes, Path]
-
-
-def _refuse(package: Path | str, message: str) -> UnsafePackageError:
-    return UnsafePackageError(message, package=str(package),
-                              fix="Do not load this package; ask its author for a package written "
-                                  "by modelpack.")
-
-
-def check_member_name(name: str, package: Path | str) -> str:
-    """Refuse names that could escape the package or clash on another system."""
-    if not name or "\x00" in name or "\\" in name or name.startswith("/") or (
-            len(name) > 1 and name[1] == ":"):
-        raise _refuse(package, f"entry {name!r} has an absolute, drive or backslash path")
-    parts = PurePosixPath(name).parts
-    if any(p in ("..", ".", "") for p in parts) or name.endswith("/"):
-        raise _refuse(package, f"entry {name!r} leaves the package folder or is not normalised")
-    return name
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+               RuntimeError, struct.error, KeyError)
 
 
 @dataclass
 class Package:
-    """A verified package, open for reading. Use :func:`open_package`."""
+    """A verified package, open for reading. Use :func:`open_package`.
+
+    Files up to :data:`IN_MEMORY_BYTES` are held in memory as verified; larger
+    ones are verified into a private temporary folder (archives) or verified in
+    place (folders) and checked again whenever :meth:`read_bytes` reads them.
+    Methods are safe to call from several threads.
+    """
 
     path: Path
     manifest: Manifest
@@ -74,35 +90,78 @@ class Package:
     _data: dict[str, bytes] = field(default_factory=dict, repr=False)
     _paths: dict[str, Path] = field(default_factory=dict, repr=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    _folder: Path | None = field(default=None, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _closed: bool = field(default=False, repr=False)
 
     def read_bytes(self, name: str) -> bytes:
-        """The content of a verified file."""
-        if name in self._data:
-            return self._data[name]
-        if name in self._paths:
-            return self._paths[name].read_bytes()
-        raise PackageIntegrityError(f"the package has no file {name!r}", package=str(self.path),
-                                    fix="Check the name against `modelpack inspect`.")
+        """The content of a verified file.
+
+        Example
+        -------
+        >>> with open_package("iris.mpk") as pkg:   # doctest: +SKIP
+        ...     onnx_bytes = pkg.read_bytes(pkg.manifest.model.file)
+        """
+        with self._lock:
+            self._check_open()
+            if name in self._data:
+                return self._data[name]
+            path = self._paths.get(name)
+        entry = self.manifest.file(name)
+        if path is None:
+            raise PackageIntegrityError(f"the package has no file {name!r}", package=str(self.path),
+                                        fix="Check the name against `modelpack inspect`.")
+        if entry is None:
+            return path.read_bytes()
+        with _open_regular(path, self.path) as fh:  # verified again: it lives outside our memory
+            return _verify_stream(fh, entry, self.path, io.BytesIO(), budget=None) or b""
 
     def local_path(self, name: str) -> Path:
-        """A path on disk holding the verified file (extracting it if needed)."""
-        if name not in self._paths:
+        """A path on disk holding the verified file.
+
+        All files of one package share one root folder, so a model file finds
+        its external data beside it: the package folder itself for folder
+        packages, a private temporary folder (removed by :meth:`close`) otherwise.
+        """
+        with self._lock:
+            self._check_open()
+            if name in self._paths:
+                return self._paths[name]
+            if name not in self._data:
+                raise PackageIntegrityError(f"the package has no file {name!r}", package=str(self.path),
+                                            fix="Check the name against `modelpack inspect`.")
+            if self._folder is not None:
+                return self._folder / name
             target = self._tmpdir() / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.read_bytes(name))
+            target.write_bytes(self._data[name])
             self._paths[name] = target
-        return self._paths[name]
+            return target
+
+    def close(self) -> None:
+        """Drop the files held in memory and remove the temporary folder. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._data.clear()
+            self._paths.clear()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
 
     def _tmpdir(self) -> Path:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="modelpack-")
         return Path(self._tmp.name)
 
-    def close(self) -> None:
-        self._data.clear()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PackageError("the package was closed", package=str(self.path),
+                               fix="Open it again with modelpack.load() or open_package().")
+
+    def _source(self, name: str) -> FileSource:
+        with self._lock:
+            self._check_open()
+            return self._data[name] if name in self._data else self._paths[name]
 
     def __enter__(self) -> Package:
         return self
@@ -113,52 +172,79 @@ class Package:
 
 # -- reading ---------------------------------------------------------------------
 def _parse_manifest(raw: bytes, package: Path) -> Manifest:
+    data = load_json(raw, package, max_depth=MAX_JSON_DEPTH)
     try:
-        return Manifest.from_json(raw)
+        return Manifest.from_dict(data)
     except ManifestError as exc:
         exc.package = str(package)
         exc.args = (exc._format(),)
         raise
+    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+        raise ManifestError(f"modelpack.json cannot be read ({exc})", package=str(package),
+                            fix="Rewrite the package with modelpack.pack().") from exc
+
+
+def _check_entries(manifest: Manifest, package: Path) -> None:
+    if len(manifest.files) > MAX_FILES:
+        raise refuse(package, f"the manifest lists {len(manifest.files)} files; the limit is {MAX_FILES}")
+    for entry in manifest.files:
+        check_member_name(entry.path, package)
+        if entry.path in RESERVED_NAMES:
+            raise refuse(package, f"the manifest lists the reserved name {entry.path!r}")
+        if not 0 <= entry.size <= MAX_FILE_BYTES:
+            raise refuse(package, f"{entry.path} declares {entry.size} bytes; the limit is {MAX_FILE_BYTES}")
+        if len(entry.sha256) != 64 or entry.sha256.strip("0123456789abcdef"):
+            raise ManifestError(f"{entry.path} has a malformed sha256 {entry.sha256[:80]!r}",
+                                package=str(package), fix="Rewrite the package with modelpack.pack().")
+    if sum(f.size for f in manifest.files) > MAX_TOTAL_BYTES:
+        raise refuse(package, f"the files add up to more than {MAX_TOTAL_BYTES} bytes")
 
 
 def _check_listing(manifest: Manifest, names: set[str], package: Path) -> None:
+    _check_entries(manifest, package)
     listed = {f.path for f in manifest.files}
-    for name in listed:
-        check_member_name(name, package)
     if len(listed) != len(manifest.files):
-        raise _refuse(package, "the manifest lists a file twice")
-    unlisted = names - listed - {MANIFEST_NAME, SIGNATURE_NAME}
+        raise refuse(package, "the manifest lists a file twice")
+    check_names(listed, package)
+    unlisted = names - listed - set(RESERVED_NAMES)
     if unlisted:
-        raise _refuse(package, f"files not listed in the manifest: {sorted(unlisted)[:5]}")
+        raise refuse(package, f"files not listed in the manifest: {sorted(unlisted)[:5]}")
     missing = listed - names
     if missing:
         raise PackageIntegrityError(f"files listed in the manifest are missing: {sorted(missing)[:5]}",
                                     package=str(package),
                                     fix="The package is incomplete; copy it again or re-export it.")
-    if sum(f.size for f in manifest.files) > MAX_TOTAL_BYTES:
-        raise _refuse(package, f"the files add up to more than {MAX_TOTAL_BYTES} bytes")
     for name in (manifest.model.file, *manifest.model.external_data):
         if name not in listed:
             raise PackageIntegrityError(f"the model file {name!r} is not listed in the manifest",
                                         package=str(package), fix="Re-export the package.")
 
 
-def _verify_stream(stream: IO[bytes], entry: FileEntry, package: Path, sink: IO[bytes] | None,
-                   compressed: int | None = None) -> bytes | None:
-    """Hash ``stream`` while reading it, never reading past the declared size."""
-    digest = hashlib.sha256()
-    total = 0
-    keep = io.BytesIO() if sink is None and entry.size <= IN_MEMORY_BYTES else None
+def _verify_stream(stream: IO[bytes], entry: FileEntry, package: Path, sink: IO[bytes] | None, *,
+                   budget: list[int] | None, compressed: int | None = None) -> bytes | None:
+    """Hash ``stream`` while reading it, never reading past the declared size.
+
+    The bytes go to ``sink`` when given, else are kept in memory if the entry is
+    small and ``budget`` (bytes left to hold in memory) allows; returns them then.
+    """
+    keep = sink
+    if sink is None and entry.size <= IN_MEMORY_BYTES and (budget is None or entry.size <= budget[0]):
+        keep = io.BytesIO()
+        if budget is not None:
+            budget[0] -= entry.size
+    digest, total = hashlib.sha256(), 0
+    limit = None if compressed is None else MAX_COMPRESSION_RATIO * compressed + RATIO_GRACE_BYTES
     while chunk := stream.read(min(_CHUNK, entry.size - total + 1)):
         total += len(chunk)
         if total > entry.size:
             raise PackageIntegrityError(f"{entry.path} is larger than the {entry.size} bytes the "
                                         "manifest says", package=str(package),
                                         fix="The package was changed after it was written; re-export it.")
-        if compressed is not None and total > MAX_COMPRESSION_RATIO * max(compressed, 1) + _CHUNK:
-            raise _refuse(package, f"{entry.path} inflates more than {MAX_COMPRESSION_RATIO}:1 (zip bomb)")
+        if limit is not None and total > limit:
+            raise refuse(package, f"{entry.path} inflates more than {MAX_COMPRESSION_RATIO}:1 (zip bomb)")
         digest.update(chunk)
-        (keep or sink).write(chunk) if (keep or sink) is not None else None
+        if keep is not None:
+            keep.write(chunk)
     if total != entry.size or digest.hexdigest() != entry.sha256:
         raise PackageIntegrityError(
             f"{entry.path} does not match its checksum in the manifest "
@@ -166,37 +252,76 @@ def _verify_stream(stream: IO[bytes], entry: FileEntry, package: Path, sink: IO[
             f"{entry.sha256[:12]}…)", package=str(package),
             fix="The file was changed or damaged after the package was written; re-export it "
                 "or copy it again.")
-    return keep.getvalue() if keep is not None else None
+    return keep.getvalue() if isinstance(keep, io.BytesIO) else None
+
+
+def _open_regular(file: Path, package: Path) -> IO[bytes]:
+    """Open a folder's file for reading, refusing links and special files at open time."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(file, flags)
+    except OSError as exc:
+        if os.path.islink(file):
+            raise refuse(package, f"{file.name} is a symbolic link") from exc
+        raise PackageError(f"{file} cannot be read ({exc.strerror})", package=str(package),
+                           fix="Check the file's permissions.") from exc
+    info = os.fstat(fd)
+    problem = ("is not a regular file" if not stat.S_ISREG(info.st_mode)
+               else "is a hard link to another file" if info.st_nlink > 1 else None)
+    if problem:
+        os.close(fd)
+        raise refuse(package, f"{file.relative_to(package) if file.is_relative_to(package) else file} {problem}")
+    return os.fdopen(fd, "rb")
+
+
+def _read_capped(file: Path, package: Path, cap: int, what: str) -> bytes:
+    with _open_regular(file, package) as fh:
+        raw = fh.read(cap + 1)
+    if len(raw) > cap:
+        raise refuse(package, f"{what} is larger than {cap} bytes")
+    return raw
+
+
+def _walk(path: Path) -> set[str]:
+    names: set[str] = set()
+    count = 0
+
+    def fail(exc: OSError) -> None:
+        raise PackageError(f"{exc.filename} cannot be listed ({exc.strerror})", package=str(path),
+                           fix="Check the folder's permissions.") from exc
+
+    for root, dirs, files in os.walk(path, onerror=fail):
+        for name in dirs + files:
+            full = Path(root) / name
+            relative = full.relative_to(path).as_posix()
+            check_member_name(relative, path)
+            if full.is_symlink():
+                raise refuse(path, f"{relative} is a symbolic link")
+            if name in files and not full.is_file():
+                raise refuse(path, f"{relative} is not a regular file")
+            count += 1
+            if count > MAX_FILES:
+                raise refuse(path, f"the folder holds more than {MAX_FILES} entries")
+        names.update((Path(root) / f).relative_to(path).as_posix() for f in files)
+    return names
 
 
 def _open_folder(path: Path) -> Package:
-    names = set()
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            full = Path(root) / name
-            if full.is_symlink():
-                raise _refuse(path, f"{full.relative_to(path)} is a symbolic link")
-        names.update(str((Path(root) / f).relative_to(path).as_posix()) for f in files)
-        if len(names) > MAX_FILES:
-            raise _refuse(path, f"more than {MAX_FILES} files")
-    manifest_path = path / MANIFEST_NAME
-    if not manifest_path.is_file():
+    names = _walk(path)
+    if MANIFEST_NAME not in names:
         raise PackageError(f"{path} has no {MANIFEST_NAME}", package=str(path),
                            fix="Create a package with modelpack.pack() or modelpack.export().")
-    if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise _refuse(path, f"{MANIFEST_NAME} is larger than {MAX_MANIFEST_BYTES} bytes")
-    raw = manifest_path.read_bytes()
+    raw = _read_capped(path / MANIFEST_NAME, path, MAX_MANIFEST_BYTES, MANIFEST_NAME)
     manifest = _parse_manifest(raw, path)
     _check_listing(manifest, names, path)
-    pkg = Package(path=path, manifest=manifest, manifest_bytes=raw)
-    sig = path / SIGNATURE_NAME
-    pkg.signature = sig.read_bytes()[:4096] if sig.is_file() else None
+    pkg = Package(path=path, manifest=manifest, manifest_bytes=raw, _folder=path)
+    if SIGNATURE_NAME in names:
+        pkg.signature = _read_capped(path / SIGNATURE_NAME, path, MAX_SIGNATURE_BYTES, SIGNATURE_NAME)
+    budget = [IN_MEMORY_TOTAL]
     for entry in manifest.files:
         file = path / entry.path
-        if not stat.S_ISREG(file.lstat().st_mode):
-            raise _refuse(path, f"{entry.path} is not a regular file")
-        with open(file, "rb") as fh:
-            data = _verify_stream(fh, entry, path, None)
+        with _open_regular(file, path) as fh:
+            data = _verify_stream(fh, entry, path, None, budget=budget)
         if data is None:
             pkg._paths[entry.path] = file
         else:
@@ -204,75 +329,99 @@ def _open_folder(path: Path) -> Package:
     return pkg
 
 
-def _zip_members(zf: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
-    infos = zf.infolist()
-    if len(infos) > MAX_FILES:
-        raise _refuse(path, f"more than {MAX_FILES} entries")
-    members: dict[str, zipfile.ZipInfo] = {}
-    for info in infos:
-        if info.flag_bits & 0x800 == 0 and any(ord(c) > 127 for c in info.filename):
-            raise _refuse(path, f"entry name {info.filename!r} is not UTF-8")
-        if info.is_dir():
-            check_member_name(info.filename.rstrip("/"), path)
-            continue
-        name = check_member_name(info.filename, path)
-        if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG):
-            raise _refuse(path, f"entry {name!r} is a link or a special file")
-        if name in members:
-            raise _refuse(path, f"entry {name!r} appears twice")
-        if info.file_size > MAX_FILE_BYTES:
-            raise _refuse(path, f"entry {name!r} declares {info.file_size} bytes, over the limit")
-        members[name] = info
-    return members
+@contextmanager
+def _archive_errors(path: Path) -> Iterator[None]:
+    """Turn what zipfile raises on a damaged archive into one clear error."""
+    try:
+        yield
+    except ModelpackError:
+        raise
+    except UnicodeDecodeError as exc:  # a name flagged UTF-8 that is not
+        raise refuse(path, f"an entry name is not UTF-8 ({exc})") from exc
+    except _ZIP_ERRORS as exc:
+        raise PackageIntegrityError(f"{path.name} is not a readable .mpk archive ({exc})",
+                                    package=str(path),
+                                    fix="The archive is damaged; copy it again or re-export it.") from exc
+
+
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, cap: int) -> bytes:
+    if info.file_size > cap:
+        raise refuse(path, f"{info.filename} is larger than {cap} bytes")
+    with zf.open(info) as fh:
+        raw = fh.read(cap + 1)
+    if len(raw) > cap:
+        raise refuse(path, f"{info.filename} is larger than {cap} bytes")
+    return raw
+
+
+def _archive_head(zf: zipfile.ZipFile, fh: IO[bytes], size: int,
+                  path: Path) -> tuple[dict[str, zipfile.ZipInfo], bytes]:
+    """The archive's checked members and raw manifest; ``zf`` must have just been opened."""
+    members = check_zip_members(zf, path, max_files=MAX_FILES, max_file_bytes=MAX_FILE_BYTES)
+    if MANIFEST_NAME not in members:
+        raise PackageError(f"the archive has no {MANIFEST_NAME}", package=str(path),
+                           fix="Create packages with modelpack.pack() or modelpack.export().")
+    return members, _read_entry(zf, members[MANIFEST_NAME], path, MAX_MANIFEST_BYTES)
+
+
+@contextmanager
+def _zip(path: Path) -> Iterator[tuple[zipfile.ZipFile, IO[bytes], int]]:
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise PackageError(f"{path} cannot be read ({exc.strerror})", package=str(path),
+                           fix="Check the file's permissions.") from exc
+    with fh, _archive_errors(path):
+        size = os.fstat(fh.fileno()).st_size
+        check_central_directory(fh, size, path, MAX_FILES)
+        fh.seek(0)
+        with zipfile.ZipFile(fh) as zf:
+            yield zf, fh, size
 
 
 def _open_archive(path: Path) -> Package:
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise PackageError(f"{path.name} is not a readable .mpk archive ({exc})", package=str(path),
-                           fix="Copy the file again, or re-export the package.") from exc
-    with zf:
-        members = _zip_members(zf, path)
-        if MANIFEST_NAME not in members:
-            raise PackageError(f"the archive has no {MANIFEST_NAME}", package=str(path),
-                               fix="Create packages with modelpack.pack() or modelpack.export().")
-        with zf.open(members[MANIFEST_NAME]) as fh:
-            raw = fh.read(MAX_MANIFEST_BYTES + 1)
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise _refuse(path, f"{MANIFEST_NAME} is larger than {MAX_MANIFEST_BYTES} bytes")
+    with _zip(path) as (zf, fh, size):
+        members, raw = _archive_head(zf, fh, size, path)
         manifest = _parse_manifest(raw, path)
         _check_listing(manifest, set(members), path)
+        _check_declared_sizes(manifest, members, size, path)
         pkg = Package(path=path, manifest=manifest, manifest_bytes=raw)
         if SIGNATURE_NAME in members:
-            with zf.open(members[SIGNATURE_NAME]) as fh:
-                pkg.signature = fh.read(4096)
+            pkg.signature = _read_entry(zf, members[SIGNATURE_NAME], path, MAX_SIGNATURE_BYTES)
         try:
+            budget = [IN_MEMORY_TOTAL]
             for entry in manifest.files:
-                _extract_verified(zf, members[entry.path], entry, pkg)
+                _extract_verified(zf, members[entry.path], entry, pkg, budget)
         except BaseException:
             pkg.close()
             raise
         return pkg
 
 
-def _extract_verified(zf: zipfile.ZipFile, info: zipfile.ZipInfo, entry: FileEntry, pkg: Package) -> None:
-    try:
-        with zf.open(info) as fh:
-            if entry.size <= IN_MEMORY_BYTES:
-                pkg._data[entry.path] = _verify_stream(fh, entry, pkg.path, None, info.compress_size)
-                return
-            target = pkg._tmpdir() / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as out:
-                _verify_stream(fh, entry, pkg.path, out, info.compress_size)
-            pkg._paths[entry.path] = target
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise PackageIntegrityError(f"{entry.path} cannot be read from the archive ({exc})",
-                                    package=str(pkg.path),
-                                    fix="The archive is damaged; copy it again or re-export it.") from exc
-    except RuntimeError as exc:  # zipfile: encrypted entries
-        raise _refuse(pkg.path, f"{entry.path} cannot be read ({exc})") from exc
+def _check_declared_sizes(manifest: Manifest, members: dict[str, zipfile.ZipInfo], size: int,
+                          path: Path) -> None:
+    for entry in manifest.files:
+        if members[entry.path].file_size != entry.size:
+            raise PackageIntegrityError(
+                f"{entry.path} holds {members[entry.path].file_size} bytes; the manifest says {entry.size}",
+                package=str(path), fix="The package was changed after it was written; re-export it.")
+    total = sum(f.size for f in manifest.files)
+    if total > MAX_COMPRESSION_RATIO * size + RATIO_GRACE_BYTES:
+        raise refuse(path, f"{size} bytes of archive claim to inflate to {total} bytes (zip bomb)")
+
+
+def _extract_verified(zf: zipfile.ZipFile, info: zipfile.ZipInfo, entry: FileEntry, pkg: Package,
+                      budget: list[int]) -> None:
+    with zf.open(info) as fh:
+        data = _verify_stream(fh, entry, pkg.path, None, budget=budget, compressed=info.compress_size)
+        if data is not None:
+            pkg._data[entry.path] = data
+            return
+    target = pkg._tmpdir() / entry.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zf.open(info) as fh, open(target, "wb") as out:
+        _verify_stream(fh, entry, pkg.path, out, budget=None, compressed=info.compress_size)
+    pkg._paths[entry.path] = target
 
 
 def _resolve(path: str | os.PathLike[str]) -> Path:
@@ -280,17 +429,29 @@ def _resolve(path: str | os.PathLike[str]) -> Path:
     if not p.exists():
         raise PackageNotFoundError(f"no package at {p}", package=str(p),
                                    fix="Check the path; packages are folders or .mpk files.")
+    if not (p.is_dir() or p.is_file()):
+        raise PackageError(f"{p} is neither a folder nor a file", package=str(p),
+                           fix="Pass a package folder or a .mpk archive.")
     return p
 
 
 def open_package(path: str | os.PathLike[str]) -> Package:
-    """Open and fully verify a package; the caller must ``close()`` it."""
+    """Open and fully verify a package; the caller must ``close()`` it.
+
+    Example
+    -------
+    >>> with open_package("iris.mpk") as pkg:   # doctest: +SKIP
+    ...     pkg.manifest.name
+    'iris'
+    """
     p = _resolve(path)
     return _open_folder(p) if p.is_dir() else _open_archive(p)
 
 
 def inspect(path: str | os.PathLike[str]) -> Manifest:
     """Read a package's manifest without verifying checksums or starting a runtime.
+
+    The container checks (names, links, limits) still run.
 
     Example
     -------
@@ -300,134 +461,58 @@ def inspect(path: str | os.PathLike[str]) -> Manifest:
     """
     p = _resolve(path)
     if p.is_dir():
-        manifest_path = p / MANIFEST_NAME
-        if not manifest_path.is_file():
+        names = _walk(p)
+        if MANIFEST_NAME not in names:
             raise PackageError(f"{p} has no {MANIFEST_NAME}", package=str(p),
                                fix="Create a package with modelpack.pack() or modelpack.export().")
-        if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise _refuse(p, f"{MANIFEST_NAME} is larger than {MAX_MANIFEST_BYTES} bytes")
-        return _parse_manifest(manifest_path.read_bytes(), p)
-    try:
-        with zipfile.ZipFile(p) as zf:
-            members = _zip_members(zf, p)
-            if MANIFEST_NAME not in members:
-                raise PackageError(f"the archive has no {MANIFEST_NAME}", package=str(p),
-                                   fix="Create packages with modelpack.pack() or modelpack.export().")
-            with zf.open(members[MANIFEST_NAME]) as fh:
-                raw = fh.read(MAX_MANIFEST_BYTES + 1)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise PackageError(f"{p.name} is not a readable .mpk archive ({exc})", package=str(p),
-                           fix="Copy the file again, or re-export the package.") from exc
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise _refuse(p, f"{MANIFEST_NAME} is larger than {MAX_MANIFEST_BYTES} bytes")
+        return _parse_manifest(_read_capped(p / MANIFEST_NAME, p, MAX_MANIFEST_BYTES, MANIFEST_NAME), p)
+    with _zip(p) as (zf, fh, size):
+        _, raw = _archive_head(zf, fh, size, p)
     return _parse_manifest(raw, p)
 
 
 # -- writing ---------------------------------------------------------------------
-def _digest(source: FileSource) -> tuple[str, int]:
-    if isinstance(source, bytes):
-        return hashlib.sha256(source).hexdigest(), len(source)
-    digest, size = hashlib.sha256(), 0
-    with open(source, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def _iter_chunks(source: FileSource) -> Iterator[bytes]:
-    if isinstance(source, bytes):
-        yield source
-        return
-    with open(source, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            yield chunk
-
-
-_COMPRESSED_SUFFIXES = (".json", ".pmml", ".xml", ".txt", ".csv", ".npz")
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-
 def write_package(dest: str | os.PathLike[str], manifest: Manifest,
                   files: Mapping[str, FileSource]) -> Manifest:
     """Write ``files`` and the manifest (with their checksums filled in) to ``dest``.
 
     ``dest`` ending in ``.mpk`` gives an archive, anything else a folder. The
-    package is built in a temporary sibling and moved into place in one step.
+    package is built in a temporary sibling and moved into place in one step;
+    an existing folder is replaced only if it is a package (or empty). A
+    failed write leaves the destination as it was and no temporary file behind.
+
+    Example
+    -------
+    >>> write_package("iris.mpk", manifest, {"model.onnx": onnx_bytes})  # doctest: +SKIP
     """
     dest = Path(dest)
-    for name in files:
-        check_member_name(name, dest)
-        if name in (MANIFEST_NAME, SIGNATURE_NAME):
+    sources = {name: _writer.as_source(name, src, dest) for name, src in files.items()}
+    for name in sources:
+        check_member_name(name, dest, writing=True)
+        if name in RESERVED_NAMES:
             raise PackageError(f"{name} is reserved", package=str(dest), fix="Rename that file.")
-    entries = tuple(FileEntry(name, *_digest(src)) for name, src in sorted(files.items()))
+    check_names(sources, dest, writing=True)
+    entries = tuple(FileEntry(name, *_writer.digest(src, dest)) for name, src in sorted(sources.items()))
     manifest = manifest.replace(files=entries)
-    raw = manifest.to_json()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.suffix == ARCHIVE_SUFFIX:
-        _write_archive(dest, raw, files)
-    else:
-        _write_folder(dest, raw, files)
+    payloads = [(MANIFEST_NAME, manifest.to_json()), *sorted(sources.items())]
+    _writer.write(dest, payloads, {e.path: e for e in entries}, archive=dest.suffix == ARCHIVE_SUFFIX)
     return manifest
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+def write_signature(package: Package, signature: bytes) -> None:
+    """Add or replace ``modelpack.sig`` in an open package's location, atomically.
+
+    An archive is rewritten from the package's verified files with the exact
+    manifest bytes it was opened with, then moved over the old one.
+    """
+    if len(signature) > MAX_SIGNATURE_BYTES:
+        raise PackageError(f"the signature is larger than {MAX_SIGNATURE_BYTES} bytes",
+                           package=str(package.path), fix="Sign with fewer keys.")
+    if package._folder is not None:
+        _writer.write_file_atomically(package._folder / SIGNATURE_NAME, signature, package.path)
         return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_archive(dest: Path, raw: bytes, files: Mapping[str, FileSource]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
-                for name, payload in [(MANIFEST_NAME, raw), *sorted(files.items())]:
-                    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
-                    info.external_attr = (stat.S_IFREG | 0o644) << 16
-                    info.compress_type = (zipfile.ZIP_DEFLATED if name.endswith(_COMPRESSED_SUFFIXES)
-                                          else zipfile.ZIP_STORED)
-                    with zf.open(info, "w", force_zip64=True) as out:
-                        for chunk in _iter_chunks(payload):
-                            out.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, dest)
-        _fsync_dir(dest.parent)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def _write_folder(dest: Path, raw: bytes, files: Mapping[str, FileSource]) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
-        for name, payload in [(MANIFEST_NAME, raw), *files.items()]:
-            target = tmp / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as out:
-                for chunk in _iter_chunks(payload):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-        if dest.is_dir():
-            # A folder cannot be replaced in one step: move the old one aside first,
-            # so the destination is only ever absent, old or new.
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-            os.replace(dest, old / "package")
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        elif dest.exists():
-            raise PackageError(f"{dest} exists and is not a package folder", package=str(dest),
-                               fix="Choose another destination or remove that file.")
-        else:
-            os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    entries = {e.path: e for e in package.manifest.files}
+    payloads = [(MANIFEST_NAME, package.manifest_bytes),
+                *((name, package._source(name)) for name in sorted(entries)),
+                (SIGNATURE_NAME, signature)]
+    _writer.write(package.path, payloads, entries, archive=True)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from ._converter import XGBoostConverter
 
-__all__ = ["XGBoostConverter", "converter"]
 __version__ = "0.1.0"
 
+#: The instance the entry point names.
 converter = XGBoostConverter()
+
+__all__ = ["XGBoostConverter", "__version__", "converter"]

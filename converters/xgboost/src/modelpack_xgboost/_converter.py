@@ -92,6 +92,9 @@ class XGBoostConverter:
             metadata={"objective": objective},
         )
 
+    def __repr__(self) -> str:
+        return f"<modelpack_xgboost.XGBoostConverter formats={list(self.formats)}>"
+
 
 def _check_request(format: str, options: Mapping[str, Any]) -> int | None:
     if format != "onnx":

@@ -1,0 +1,197 @@
+"""The converter object that modelpack's registry loads."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, Iterator, Mapping
+
+from modelpack.errors import ConversionError
+from modelpack.manifest import Source
+from modelpack.registry import Conversion
+
+from ._export import EXPORTERS, INLINE_LIMIT, Exported, dynamic_axes, export_onnx, weights_size
+from ._outputs import OutputPlan, check_options, plan_outputs
+from ._sample import Inputs, read_sample
+
+__all__ = ["OPTIONS", "TorchConverter"]
+
+#: The keys ``options`` may hold; see the package README for each.
+OPTIONS = ("task", "classes", "logits", "input_names", "output_names", "dynamic_axes", "exporter",
+           "opset", "external_data", "export_kwargs", "dtype")
+DTYPES = ("float16", "float32", "float64")
+
+
+class TorchConverter:
+    """Convert a ``torch.nn.Module`` to ONNX with ``torch.onnx.export``.
+
+    The module is exported in eval mode (its training flags are restored after), with
+    the first axis of every input dynamic (``N``). ``options`` (all optional):
+    ``task``, ``classes``, ``logits``, ``output_names`` (see :mod:`modelpack_torch._outputs`),
+    ``input_names``, ``dynamic_axes`` (``{input: {axis: name}}``), ``exporter``
+    (``"auto"``, ``"dynamo"``, ``"torchscript"``), ``opset``, ``external_data`` (force
+    weights in or out of the ONNX file; by default out only above 2 GB) and
+    ``export_kwargs`` (passed to ``torch.onnx.export``).
+
+    Example
+    -------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1))
+    >>> conv = TorchConverter().convert(net, torch.rand(8, 4), format="onnx",
+    ...                                 options={"task": "classification"})
+    >>> conv.task, conv.classes, conv.source.converter
+    ('classification', (0, 1, 2), 'torch.onnx.export (dynamo)')
+    """
+
+    name = "torch"
+    frameworks = ("torch",)
+    formats = ("onnx",)
+
+    def convert(self, model: Any, sample: Any, *, format: str, options: Mapping[str, Any]) -> Conversion:
+        """Export ``model`` to ONNX; ``sample`` fixes the inputs and gives the reference outputs.
+
+        Raises
+        ------
+        modelpack.ConversionError
+            The module is not an ``nn.Module``, an option is wrong, or neither exporter
+            can translate it: the message names the failing operator and the ways out.
+        modelpack.InputError
+            ``sample`` cannot be read as the module's inputs.
+        """
+        import torch
+
+        if format != "onnx":
+            raise ConversionError(f"the torch converter writes ONNX, not {format!r}",
+                                  fix="Pass format='onnx'.")
+        if not isinstance(model, torch.nn.Module):
+            raise ConversionError(f"{type(model).__qualname__} is not a torch.nn.Module",
+                                  fix="Pass the nn.Module (for a plain function, wrap it in one).")
+        check_options(options, OPTIONS, self.name)
+        exporter = options.get("exporter", "auto")
+        if exporter not in EXPORTERS:
+            raise ConversionError(f"options['exporter'] is {exporter!r}, not one of {EXPORTERS}",
+                                  fix="Pass 'auto', 'dynamo' or 'torchscript'.")
+        plan = plan_outputs(options)
+        model = _with_dtype(model, options.get("dtype"))
+        inputs = read_sample(model, sample, options)
+        with _eval_mode(model), torch.no_grad():
+            wrapper = _wrapper_class()(model, inputs, plan)
+            reference = wrapper(*inputs.tensors)
+        names = plan.output_names(len(reference), wrapper.keys)
+        exported = export_onnx(
+            wrapper, inputs.names, inputs.tensors, names,
+            axes=dynamic_axes(inputs.names, inputs.tensors, options.get("dynamic_axes")),
+            exporter=exporter, opset=options.get("opset"), external=_external(model, options),
+            extra=dict(options.get("export_kwargs") or {}))
+        return _conversion(model, exported, plan, names, [r.cpu().numpy() for r in reference])
+
+    def __repr__(self) -> str:
+        return "<modelpack_torch.TorchConverter formats=['onnx']>"
+
+
+def _with_dtype(model: Any, dtype: str | None) -> Any:
+    """The module itself, or a copy in the floating precision ``export(dtype=...)`` asks for."""
+    import copy
+
+    import torch
+
+    if dtype is None:
+        return model
+    if dtype not in DTYPES:
+        raise ConversionError(f"dtype={dtype!r} is not a floating precision the torch converter exports",
+                              fix=f"Pass one of {', '.join(DTYPES)} or leave dtype out.")
+    target = getattr(torch, dtype)
+    floats = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if all(t.dtype == target for t in floats):
+        return model
+    return copy.deepcopy(model).to(target)  # the caller's module keeps its precision
+
+
+def _external(model: Any, options: Mapping[str, Any]) -> bool:
+    given = options.get("external_data")
+    return weights_size(model) > INLINE_LIMIT if given is None else bool(given)
+
+
+def _conversion(model: Any, exported: Exported, plan: OutputPlan, names: list[str],
+                values: list[Any]) -> Conversion:
+    import torch
+
+    from modelpack.formats import describe
+
+    description = describe("onnx", exported.model, name="model.onnx")
+    metadata: dict[str, Any] = {"torch_exporter": exported.exporter}
+    if exported.fallback_reason:
+        metadata["torch_dynamo_error"] = exported.fallback_reason
+    return Conversion(
+        model=exported.model, format="onnx", task=plan.task,
+        source=Source(framework="torch", framework_version=torch.__version__,
+                      model_class=f"{type(model).__module__}.{type(model).__qualname__}",
+                      converter=f"torch.onnx.export ({exported.exporter})",
+                      converter_version=torch.__version__),
+        reference=plan.reference(names, values), classes=plan.classes_for(values[0] if values else None),
+        outputs=plan.with_roles(description.outputs), dtype=_float_dtype(values),
+        external_data=exported.external_data, metadata=metadata)
+
+
+def _float_dtype(values: list[Any]) -> str | None:
+    floats = [str(v.dtype) for v in values if v.dtype.kind == "f"]
+    return floats[0] if floats else None
+
+
+@contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """Eval mode for the export; each submodule's own training flag is restored after."""
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, flag in flags.items():
+            module.training = flag
+
+
+@lru_cache(maxsize=1)
+def _wrapper_class() -> type:
+    """The export wrapper, defined once torch is imported (it subclasses nn.Module)."""
+    import torch
+
+    class ExportWrapper(torch.nn.Module):
+        """Calls the model as the sample says, flattens its outputs, adds the softmax asked for."""
+
+        def __init__(self, model: Any, inputs: Inputs, plan: OutputPlan) -> None:
+            super().__init__()
+            self.model = model
+            self._names = inputs.names
+            self._by_keyword = inputs.by_keyword
+            self._plan = plan
+            self.keys: list[str] | None = None
+
+        def forward(self, *inputs: Any) -> tuple[Any, ...]:
+            if self._by_keyword:
+                out = self.model(**dict(zip(self._names, inputs)))
+            else:
+                out = self.model(*inputs)
+            flat = self._flatten(out)
+            if self._plan.classifier:
+                flat = (_probabilities(flat[0], self._plan.logits), *flat[1:])
+            return flat
+
+        def _flatten(self, out: Any) -> tuple[Any, ...]:
+            if isinstance(out, torch.Tensor):
+                return (out,)
+            if isinstance(out, Mapping):
+                self.keys = [str(k) for k in out]
+                out = tuple(out.values())
+            if isinstance(out, (tuple, list)) and out and all(isinstance(t, torch.Tensor) for t in out):
+                return tuple(out)
+            raise ConversionError(f"{type(self.model).__name__}.forward returns {type(out).__name__}, "
+                                  "not tensors", fix="Return a tensor, a tuple of tensors or a dict "
+                                                     "of tensors (wrap the module to do so).")
+
+    def _probabilities(scores: Any, logits: bool) -> Any:
+        if scores.dim() == 2 and scores.shape[1] == 1:
+            positive = torch.sigmoid(scores) if logits else scores
+            return torch.cat([1 - positive, positive], dim=1)
+        return torch.softmax(scores, dim=-1) if logits else scores
+
+    return ExportWrapper

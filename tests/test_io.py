@@ -1,0 +1,131 @@
+"""Input adaptation through a real loaded model: every accepted form, every refusal."""
+
+import numpy as np
+import pytest
+from onnx import TensorProto
+
+import modelpack
+
+
+@pytest.fixture
+def add(add_one, tmp_path):
+    modelpack.pack(add_one, tmp_path / "add.mpk")
+    with modelpack.load(tmp_path / "add.mpk") as m:
+        yield m
+
+
+@pytest.fixture
+def multi(multi_io, tmp_path):
+    modelpack.pack(multi_io, tmp_path / "multi")
+    with modelpack.load(tmp_path / "multi") as m:
+        yield m
+
+
+def test_numpy_float64_is_cast_to_float32(add):
+    X = np.arange(8, dtype=np.float64).reshape(2, 4)
+    np.testing.assert_array_equal(add.run(X)["Y"], (X + 1).astype(np.float32))
+
+
+def test_lists_and_integers_within_exact_range_are_accepted(add):
+    np.testing.assert_array_equal(add.run([[1, 2, 3, 4]])["Y"], [[2, 3, 4, 5]])
+
+
+def test_integers_beyond_float32_precision_are_refused(add):
+    X = np.full((1, 4), 2**24 + 1, dtype=np.int64)
+    with pytest.raises(modelpack.DTypeError, match="integers beyond 16777216 are not exact in float32"):
+        add.run(X)
+
+
+def test_strings_for_a_numeric_input_are_refused_naming_input_and_fix(add, tmp_path):
+    with pytest.raises(modelpack.DTypeError) as err:
+        add.run(np.array([["1", "2", "3", "4"]]))
+    assert str(err.value) == (
+        f"{tmp_path / 'add.mpk'}: input 'X': cannot be cast safely: strings given for a numeric input; "
+        "expected float32, got <U1 array of shape (1, 4). "
+        "Convert it yourself if you accept the loss, e.g. X.astype('float32').")
+    assert isinstance(err.value, ValueError) and isinstance(err.value, TypeError)
+
+
+def test_wrong_feature_count_is_a_shape_error(add):
+    with pytest.raises(modelpack.ShapeError, match=r"axis 1 has 3 values where the model takes 4"):
+        add.run(np.zeros((2, 3), np.float32))
+
+
+def test_one_dimensional_row_gets_the_reshape_hint(add):
+    with pytest.raises(modelpack.ShapeError, match=r"For one row use X.reshape\(1, -1\)"):
+        add.run(np.zeros(4, np.float32))
+
+
+def test_dataframe_columns_map_by_name_to_per_column_inputs(multi):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"num": [1.0, 2.0], "word": ["a", "bé"], "count": [0, 3]})
+    # 'num' is [N, 2] in this model; a DataFrame column cannot fill it: it is refused clearly.
+    with pytest.raises(modelpack.ShapeError, match="input 'num'"):
+        multi.run(df)
+
+
+def test_dict_of_inputs_with_strings_and_ints(multi):
+    out = multi.run({"num": [[1.0, 2.0], [3.0, 4.5]], "word": ["x", "yz"], "count": [0, 5]})
+    np.testing.assert_allclose(out["total"], [[3.0], [7.5]])
+    assert out["echo"].reshape(-1).tolist() == ["x", "yz"]
+    assert out["positive"].reshape(-1).tolist() == [False, True]
+
+
+def test_missing_input_is_named_with_a_suggestion(multi):
+    with pytest.raises(modelpack.MissingColumnError) as err:
+        multi.run({"num": [[1.0, 2.0]], "wrd": ["x"], "count": [1]})
+    assert "missing key(s) ['word']" in str(err.value)
+    assert "did you mean 'wrd' for 'word'?" in str(err.value)
+
+
+def test_none_in_a_string_input_is_refused(multi):
+    with pytest.raises(modelpack.DTypeError, match="missing values must be filled first"):
+        multi.run({"num": [[1.0, 2.0]], "word": [None], "count": [1]})
+
+
+def test_floats_are_not_cast_to_integers(multi):
+    with pytest.raises(modelpack.DTypeError, match="floats are not cast to integers"):
+        multi.run({"num": [[1.0, 2.0]], "word": ["a"], "count": [1.5]})
+
+
+def test_object_ints_are_accepted_but_object_floats_refused_for_int_inputs(multi):
+    out = multi.run({"num": [[1.0, 2.0]], "word": ["a"], "count": np.array([4], dtype=object)})
+    assert out["positive"].item() is True or out["positive"].item() == np.True_
+    with pytest.raises(modelpack.DTypeError, match="not integers"):
+        multi.run({"num": [[1.0, 2.0]], "word": ["a"], "count": np.array([4.5], dtype=object)})
+
+
+@pytest.mark.parametrize(("elem_type", "values"), [
+    (TensorProto.FLOAT16, np.ones((2, 3), np.float16)),
+    (TensorProto.INT8, np.ones((2, 3), np.int8)),
+    (TensorProto.UINT8, np.ones((2, 3), np.uint8)),
+    (TensorProto.BOOL, np.ones((2, 3), bool)),
+    (TensorProto.DOUBLE, np.ones((2, 3), np.float64)),
+    (TensorProto.INT32, np.ones((2, 3), np.int32)),
+    (TensorProto.STRING, np.array([["a", "b", "c"]] * 2)),
+])
+def test_every_common_dtype_passes_through(typed_identity, tmp_path, elem_type, values):
+    modelpack.pack(typed_identity(elem_type), tmp_path / "id.mpk")
+    with modelpack.load(tmp_path / "id.mpk") as m:
+        out = m.predict(values)
+    assert out.tolist() == values.tolist()
+
+
+def test_int64_out_of_int8_range_is_refused(typed_identity, tmp_path):
+    modelpack.pack(typed_identity(TensorProto.INT8), tmp_path / "id.mpk")
+    with modelpack.load(tmp_path / "id.mpk") as m:
+        with pytest.raises(modelpack.DTypeError, match="beyond the range of int8"):
+            m.predict(np.full((1, 3), 300))
+        np.testing.assert_array_equal(m.predict(np.full((1, 3), 7)), np.full((1, 3), 7, np.int8))
+
+
+def test_records_and_single_record(iris_onnx, tmp_path):
+    pd = pytest.importorskip("pandas")
+    path, clf = iris_onnx(False)
+    modelpack.pack(path, tmp_path / "iris.mpk")
+    with modelpack.load(tmp_path / "iris.mpk") as m:
+        X = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+        # no column names recorded for a bare ONNX file: columns are taken in order
+        df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+        np.testing.assert_array_equal(m.predict(df), clf.predict(X))
+        np.testing.assert_array_equal(m.predict({"X": X}), clf.predict(X))
