@@ -129,3 +129,21 @@ def test_records_and_single_record(iris_onnx, tmp_path):
         df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
         np.testing.assert_array_equal(m.predict(df), clf.predict(X))
         np.testing.assert_array_equal(m.predict({"X": X}), clf.predict(X))
+
+
+def test_dataframe_fast_path_keeps_column_order(iris_onnx, tmp_path):
+    """Frames of one block, of several blocks, and with reordered columns give the same rows."""
+    pd = pytest.importorskip("pandas")
+    from modelpack.io import _frame_values
+
+    X = np.random.default_rng(1).normal(size=(6, 4))
+    base = pd.DataFrame(X, columns=list("abcd"))
+    variants = [base, base.iloc[2:4], base[list("dcba")][list("abcd")], base.astype({"b": np.float32}),
+                base.T.T, pd.concat([base[["a", "b"]], base[["c", "d"]]], axis=1)]
+    for df in variants:
+        np.testing.assert_array_equal(_frame_values(df), df.to_numpy())
+    path, clf = iris_onnx(False)
+    modelpack.pack(path, tmp_path / "iris.mpk")
+    with modelpack.load(tmp_path / "iris.mpk") as m:
+        for df in variants:
+            np.testing.assert_array_equal(m.predict(df), clf.predict(df.to_numpy()))

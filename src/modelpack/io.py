@@ -66,6 +66,10 @@ class InputAdapter:
         self._rank = len(s.shape) if s and s.shape is not None else None
         self._width = s.shape[-1] if s and s.shape and isinstance(s.shape[-1], int) and len(s.shape) > 1 else None
         self._columns = {s.name: tuple(c.name for c in s.columns) for s in self.specs if s.columns}
+        # The columns Index of the last DataFrame found to match the single 2-D input: rows
+        # sliced from one frame share it, so the name check is done once, not per call.
+        self._frame_columns: Any = None
+        self._frame_wanted: Any = None
 
     # -- entry point -------------------------------------------------------------
     def __call__(self, data: Any) -> dict[str, np.ndarray]:
@@ -75,7 +79,7 @@ class InputAdapter:
                 return {self._name: data}  # type: ignore[dict-item]
             return {self._name: self.adapt(self._single, data)}  # type: ignore[dict-item]
         if _is_dataframe(data):
-            return self._from_columns({str(c): data[c] for c in data.columns}, len(data), "column")
+            return self._from_frame(data)
         if isinstance(data, Mapping):
             return self._from_mapping(data)
         if isinstance(data, (list, tuple)) and data and all(isinstance(r, Mapping) for r in data):
@@ -88,6 +92,26 @@ class InputAdapter:
         return {self._single.name: self.adapt(self._single, _as_array(data, self._single, self.package))}
 
     # -- mappings, records, DataFrames ---------------------------------------------
+    def _from_frame(self, df: Any) -> dict[str, np.ndarray]:
+        columns = df.columns
+        if columns is self._frame_columns or (
+                self._rank == 2 and self._name not in columns and self._frame_matches(columns)):
+            self._frame_columns = columns
+            values = _frame_values(df)
+            if values.dtype is self._dtype and (self._width is None or values.shape[1] == self._width):
+                return {self._name: values}  # type: ignore[dict-item]
+            return {self._name: self.adapt(self._single, values)}  # type: ignore[arg-type, dict-item]
+        return self._from_columns({str(c): df[c] for c in columns}, len(df), "column")
+
+    def _frame_matches(self, columns: Any) -> bool:
+        """True if the frame's columns are exactly the input's features, in order."""
+        wanted = self._columns.get(self._name)  # type: ignore[arg-type]
+        if wanted is None:  # no names recorded: positional, as scikit-learn takes arrays
+            return self._width is None or len(columns) == self._width
+        if self._frame_wanted is None:
+            self._frame_wanted = type(columns)(list(wanted))
+        return bool(len(columns) == len(wanted) and columns.equals(self._frame_wanted))
+
     def _from_mapping(self, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         values = list(data.values())
         if values and all(np.ndim(v) == 0 and not isinstance(v, (list, tuple)) for v in values):
@@ -161,6 +185,28 @@ class InputAdapter:
                                  package=self.package,
                                  fix="Pass the same features the model was trained with.")
         return arr
+
+
+def _frame_values(df: Any) -> np.ndarray:
+    """``df.to_numpy()``, without its fixed cost when the frame is one numpy block.
+
+    ``to_numpy`` costs several microseconds even for one row, more than the whole
+    ONNX Runtime call of a small model. A frame of one dtype usually holds its
+    data as one 2-D block whose rows are the columns in order: its transpose is
+    the answer. Anything else (several blocks, reordered locations, extension
+    arrays, a pandas whose internals moved) takes the public path.
+    """
+    try:
+        blocks = df._mgr.blocks
+        if len(blocks) == 1:
+            block = blocks[0]
+            values, locs = block.values, block.mgr_locs
+            if (type(values) is np.ndarray and locs.is_slice_like
+                    and locs.as_slice == slice(0, len(df.columns), 1)):
+                return np.ascontiguousarray(values.T)
+    except AttributeError:
+        pass
+    return df.to_numpy()  # type: ignore[no-any-return]
 
 
 def _is_dataframe(data: Any) -> bool:

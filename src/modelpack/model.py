@@ -57,7 +57,9 @@ class Model:
             if spec.role:
                 by_role.setdefault(spec.role, []).append(spec)
         self._roles = by_role
-        self._predict_names = [s.name for s in by_role.get(_PREDICT_ROLE.get(manifest.task, ""), [])[:1]]
+        predicted = by_role.get(_PREDICT_ROLE.get(manifest.task, ""), [])[:1]
+        self._predict_names = [s.name for s in predicted]
+        self._finish_predict = _finisher(predicted[0] if predicted else None, self._classes, manifest.task)
         self._proba = by_role.get("probabilities", [])
         self._proba_names = [s.name for s in self._proba]
 
@@ -109,12 +111,10 @@ class Model:
         Labels keep the dtype of :attr:`classes`; a single-target regressor gives
         shape ``(n,)``. For other tasks, the model's only output.
         """
-        names = self._predict_names
-        if names:
-            out = self._backend.run(self._adapt(X), names)[0]
-            if self._classes is not None and self.manifest.task == "classification":
-                return _as_labels(out, self._classes)
-            return out.reshape(-1) if out.ndim == 2 and out.shape[1] == 1 else out
+        if self._predict_names:
+            out = self._backend.run(self._adapt(X), self._predict_names)[0]
+            finish = self._finish_predict
+            return out if finish is None else finish(out)
         if self._proba and self._classes is not None:
             return self._classes[np.argmax(self.predict_proba(X), axis=1)]
         if len(self._output_names) == 1:
@@ -184,15 +184,30 @@ def _classes_array(classes: tuple[Any, ...] | None) -> np.ndarray | None:
     return arr
 
 
+def _finisher(spec: TensorSpec | None, classes: np.ndarray | None, task: str) -> Any:
+    """What predict() does to the raw output: None when it can be returned as is (hot path)."""
+    if spec is None:
+        return None
+    column = spec.shape is not None and len(spec.shape) == 2 and spec.shape[1] == 1
+    if task == "classification" and classes is not None:
+        from .io import numpy_dtype
+
+        if numpy_dtype(spec.dtype).kind == classes.dtype.kind and not column:
+            return None
+        return lambda out: _as_labels(out, classes)
+    if column or spec.shape is None:
+        return _flatten_column
+    return None
+
+
+def _flatten_column(out: Any) -> Any:
+    arr = np.asarray(out)
+    return arr.reshape(-1) if arr.ndim == 2 and arr.shape[1] == 1 else arr
+
+
 def _as_labels(out: Any, classes: np.ndarray) -> np.ndarray:
-    labels = np.asarray(out)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels.reshape(-1)
-    if labels.dtype.kind == classes.dtype.kind:
-        return labels
-    if labels.dtype == object and classes.dtype.kind == "U":
-        return labels.astype(classes.dtype)
-    return labels.astype(classes.dtype)
+    labels = _flatten_column(out)
+    return labels if labels.dtype.kind == classes.dtype.kind else labels.astype(classes.dtype)
 
 
 def _class_order(specs: list[TensorSpec], classes: np.ndarray | None) -> list[int]:

@@ -1,0 +1,50 @@
+# modelpack development tasks. Everything installs into .venv; nothing is needed beforehand
+# but Python 3.10+ (and Java 8+ for the PMML parts, which skip without it).
+#
+#   make demo      set up a small environment and run examples/quickstart.py
+#   make test      set up the full environment and run the default test suite
+#   make test-all  everything, including slow tests (GPU tests skip without a GPU)
+#   make bench     run the benchmarks and rewrite docs/benchmarks.md
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+PLUGINS := converters/sklearn converters/xgboost converters/lightgbm converters/catboost \
+           converters/torch converters/keras
+# Training frameworks for the converter tests. torch is pinned to the CPU build: a looser
+# requirement pulls a multi-GB CUDA build. sklearn2pmml refuses scikit-learn 1.9.1.
+FRAMEWORKS := "scikit-learn==1.9.0" "torch==2.13.0" onnxscript xgboost-cpu lightgbm catboost \
+              tensorflow-cpu tf2onnx onnxmltools sklearn2pmml
+EXTRAS := cpu,pandas,pmml,sign,test
+
+.PHONY: install demo test test-all bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.demo-installed: $(BIN)/python pyproject.toml converters/sklearn/pyproject.toml
+	$(PIP) install -e ".[cpu,pandas]" -e converters/sklearn
+	touch $@
+
+$(VENV)/.dev-installed: $(BIN)/python pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
+	$(PIP) install -e ".[$(EXTRAS)]" $(addprefix -e ,$(PLUGINS)) $(FRAMEWORKS)
+	touch $(VENV)/.demo-installed $@
+
+install: $(VENV)/.dev-installed
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/python examples/quickstart.py
+
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest
+
+test-all: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -m ""
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist
