@@ -51,7 +51,7 @@ def main(out_dir: Path) -> int:
         same = (labels == clf.predict(X_test)).mean()
         diff = np.abs(proba - clf.predict_proba(X_test)).max()
         print(f"predicted {len(labels)} rows: {same:.1%} of labels identical to scikit-learn, "
-              f"max probability diff {diff:.2g}; first row -> {one[0]!r}")
+              f"max probability diff {diff:.2g}; first row -> {one[0]}")
 
     report = modelpack.verify(path)
     print(f"verified  {report}")

@@ -5,7 +5,8 @@ sample) and by :func:`modelpack.verify` (recorded outputs vs a re-run on the
 target machine). References are keyed by role: ``label`` and ``cluster`` are
 compared for equality (agreement rate), numeric roles (``probabilities``,
 ``value``, ``distances``, ``scores``) and named outputs within
-``|got - ref| <= atol + rtol * |ref|``.
+``|got - ref| <= atol + rtol * |ref|``. The relative difference reported is
+``|got - ref| / max(|ref|, tol)``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def compare(output: str, got: Any, ref: Any, tol: float) -> OutputFidelity:
     both_nan = np.isnan(g) & np.isnan(r)
     diff[both_nan] = 0.0
     diff[np.isnan(diff)] = np.inf
-    rel = diff / np.maximum(np.abs(r), np.finfo(np.float64).tiny)
+    # Relative to |ref|, but not below the tolerance: near zero a relative figure says nothing.
+    rel = diff / np.maximum(np.abs(r), max(tol, np.finfo(np.float64).tiny))
     excess = diff - (tol + tol * np.abs(r))
     per_row = excess.reshape(len(excess), -1).max(axis=1) if excess.size else excess
     return OutputFidelity(output=output, max_abs_diff=float(diff.max(initial=0.0)),
