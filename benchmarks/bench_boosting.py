@@ -3,7 +3,8 @@
 One binary classifier per framework (XGBoost, LightGBM, CatBoost; 100 trees of
 depth 6 on 20 float features), exported with ``modelpack.export`` and loaded
 back. ``predict_proba`` is timed at 1 row and at 10,000 rows, interleaved with
-the framework's ``predict_proba`` on the same numpy data in one process.
+the framework's ``predict_proba`` on the same numpy data in one process, one
+thread each.
 CatBoost is measured twice: with its ZipMap output (the default, a list of dicts
 decoded by modelpack) and with ``options={"zipmap": False}`` (a tensor).
 """
@@ -15,8 +16,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +27,9 @@ from _common import interleaved, us, write_section  # noqa: E402
 
 N_TRAIN, N_FEATURES, N_BIG = 5_000, 20, 10_000
 TREES, DEPTH = 100, 6
+# One thread on both sides: a fair comparison, and stable on a machine shared with other work
+# (OpenMP and ONNX Runtime thread pools that spin against each other distort small calls).
+THREADS = 1
 
 
 def data() -> tuple[np.ndarray, np.ndarray]:
@@ -40,9 +45,10 @@ def models(X: np.ndarray, y: np.ndarray) -> dict[str, tuple[Any, dict[str, Any]]
     import lightgbm
     import xgboost
 
-    xgb = xgboost.XGBClassifier(n_estimators=TREES, max_depth=DEPTH).fit(X, y)
-    lgb = lightgbm.LGBMClassifier(n_estimators=TREES, max_depth=DEPTH, num_leaves=63, verbose=-1).fit(X, y)
-    cb = catboost.CatBoostClassifier(iterations=TREES, depth=DEPTH, verbose=0,
+    xgb = xgboost.XGBClassifier(n_estimators=TREES, max_depth=DEPTH, n_jobs=THREADS).fit(X, y)
+    lgb = lightgbm.LGBMClassifier(n_estimators=TREES, max_depth=DEPTH, num_leaves=63, n_jobs=THREADS,
+                                  verbose=-1).fit(X, y)
+    cb = catboost.CatBoostClassifier(iterations=TREES, depth=DEPTH, thread_count=THREADS, verbose=0,
                                      allow_writing_files=False).fit(X, y)
     return {"XGBoost": (xgb, {}), "LightGBM": (lgb, {}), "CatBoost (ZipMap)": (cb, {}),
             "CatBoost (zipmap=False)": (cb, {"zipmap": False})}
@@ -66,10 +72,10 @@ def measure(name: str, model: Any, options: dict[str, Any], X: np.ndarray, folde
 
     export = export_seconds(model, options, X[:200], folder)
     row, big = X[:1], np.tile(X, (N_BIG // len(X) + 1, 1))[:N_BIG]
-    with modelpack.load(folder / "m0.mpk") as packaged:
+    with modelpack.load(folder / "m0.mpk", session_options={"intra_op_num_threads": THREADS}) as packaged:
         np.testing.assert_allclose(packaged.predict_proba(big), model.predict_proba(big), atol=1e-4)
-        one = _pair(packaged.predict_proba, model.predict_proba, row, rounds=9, number=20)
-        many = _pair(packaged.predict_proba, model.predict_proba, big, rounds=5, number=1)
+        one = _pair(packaged.predict_proba, model.predict_proba, row, rounds=15, number=100)
+        many = _pair(packaged.predict_proba, model.predict_proba, big, rounds=7, number=2)
     print(f"{name}: export {export * 1e3:.0f} ms, 1 row {us(one[0])} vs {us(one[1])} µs, "
           f"10k rows {many[0] * 1e3:.1f} vs {many[1] * 1e3:.1f} ms", flush=True)
     return {"export": export, "one_mp": one[0], "one_fw": one[1], "big_mp": many[0], "big_fw": many[1]}
@@ -105,7 +111,7 @@ def main() -> None:
     body = (f"Binary classifiers, {TREES} trees of depth {DEPTH}, {N_FEATURES} float32 features, trained on "
             f"{N_TRAIN:,} rows. Export = `modelpack.export(model, path, sample=X[:200])` (convert, "
             "fidelity check, write), median of 3. Predict = `predict_proba` on numpy float32 input, "
-            "modelpack (ONNX Runtime, CPU) vs the framework's own, each with its default threads; medians "
+            f"modelpack (ONNX Runtime, CPU) vs the framework's own, {THREADS} thread each; medians "
             "of interleaved rounds in one process. Speed-up > 1 means modelpack is faster. Load average "
             f"during the run: {load:.1f} (on a shared machine, absolute times are noisy).\n\n"
             + table(results) + "\n\nCommand: `.venv/bin/python benchmarks/bench_boosting.py`")

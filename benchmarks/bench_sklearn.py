@@ -9,12 +9,14 @@ DataFrame for the pipeline) in one process.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -134,6 +136,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main() -> None:
+    load_before = os.getloadavg()[0]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, (model, data)) in enumerate(models().items()):
@@ -147,7 +150,10 @@ def main() -> None:
             "each with its default threads; medians of interleaved rounds in one process. Speed-up > 1 "
             "means modelpack is faster. The last column compares the predictions on the 10,000 rows: "
             "share of equal labels, or the largest absolute difference for the regressor.\n\n"
-            + table(results) + "\n\nCommand: `.venv/bin/python benchmarks/bench_sklearn.py`")
+            + table(results)
+            + f"\n\nSystem load average (1 min) {load_before:.1f} before and {os.getloadavg()[0]:.1f} after the "
+              "run: on a loaded machine scikit-learn's per-call Python overhead grows most, so the 1-row "
+              "ratios are the most sensitive to it.\n\nCommand: `.venv/bin/python benchmarks/bench_sklearn.py`")
     path = write_section("sklearn", "scikit-learn: export time and predict speed", body,
                          ["modelpack", "modelpack-sklearn", "scikit-learn", "skl2onnx", "onnxruntime", "numpy",
                           "pandas"])

@@ -14,10 +14,27 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (ConversionError, DeviceError, DeviceUnavailableError, DTypeError, FidelityError,
-                     InputError, ManifestError, MissingColumnError, ModelpackError, NoConverterError,
-                     PackageError, PackageIntegrityError, PackageNotFoundError, RuntimeBackendError,
-                     SchemaVersionError, ShapeError, SignatureError, TaskError, UnsafePackageError)
+from .errors import (
+    ConversionError,
+    DeviceError,
+    DeviceUnavailableError,
+    DTypeError,
+    FidelityError,
+    InputError,
+    ManifestError,
+    MissingColumnError,
+    ModelpackError,
+    NoConverterError,
+    PackageError,
+    PackageIntegrityError,
+    PackageNotFoundError,
+    RuntimeBackendError,
+    SchemaVersionError,
+    ShapeError,
+    SignatureError,
+    TaskError,
+    UnsafePackageError,
+)
 from .exporting import export
 from .loading import load
 from .manifest import Manifest, TensorSpec

@@ -10,6 +10,7 @@ The limits themselves live in :mod:`modelpack.package` and are passed in.
 from __future__ import annotations
 
 import json
+import os
 import stat
 import struct
 import unicodedata
@@ -21,7 +22,7 @@ from typing import IO, Any
 from .errors import ManifestError, PackageError, UnsafePackageError
 
 __all__ = ["check_central_directory", "check_member_name", "check_names", "check_zip_members",
-           "load_json", "refuse"]
+           "list_folder", "load_json", "open_regular", "read_capped", "refuse"]
 
 MAX_NAME_BYTES = 1_024
 MAX_PART_BYTES = 255
@@ -93,6 +94,63 @@ def check_names(names: Iterable[str], package: Path | str, *, writing: bool = Fa
         raise _name_error(package, f"{seen[clash[0]]!r} is both a file and a folder", writing)
 
 
+# -- folders -------------------------------------------------------------------------
+def open_regular(file: Path, package: Path) -> IO[bytes]:
+    """Open a folder's file for reading, refusing links and special files at open time."""
+    # O_NOFOLLOW: a link swapped in after the listing is refused too; O_NONBLOCK: a pipe cannot hang us.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= getattr(os, "O_BINARY", 0)  # Windows would otherwise translate line ends
+    try:
+        fd = os.open(file, flags)
+    except OSError as exc:
+        if os.path.islink(file):
+            raise refuse(package, f"{file.name} is a symbolic link") from exc
+        raise PackageError(f"{file} cannot be read ({exc.strerror})", package=str(package),
+                           fix="Check the file's permissions.") from exc
+    info = os.fstat(fd)
+    problem = ("is not a regular file" if not stat.S_ISREG(info.st_mode)
+               else "is a hard link to another file" if info.st_nlink > 1 else None)
+    if problem:
+        os.close(fd)
+        shown = file.relative_to(package) if file.is_relative_to(package) else file
+        raise refuse(package, f"{shown} {problem}")
+    return os.fdopen(fd, "rb")
+
+
+def read_capped(file: Path, package: Path, cap: int, what: str) -> bytes:
+    """A small file of a folder (manifest, signature), refusing it past ``cap`` bytes."""
+    with open_regular(file, package) as fh:
+        raw = fh.read(cap + 1)
+    if len(raw) > cap:
+        raise refuse(package, f"{what} is larger than {cap} bytes")
+    return raw
+
+
+def list_folder(path: Path, max_files: int) -> set[str]:
+    """The files of a package folder, relative, after refusing links, special files and bad names."""
+    names: set[str] = set()
+    count = 0
+
+    def fail(exc: OSError) -> None:
+        raise PackageError(f"{exc.filename} cannot be listed ({exc.strerror})", package=str(path),
+                           fix="Check the folder's permissions.") from exc
+
+    for root, dirs, files in os.walk(path, onerror=fail):
+        for name in dirs + files:
+            full = Path(root) / name
+            relative = full.relative_to(path).as_posix()
+            check_member_name(relative, path)
+            if full.is_symlink():
+                raise refuse(path, f"{relative} is a symbolic link")
+            if name in files and not full.is_file():
+                raise refuse(path, f"{relative} is not a regular file")
+            count += 1
+            if count > max_files:
+                raise refuse(path, f"the folder holds more than {max_files} entries")
+        names.update((Path(root) / f).relative_to(path).as_posix() for f in files)
+    return names
+
+
 # -- zip archives ------------------------------------------------------------------
 def check_central_directory(fh: IO[bytes], size: int, package: Path, max_entries: int) -> None:
     """Refuse an archive whose central directory is too large, before zipfile reads it.
@@ -128,7 +186,7 @@ def check_zip_members(zf: zipfile.ZipFile, package: Path, *, max_files: int,
     members: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
         _check_entry(info, package)
-        if info.is_dir():
+        if info.filename.endswith("/"):
             continue
         if info.filename in members:
             raise refuse(package, f"entry {info.filename!r} appears twice")
@@ -146,10 +204,12 @@ def _check_entry(info: zipfile.ZipInfo, package: Path) -> None:
     if info.flag_bits & 0x800 == 0 and not name.isascii():
         raise refuse(package, f"entry name {name!r} is not UTF-8")
     kind = stat.S_IFMT(info.external_attr >> 16)
-    if info.is_dir():
+    if name.endswith("/"):  # a folder entry (ZipInfo.is_dir fails on an empty name)
         check_member_name(name.rstrip("/"), package)
         if kind not in (0, stat.S_IFDIR):
             raise refuse(package, f"entry {name!r} is a link or a special file")
+        if info.file_size or info.compress_size:
+            raise refuse(package, f"folder entry {name!r} carries data")
         return
     check_member_name(name, package)
     if kind not in (0, stat.S_IFREG):

@@ -79,7 +79,8 @@ def _copy(name: str, source: FileSource, out: IO[bytes], entry: FileEntry | None
         if entry is not None and isinstance(source, Path):
             sha.update(chunk)
             size += len(chunk)
-    if entry is not None and isinstance(source, Path) and (sha.hexdigest(), size) != (entry.sha256, entry.size):
+    changed = (sha.hexdigest(), size) != (entry.sha256, entry.size) if entry is not None else False
+    if changed and isinstance(source, Path):
         raise PackageError(f"{name} ({source}) changed while the package was being written",
                            package=str(dest), fix="Write the package again once the file is final.")
 
@@ -114,7 +115,8 @@ def write(dest: Path, payloads: Sequence[tuple[str, FileSource]], entries: Mappi
         raise
     except OSError as exc:
         raise PackageError(f"{dest} could not be written ({exc})", package=str(dest),
-                           fix="Check the free space and the permissions of the destination's folder.") from exc
+                           fix="Check the free space and the permissions of the destination's "
+                               "folder.") from exc
 
 
 def _write_archive(dest: Path, payloads: Sequence[tuple[str, FileSource]],

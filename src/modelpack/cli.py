@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from importlib import import_module
-from typing import Any, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import ModelpackError
@@ -21,7 +22,7 @@ from .errors import ModelpackError
 __all__ = ["main"]
 
 # Modules that contribute sub-commands through add_parser(subparsers).
-PLUGGED_COMMANDS: tuple[str, ...] = ()
+PLUGGED_COMMANDS: tuple[str, ...] = ("._cli_sign",)
 
 
 def _inspect(args: argparse.Namespace) -> int:

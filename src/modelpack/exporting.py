@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConversionError, FidelityError, ModelpackError
 from .fidelity import measure, summary

@@ -11,7 +11,8 @@ compared for equality (agreement rate), numeric roles (``probabilities``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 

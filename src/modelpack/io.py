@@ -13,7 +13,8 @@ path of a few attribute checks: this is the hot path of single-row predict.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

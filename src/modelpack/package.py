@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import stat
 import struct
 import tempfile
 import threading
@@ -38,7 +37,10 @@ from ._guards import (
     check_member_name,
     check_names,
     check_zip_members,
+    list_folder,
     load_json,
+    open_regular,
+    read_capped,
     refuse,
 )
 from ._writer import FileSource
@@ -113,8 +115,10 @@ class Package:
                                         fix="Check the name against `modelpack inspect`.")
         if entry is None:
             return path.read_bytes()
-        with _open_regular(path, self.path) as fh:  # verified again: it lives outside our memory
-            return _verify_stream(fh, entry, self.path, io.BytesIO(), budget=None) or b""
+        buffer = io.BytesIO()
+        with open_regular(path, self.path) as fh:  # verified again: it lives outside our memory
+            _verify_stream(fh, entry, self.path, buffer)
+        return buffer.getvalue()
 
     def local_path(self, name: str) -> Path:
         """A path on disk holding the verified file.
@@ -220,18 +224,17 @@ def _check_listing(manifest: Manifest, names: set[str], package: Path) -> None:
                                         package=str(package), fix="Re-export the package.")
 
 
-def _verify_stream(stream: IO[bytes], entry: FileEntry, package: Path, sink: IO[bytes] | None, *,
-                   budget: list[int] | None, compressed: int | None = None) -> bytes | None:
-    """Hash ``stream`` while reading it, never reading past the declared size.
+def _fits_in_memory(entry: FileEntry, budget: list[int]) -> bool:
+    """Whether to hold a file in memory; takes its size from ``budget`` (bytes left) if so."""
+    if entry.size <= IN_MEMORY_BYTES and entry.size <= budget[0]:
+        budget[0] -= entry.size
+        return True
+    return False
 
-    The bytes go to ``sink`` when given, else are kept in memory if the entry is
-    small and ``budget`` (bytes left to hold in memory) allows; returns them then.
-    """
-    keep = sink
-    if sink is None and entry.size <= IN_MEMORY_BYTES and (budget is None or entry.size <= budget[0]):
-        keep = io.BytesIO()
-        if budget is not None:
-            budget[0] -= entry.size
+
+def _verify_stream(stream: IO[bytes], entry: FileEntry, package: Path, sink: IO[bytes] | None,
+                   compressed: int | None = None) -> None:
+    """Hash ``stream`` while copying it to ``sink``, never reading past the declared size."""
     digest, total = hashlib.sha256(), 0
     limit = None if compressed is None else MAX_COMPRESSION_RATIO * compressed + RATIO_GRACE_BYTES
     while chunk := stream.read(min(_CHUNK, entry.size - total + 1)):
@@ -243,8 +246,8 @@ def _verify_stream(stream: IO[bytes], entry: FileEntry, package: Path, sink: IO[
         if limit is not None and total > limit:
             raise refuse(package, f"{entry.path} inflates more than {MAX_COMPRESSION_RATIO}:1 (zip bomb)")
         digest.update(chunk)
-        if keep is not None:
-            keep.write(chunk)
+        if sink is not None:
+            sink.write(chunk)
     if total != entry.size or digest.hexdigest() != entry.sha256:
         raise PackageIntegrityError(
             f"{entry.path} does not match its checksum in the manifest "
@@ -252,80 +255,29 @@ def _verify_stream(stream: IO[bytes], entry: FileEntry, package: Path, sink: IO[
             f"{entry.sha256[:12]}…)", package=str(package),
             fix="The file was changed or damaged after the package was written; re-export it "
                 "or copy it again.")
-    return keep.getvalue() if isinstance(keep, io.BytesIO) else None
-
-
-def _open_regular(file: Path, package: Path) -> IO[bytes]:
-    """Open a folder's file for reading, refusing links and special files at open time."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(file, flags)
-    except OSError as exc:
-        if os.path.islink(file):
-            raise refuse(package, f"{file.name} is a symbolic link") from exc
-        raise PackageError(f"{file} cannot be read ({exc.strerror})", package=str(package),
-                           fix="Check the file's permissions.") from exc
-    info = os.fstat(fd)
-    problem = ("is not a regular file" if not stat.S_ISREG(info.st_mode)
-               else "is a hard link to another file" if info.st_nlink > 1 else None)
-    if problem:
-        os.close(fd)
-        raise refuse(package, f"{file.relative_to(package) if file.is_relative_to(package) else file} {problem}")
-    return os.fdopen(fd, "rb")
-
-
-def _read_capped(file: Path, package: Path, cap: int, what: str) -> bytes:
-    with _open_regular(file, package) as fh:
-        raw = fh.read(cap + 1)
-    if len(raw) > cap:
-        raise refuse(package, f"{what} is larger than {cap} bytes")
-    return raw
-
-
-def _walk(path: Path) -> set[str]:
-    names: set[str] = set()
-    count = 0
-
-    def fail(exc: OSError) -> None:
-        raise PackageError(f"{exc.filename} cannot be listed ({exc.strerror})", package=str(path),
-                           fix="Check the folder's permissions.") from exc
-
-    for root, dirs, files in os.walk(path, onerror=fail):
-        for name in dirs + files:
-            full = Path(root) / name
-            relative = full.relative_to(path).as_posix()
-            check_member_name(relative, path)
-            if full.is_symlink():
-                raise refuse(path, f"{relative} is a symbolic link")
-            if name in files and not full.is_file():
-                raise refuse(path, f"{relative} is not a regular file")
-            count += 1
-            if count > MAX_FILES:
-                raise refuse(path, f"the folder holds more than {MAX_FILES} entries")
-        names.update((Path(root) / f).relative_to(path).as_posix() for f in files)
-    return names
 
 
 def _open_folder(path: Path) -> Package:
-    names = _walk(path)
+    names = list_folder(path, MAX_FILES)
     if MANIFEST_NAME not in names:
         raise PackageError(f"{path} has no {MANIFEST_NAME}", package=str(path),
                            fix="Create a package with modelpack.pack() or modelpack.export().")
-    raw = _read_capped(path / MANIFEST_NAME, path, MAX_MANIFEST_BYTES, MANIFEST_NAME)
+    raw = read_capped(path / MANIFEST_NAME, path, MAX_MANIFEST_BYTES, MANIFEST_NAME)
     manifest = _parse_manifest(raw, path)
     _check_listing(manifest, names, path)
     pkg = Package(path=path, manifest=manifest, manifest_bytes=raw, _folder=path)
     if SIGNATURE_NAME in names:
-        pkg.signature = _read_capped(path / SIGNATURE_NAME, path, MAX_SIGNATURE_BYTES, SIGNATURE_NAME)
+        pkg.signature = read_capped(path / SIGNATURE_NAME, path, MAX_SIGNATURE_BYTES, SIGNATURE_NAME)
     budget = [IN_MEMORY_TOTAL]
     for entry in manifest.files:
         file = path / entry.path
-        with _open_regular(file, path) as fh:
-            data = _verify_stream(fh, entry, path, None, budget=budget)
-        if data is None:
+        buffer = io.BytesIO() if _fits_in_memory(entry, budget) else None
+        with open_regular(file, path) as fh:
+            _verify_stream(fh, entry, path, buffer)
+        if buffer is None:
             pkg._paths[entry.path] = file
         else:
-            pkg._data[entry.path] = data
+            pkg._data[entry.path] = buffer.getvalue()
     return pkg
 
 
@@ -412,15 +364,16 @@ def _check_declared_sizes(manifest: Manifest, members: dict[str, zipfile.ZipInfo
 
 def _extract_verified(zf: zipfile.ZipFile, info: zipfile.ZipInfo, entry: FileEntry, pkg: Package,
                       budget: list[int]) -> None:
-    with zf.open(info) as fh:
-        data = _verify_stream(fh, entry, pkg.path, None, budget=budget, compressed=info.compress_size)
-        if data is not None:
-            pkg._data[entry.path] = data
-            return
+    if _fits_in_memory(entry, budget):
+        buffer = io.BytesIO()
+        with zf.open(info) as fh:
+            _verify_stream(fh, entry, pkg.path, buffer, info.compress_size)
+        pkg._data[entry.path] = buffer.getvalue()
+        return
     target = pkg._tmpdir() / entry.path
     target.parent.mkdir(parents=True, exist_ok=True)
     with zf.open(info) as fh, open(target, "wb") as out:
-        _verify_stream(fh, entry, pkg.path, out, budget=None, compressed=info.compress_size)
+        _verify_stream(fh, entry, pkg.path, out, info.compress_size)
     pkg._paths[entry.path] = target
 
 
@@ -451,7 +404,7 @@ def open_package(path: str | os.PathLike[str]) -> Package:
 def inspect(path: str | os.PathLike[str]) -> Manifest:
     """Read a package's manifest without verifying checksums or starting a runtime.
 
-    The container checks (names, links, limits) still run.
+    The container checks (names, links, limits, listing) still run.
 
     Example
     -------
@@ -461,14 +414,18 @@ def inspect(path: str | os.PathLike[str]) -> Manifest:
     """
     p = _resolve(path)
     if p.is_dir():
-        names = _walk(p)
+        names = list_folder(p, MAX_FILES)
         if MANIFEST_NAME not in names:
             raise PackageError(f"{p} has no {MANIFEST_NAME}", package=str(p),
                                fix="Create a package with modelpack.pack() or modelpack.export().")
-        return _parse_manifest(_read_capped(p / MANIFEST_NAME, p, MAX_MANIFEST_BYTES, MANIFEST_NAME), p)
-    with _zip(p) as (zf, fh, size):
-        _, raw = _archive_head(zf, fh, size, p)
-    return _parse_manifest(raw, p)
+        raw = read_capped(p / MANIFEST_NAME, p, MAX_MANIFEST_BYTES, MANIFEST_NAME)
+    else:
+        with _zip(p) as (zf, fh, size):
+            members, raw = _archive_head(zf, fh, size, p)
+        names = set(members)
+    manifest = _parse_manifest(raw, p)
+    _check_listing(manifest, names, p)
+    return manifest
 
 
 # -- writing ---------------------------------------------------------------------

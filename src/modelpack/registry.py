@@ -12,11 +12,11 @@ but is defined in ``xgboost``, so it reaches the XGBoost plugin.
 from __future__ import annotations
 
 import functools
-import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_entry_point(name: str) -> Converter | None:
     ep = _entry_points()[name]
     try:
@@ -144,7 +144,8 @@ def find_converter(model: Any, format: str = "onnx") -> Converter:
     raise NoConverterError(
         f"no installed converter exports {type(model).__module__}.{type(model).__qualname__} "
         f"to {format!r} (installed converters: {available_converters() or 'none'})",
-        fix=f"Install the plugin for its framework: pip install 'modelpack[{seen[0] if seen else '...'}]', "
+        fix=f"Install the plugin for its framework: pip install 'modelpack[{seen[0] if seen else '...'}]' "
+            f"(from a checkout: pip install -e converters/{seen[0] if seen else '...'}), "
             "or register your own with modelpack.register().")
 
 
@@ -168,6 +169,3 @@ def list_converters() -> list[dict[str, Any]]:
                            "formats": list(conv.formats), "origin": "registered"}
     return list(rows.values())
 
-
-def _module_loaded(framework: str) -> bool:
-    return framework in sys.modules

@@ -237,9 +237,9 @@ def _parse(raw: bytes, pkg: Package) -> list[dict[str, str]]:
     if not isinstance(document, dict) or document.get("format") != SIGNATURE_FORMAT:
         raise _malformed(pkg, f"its format is not {SIGNATURE_FORMAT!r}")
     entries = document.get("signatures")
+    fields = ("algorithm", "key_id", "signature")
     if not isinstance(entries, list) or not all(
-            isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("algorithm", "key_id", "signature"))
-            for e in entries):
+            isinstance(e, dict) and all(isinstance(e.get(k), str) for k in fields) for e in entries):
         raise _malformed(pkg, "'signatures' must be a list of {algorithm, key_id, signature}")
     return entries
 

@@ -10,9 +10,9 @@ to the same standard:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
-
+from typing import Any
 
 from .exporting import export
 from .fidelity import summary

@@ -10,21 +10,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import struct
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any
 
 import pytest
 from onnx import TensorProto, helper
 
-from modelpack.manifest import Manifest, ModelInfo, TensorSpec
+from modelpack.manifest import FileEntry, Manifest, ModelInfo, TensorSpec
 from modelpack.package import MANIFEST_NAME, write_package
 
-Entry = tuple[Union[str, zipfile.ZipInfo], bytes]
+Entry = tuple[str | zipfile.ZipInfo, bytes]
 
 
 def add_one_model(opset: int = 17) -> bytes:
@@ -67,11 +67,12 @@ class Kit:
         return dest
 
     # -- hostile archives -------------------------------------------------------------
-    def manifest_json(self, files: dict[str, bytes], **changes: Any) -> bytes:
-        """A manifest listing ``files`` with their true checksums."""
-        from modelpack.manifest import FileEntry
-
-        entries = tuple(FileEntry(n, hashlib.sha256(d).hexdigest(), len(d)) for n, d in sorted(files.items()))
+    def manifest_json(self, files: dict[str, bytes], declared: dict[str, tuple[str, int]] | None = None,
+                      **changes: Any) -> bytes:
+        """A manifest listing ``files`` with their true checksums (and ``declared`` as given)."""
+        listing = {n: (hashlib.sha256(d).hexdigest(), len(d)) for n, d in files.items()}
+        listing.update(declared or {})
+        entries = tuple(FileEntry(n, *listing[n]) for n in sorted(listing))
         return base_manifest(files=entries, **changes).to_json()
 
     def entries(self, **more: bytes) -> list[Entry]:
@@ -149,8 +150,3 @@ def zip_tools() -> Any:
         base_manifest = staticmethod(base_manifest)
     return Tools
 
-
-def umask() -> int:
-    current = os.umask(0o022)
-    os.umask(current)
-    return current

@@ -10,8 +10,9 @@ compared, where float32 rounding could legitimately flip a split.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,10 +20,17 @@ import pytest
 pytest.importorskip("skl2onnx")
 pd = pytest.importorskip("pandas")
 
-import modelpack  # noqa: E402
-from modelpack.testing import assert_outputs_close  # noqa: E402
-from sklearn import cluster, decomposition, ensemble, linear_model, naive_bayes, neighbors  # noqa: E402
-from sklearn import neural_network, svm, tree  # noqa: E402
+from sklearn import (  # noqa: E402
+    cluster,
+    decomposition,
+    ensemble,
+    linear_model,
+    naive_bayes,
+    neighbors,
+    neural_network,
+    svm,
+    tree,
+)
 from sklearn.calibration import CalibratedClassifierCV  # noqa: E402
 from sklearn.compose import ColumnTransformer  # noqa: E402
 from sklearn.datasets import make_classification, make_regression  # noqa: E402
@@ -32,8 +40,16 @@ from sklearn.impute import SimpleImputer  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 from sklearn.multiclass import OneVsRestClassifier  # noqa: E402
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline  # noqa: E402
-from sklearn.preprocessing import (MinMaxScaler, OneHotEncoder, OrdinalEncoder,  # noqa: E402
-                                   PolynomialFeatures, StandardScaler)
+from sklearn.preprocessing import (  # noqa: E402
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    PolynomialFeatures,
+    StandardScaler,
+)
+
+import modelpack  # noqa: E402
+from modelpack.testing import assert_outputs_close  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

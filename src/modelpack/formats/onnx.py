@@ -7,14 +7,15 @@ is refused, because ONNX readers would otherwise open any file on the machine.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..errors import PackageError, UnsafePackageError
+from ..errors import ConversionError, PackageError, UnsafePackageError
 from ..manifest import Dim, ModelInfo, TensorSpec
 from . import Description
 
-__all__ = ["describe", "onnx_dtype_name"]
+__all__ = ["check_external_data", "declare_signature", "describe", "onnx_dtype_name", "rename_values"]
 
 CLASSIFIER_OPS = {"TreeEnsembleClassifier", "LinearClassifier", "SVMClassifier", "ZipMap"}
 REGRESSOR_OPS = {"TreeEnsembleRegressor", "LinearRegressor", "SVMRegressor"}
@@ -96,6 +97,23 @@ def _external_locations(model: Any, name: str) -> tuple[str, ...]:
     return tuple(locations)
 
 
+def check_external_data(data: bytes, listed: tuple[str, ...], package: str) -> None:
+    """Refuse a model whose tensors read data from files the manifest does not list.
+
+    Runtimes resolve a location against the model's folder, or against the working
+    directory when the model is given as bytes: an unlisted location could read any
+    file. The byte search is a fast pre-check: a graph with external data always
+    holds the key ``location``, so most models are never parsed here.
+    """
+    if b"location" not in data:
+        return
+    for location in _external_locations(_load(data, package), package):
+        if location not in listed:
+            raise UnsafePackageError(
+                f"a tensor keeps its data in {location!r}, which the manifest does not list",
+                package=package, fix="Do not load this package; ask its author to re-export it.")
+
+
 def _classes(model: Any) -> tuple[Any, ...] | None:
     for node in model.graph.node:
         if node.op_type not in CLASSIFIER_OPS:
@@ -161,3 +179,126 @@ def describe(data: bytes, *, name: str) -> Description:
     metadata = {p.key: p.value for p in model.metadata_props}
     return Description(model=info, inputs=inputs, outputs=outputs, task=task,
                        classes=_classes(model), metadata=metadata)
+
+
+# -- editing, for converters ---------------------------------------------------------------------
+def rename_values(graph: Any, names: Mapping[str, str], *, graph_outputs: bool = True) -> None:
+    """Rename values (``names``: old -> new) everywhere an ONNX graph refers to them.
+
+    Node inputs and outputs, graph inputs, ``value_info`` and the bodies of
+    control-flow nodes follow the new names. With ``graph_outputs=False`` the
+    graph's outputs keep their names: the way to put a new node in front of an
+    output is to rename what produces it, then add the node that writes the output.
+
+    Parameters
+    ----------
+    graph:
+        An ``onnx.GraphProto``, edited in place.
+    names:
+        Old name -> new name.
+    graph_outputs:
+        Whether the graph's own outputs are renamed too.
+
+    Example
+    -------
+    >>> from onnx import TensorProto, helper
+    >>> graph = helper.make_graph(
+    ...     [helper.make_node("Relu", ["x"], ["variable"])], "g",
+    ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+    ...     [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 3])])
+    >>> rename_values(graph, {"variable": "value"})
+    >>> list(graph.node[0].output), [o.name for o in graph.output]
+    (['value'], ['value'])
+    """
+    if not names:
+        return
+    values = [*graph.input, *graph.value_info, *(graph.output if graph_outputs else ())]
+    for value in values:
+        value.name = names.get(value.name, value.name)
+    for node in graph.node:
+        node.input[:] = [names.get(n, n) for n in node.input]
+        node.output[:] = [names.get(n, n) for n in node.output]
+        for attr in node.attribute:  # subgraphs may read the outer graph's values
+            for body in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                rename_values(body, names)
+
+
+def declare_signature(model: Any, specs: Iterable[TensorSpec], *,
+                      renames: Mapping[str, str] | None = None) -> bytes:
+    """Give a converted model's inputs and outputs the declared names and shapes; return its bytes.
+
+    Converters call this so that the model file and the manifest describe the
+    same signature: ``renames`` (old -> new, see :func:`rename_values`) is applied
+    first, then each tensor input and output takes the shape of its spec (ints
+    are fixed sizes, strings named dimensions such as ``"N"``, ``None`` unknown
+    ones; a spec whose shape is ``None`` leaves the graph's as it is).
+
+    Parameters
+    ----------
+    model:
+        An ``onnx.ModelProto``, edited in place.
+    specs:
+        One spec for every input (initializers aside) and output, by its new name.
+    renames:
+        Old name -> new name for the inputs and outputs the converter renames.
+
+    Returns
+    -------
+    bytes
+        The serialized model.
+
+    Raises
+    ------
+    ConversionError
+        When ``renames`` or ``specs`` names a value the graph lacks, or the
+        graph has an input or output no spec declares.
+
+    Example
+    -------
+    >>> from onnx import TensorProto, helper
+    >>> from modelpack.manifest import TensorSpec
+    >>> model = helper.make_model(helper.make_graph(
+    ...     [helper.make_node("Relu", ["X"], ["variable"])], "g",
+    ...     [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])],
+    ...     [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 3])]))
+    >>> specs = [TensorSpec("X", "float32", ("N", 3)), TensorSpec("value", "float32", ("N", 3))]
+    >>> data = declare_signature(model, specs, renames={"variable": "value"})
+    >>> [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    ['N', 3]
+    """
+    graph = model.graph
+    shapes = {s.name: s.shape for s in specs}
+    _check_signature(graph, shapes, renames or {})
+    rename_values(graph, renames or {})
+    for value in [*graph.input, *graph.output]:
+        shape = shapes.get(value.name)
+        if shape is not None and value.type.HasField("tensor_type"):
+            _set_shape(value.type.tensor_type.shape, shape)
+    return bytes(model.SerializeToString())
+
+
+def _check_signature(graph: Any, shapes: Mapping[str, Any], renames: Mapping[str, str]) -> None:
+    initializers = {t.name for t in graph.initializer}
+    known = {n for node in graph.node for n in (*node.input, *node.output)}
+    known |= {v.name for v in (*graph.input, *graph.output)}
+    missing = sorted(set(renames) - known)
+    signature = [renames.get(v.name, v.name) for v in (*graph.input, *graph.output)
+                 if v.name not in initializers]
+    undeclared = [n for n in signature if n not in shapes]
+    absent = sorted(set(shapes) - set(signature))
+    if missing or undeclared or absent:
+        raise ConversionError(
+            f"the converted graph does not have the declared signature (renamed but absent: {missing}, "
+            f"undeclared: {undeclared}, declared but absent: {absent}); the graph has {signature}",
+            fix="Report this model to the converter's maintainers: the conversion library changed "
+                "the names it writes.")
+
+
+def _set_shape(shape: Any, dims: tuple[Dim, ...]) -> None:
+    del shape.dim[:]
+    for size in dims:
+        dim = shape.dim.add()
+        if isinstance(size, int):
+            dim.dim_value = size
+        elif isinstance(size, str):
+            dim.dim_param = size

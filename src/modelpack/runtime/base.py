@@ -7,7 +7,8 @@ ONNX and PMML paths cannot drift apart in shapes, names or class order.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 

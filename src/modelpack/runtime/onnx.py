@@ -1,4 +1,4 @@
-"""The ONNX Runtime backend.
+"""The ONNX Runtime backend: sessions, the device policy, placement, IO binding.
 
 Every call into onnxruntime goes through :func:`translate_errors` (at session
 creation) or the ``except`` clause of :meth:`OnnxBackend.run`, which turn
@@ -6,18 +6,27 @@ onnxruntime's exceptions into modelpack errors chained to the original, so no
 raw onnxruntime error reaches the user. ``run`` uses a bare ``try`` rather than
 a context manager because it is the hot path: a ``try`` costs nothing when no
 exception is raised.
+
+Sessions are created with onnxruntime's own fallback off (``enable_fallback=0``):
+it would print to stdout and retry on the CPU behind the caller's back. The
+device policy of :mod:`modelpack.devices` decides instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import warnings
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..devices import ProviderSpec, resolve_providers
-from ..errors import (DeviceError, InputError, ModelpackError, PackageError, RuntimeBackendError)
+from ..devices import CPU, PlacementWarning, ProviderSpec, is_auto, provider_name, resolve_providers, warn
+from ..errors import (DeviceError, DeviceUnavailableError, InputError, MissingColumnError, ModelpackError,
+                      PackageError, RuntimeBackendError)
+from ..placement import RECORD, of_session, off_device_message, short_error, supported
+from ._settings import SAVABLE, build_session_options, cache_dir, cache_path, merge_settings, temporary_sibling
 
 if TYPE_CHECKING:
     from ..package import Package
@@ -26,6 +35,8 @@ __all__ = ["OnnxBackend", "build_session_options", "import_onnxruntime", "open",
 
 RUNTIME_EXTRAS = ("Install a runtime: pip install 'modelpack[cpu]' (or [gpu] / [openvino]; only "
                   "one of them per environment, their wheels overwrite each other).")
+_DEVICE_OUTPUTS = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda",
+                   "DmlExecutionProvider": "dml"}
 
 
 def import_onnxruntime() -> Any:
@@ -38,23 +49,14 @@ def import_onnxruntime() -> Any:
 
 def _error_map(ort: Any) -> dict[type, type[ModelpackError]]:
     state = ort.capi.onnxruntime_pybind11_state
-    return {
-        state.InvalidArgument: InputError,
-        state.InvalidGraph: PackageError,
-        state.InvalidProtobuf: PackageError,
-        state.NoModel: PackageError,
-        state.NoSuchFile: PackageError,
-        state.ModelLoaded: RuntimeBackendError,
-        state.NotImplemented: RuntimeBackendError,
-        state.EPFail: DeviceError,
-        state.DeviceReset: DeviceError,
-        state.Fail: RuntimeBackendError,
-        state.RuntimeException: RuntimeBackendError,
-        state.EngineError: RuntimeBackendError,
-        state.ModelLoadCanceled: RuntimeBackendError,
-        state.ModelRequiresCompilation: RuntimeBackendError,
-        state.NotFound: RuntimeBackendError,
-    }
+    names = {"InvalidArgument": InputError, "InvalidGraph": PackageError, "InvalidProtobuf": PackageError,
+             "NoModel": PackageError, "NoSuchFile": PackageError, "ModelLoaded": RuntimeBackendError,
+             "NotImplemented": RuntimeBackendError, "EPFail": DeviceError, "DeviceReset": DeviceError,
+             "Fail": RuntimeBackendError, "RuntimeException": RuntimeBackendError,
+             "EngineError": RuntimeBackendError, "ModelLoadCanceled": RuntimeBackendError,
+             "ModelRequiresCompilation": RuntimeBackendError, "NotFound": RuntimeBackendError}
+    # Older onnxruntime builds (e.g. the OpenVINO flavour) lack some of the newer classes.
+    return {getattr(state, n): ours for n, ours in names.items() if hasattr(state, n)}
 
 
 _FIXES: dict[type[ModelpackError], str] = {
@@ -94,21 +96,101 @@ class OnnxBackend:
         self._session = session
         self._ort = ort
         self._package = package
-        # The binding's run skips InferenceSession.run's Python checks (inputs present,
-        # output names defaulted), which the InputAdapter and this class already ensure:
-        # on a one-row model that is a measurable share of the whole call.
-        self._run = getattr(session, "_sess", session).run
-        self.providers: list[str] = list(session.get_providers())
+        self._run = session.run
+        self._placement = of_session(session)
+        self.providers: list[str] = _running(session.get_providers(), self._placement)
         self.output_names = [o.name for o in session.get_outputs()]
+        self.input_names = [i.name for i in session.get_inputs()]
+        self._tensor_outputs = {o.name for o in session.get_outputs() if o.type.startswith("tensor")}
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
         try:
-            return self._run(outputs or self.output_names, feeds, None)  # type: ignore[no-any-return]
+            return self._run(outputs, feeds)  # type: ignore[no-any-return]
         except Exception as exc:
             if self._session is None:
                 raise RuntimeBackendError("the model was closed", package=self._package,
                                           fix="Load the package again with modelpack.load().") from exc
             raise translate(exc, self._package, self._ort) from exc
+
+    def placement(self) -> dict[str, dict[str, Any]] | None:
+        """Nodes and operator types per provider, as this session really runs them.
+
+        None when the installed onnxruntime keeps no record of it (before 1.24).
+
+        Example
+        -------
+        >>> modelpack.load("forest.mpk", device="openvino").backend.placement()   # doctest: +SKIP
+        {'OpenVINOExecutionProvider': {'nodes': 0, 'ops': {}},
+         'CPUExecutionProvider': {'nodes': 2, 'ops': {'ai.onnx.ml.TreeEnsembleClassifier': 1, ...}}}
+        """
+        if self._placement is None:
+            return None
+        return {p: {"nodes": s["nodes"], "ops": dict(s["ops"])} for p, s in self._placement.items()}
+
+    def run_bound(self, feeds: Mapping[str, Any] | Any, outputs: Sequence[str] | None = None) -> list[Any]:
+        """Run on inputs that may already live on the device; outputs stay on the device.
+
+        ``feeds`` maps input names to numpy arrays, ``onnxruntime.OrtValue``s, or any
+        DLPack tensor (``torch``, ``cupy``, ``jax``), taken without a copy; a single
+        value is accepted for a one-input model. Outputs are ``OrtValue``s bound on
+        the device of the first provider (the GPU for CUDA), so a GPU pipeline makes
+        no host round trip: ``torch.from_dlpack(value)`` or ``value.numpy()``.
+
+        Example
+        -------
+        >>> (y,) = model.backend.run_bound({"x": torch.ones(2, 4, device="cuda")})   # doctest: +SKIP
+        >>> torch.from_dlpack(y).device
+        device(type='cuda', index=0)
+        """
+        session = self._session
+        if session is None:
+            raise RuntimeBackendError("the model was closed", package=self._package,
+                                      fix="Load the package again with modelpack.load().")
+        names = self._check_bound_names(feeds, outputs)
+        try:
+            binding = session.io_binding()
+            for name, value in names[0].items():
+                _bind_input(self._ort, binding, name, value)
+            device, device_id = self._output_device()
+            for name in names[1]:
+                if name in self._tensor_outputs:
+                    binding.bind_output(name, device, device_id)
+                else:
+                    binding.bind_output(name)
+            session.run_with_iobinding(binding)
+            return list(binding.get_outputs())
+        except ModelpackError:
+            raise
+        except Exception as exc:
+            raise translate(exc, self._package, self._ort) from exc
+
+    def _check_bound_names(self, feeds: Any, outputs: Sequence[str] | None) -> tuple[dict[str, Any], list[str]]:
+        if not isinstance(feeds, Mapping):
+            if len(self.input_names) != 1:
+                raise MissingColumnError("a single value was given to a model with several inputs",
+                                         expected=f"a dict with {self.input_names}", got=type(feeds).__name__,
+                                         package=self._package, fix="Pass {input name: tensor}.")
+            feeds = {self.input_names[0]: feeds}
+        unknown = [n for n in feeds if n not in self.input_names]
+        missing = [n for n in self.input_names if n not in feeds]
+        if unknown or missing:
+            raise MissingColumnError("inputs do not match the model", expected=str(self.input_names),
+                                     got=str(list(feeds)), package=self._package,
+                                     fix="Pass exactly the inputs listed in Model.inputs.")
+        wanted = list(outputs) if outputs is not None else list(self.output_names)
+        strange = [n for n in wanted if n not in self.output_names]
+        if strange:
+            raise InputError(f"unknown output(s) {strange}", expected=str(self.output_names),
+                             package=self._package, fix="Ask for outputs listed in Model.outputs.")
+        return dict(feeds), wanted
+
+    def _output_device(self) -> tuple[str, int]:
+        first = self.providers[0] if self.providers else CPU
+        device = _DEVICE_OUTPUTS.get(first, "cpu")
+        if device == "cpu":
+            return "cpu", 0
+        options = self._session.get_provider_options().get(first, {})
+        return device, int(options.get("device_id", 0) or 0)
 
     @property
     def session(self) -> Any:
@@ -127,31 +209,39 @@ def _closed(*args: Any) -> None:
     raise RuntimeError("closed")
 
 
-def build_session_options(ort: Any, settings: Mapping[str, Any]) -> Any:
-    """SessionOptions from the manifest's runtime.session settings and load()'s overrides."""
-    options = ort.SessionOptions()
-    levels = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-              "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
-    for key, value in settings.items():
-        if key == "graph_optimization_level":
-            if value not in levels:
-                raise DeviceError(f"graph_optimization_level {value!r} is not one of {list(levels)}",
-                                  fix="Use one of those names.")
-            options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[value])
-        elif key in ("intra_op_num_threads", "inter_op_num_threads"):
-            setattr(options, key, int(value))
-        elif key == "config":
-            for name, entry in dict(value).items():
-                options.add_session_config_entry(str(name), str(entry))
-        else:
-            raise DeviceError(f"unknown session setting {key!r}",
-                              fix="Use graph_optimization_level, intra_op_num_threads, "
-                                  "inter_op_num_threads or config.")
-    return options
+def _running(providers: list[str], placement: Mapping[str, Any] | None) -> list[str]:
+    """Providers that run at least one node (all the session's when that is not recorded)."""
+    if placement is None:
+        return list(providers)
+    busy = [p for p in providers if placement.get(p, {}).get("nodes")]
+    return busy or list(providers)
 
 
+def _bind_input(ort: Any, binding: Any, name: str, value: Any) -> None:
+    if isinstance(value, np.ndarray):
+        binding.bind_cpu_input(name, value)
+    elif isinstance(value, ort.OrtValue):
+        binding.bind_ortvalue_input(name, value)
+    elif hasattr(value, "__dlpack__"):
+        binding.bind_ortvalue_input(name, _from_dlpack(ort, value))
+    else:
+        binding.bind_cpu_input(name, np.asarray(value))
+
+
+def _from_dlpack(ort: Any, value: Any) -> Any:
+    """An OrtValue sharing the tensor's memory (onnxruntime 1.24 has it only in its C layer)."""
+    if hasattr(ort.OrtValue, "from_dlpack"):
+        return ort.OrtValue.from_dlpack(value)
+    c_value = ort.capi._pybind_state.OrtValue.from_dlpack(value.__dlpack__(), False)
+    return ort.OrtValue(c_value)
+
+
+# -- opening a session ---------------------------------------------------------------------------
 def _model_source(package: Package) -> Any:
+    from ..formats.onnx import check_external_data
+
     info = package.manifest.model
+    check_external_data(package.read_bytes(info.file), info.external_data, str(package.path))
     if not info.external_data:
         return package.read_bytes(info.file)
     # External tensors are read by path, relative to the model file: give both a folder.
@@ -163,30 +253,176 @@ def _model_source(package: Package) -> Any:
 def open(package: Package, *, device: str | Sequence[str] = "cpu",
          providers: Sequence[ProviderSpec] | None = None, fallback: bool = True,
          session_options: Mapping[str, Any] | None = None, **ignored: Any) -> OnnxBackend:
-    """Create an ONNX Runtime session for ``package`` on the requested device(s)."""
+    """Create an ONNX Runtime session for ``package`` on the requested device(s).
+
+    See :mod:`modelpack.devices` for the policy; ``session_options`` are described
+    in :mod:`modelpack.runtime._settings` and ``docs/devices.md``.
+    """
     ort = import_onnxruntime()
     name = str(package.path)
-    chosen = resolve_providers(device, providers, fallback, ort.get_available_providers())
-    settings = {**package.manifest.runtime.session, **(session_options or {})}
-    options = build_session_options(ort, settings)
+    auto = providers is None and is_auto(device)
+    plan = resolve_providers(device, providers, fallback or auto, ort.get_available_providers())
+    settings = merge_settings(package.manifest.runtime.session, session_options, name)
+    source = _model_source(package)
+    make = _session_maker(ort, source, settings, lambda: _model_sha256(package, source))
     with translate_errors(name, ort), warnings.catch_warnings():
-        # We resolved availability ourselves; onnxruntime's own fallback warning would repeat it.
+        # Availability was resolved above; onnxruntime's own warning about it would repeat it.
         warnings.simplefilter("ignore", UserWarning)
-        session = ort.InferenceSession(_model_source(package), sess_options=options, providers=chosen)
+        session = _negotiate(make, plan, strict=not fallback and not auto, auto=auto, package=name, ort=ort)
     backend = OnnxBackend(session, ort, name)
-    _check_first_choice(chosen, backend.providers, fallback, name)
+    requested = list(dict.fromkeys(provider_name(s) for s in plan if provider_name(s) != CPU))
+    message = None if auto or backend._placement is None else off_device_message(backend._placement, requested)
+    if message:
+        warn(f"{name}: {message}. Model.providers lists what runs.", PlacementWarning)
     return backend
 
 
-def _check_first_choice(chosen: list[ProviderSpec], actual: list[str], fallback: bool, package: str) -> None:
-    first = chosen[0] if isinstance(chosen[0], str) else chosen[0][0]
-    if first in actual:
-        return
-    from ..errors import DeviceUnavailableError
+def _negotiate(make: Callable[[list[ProviderSpec]], Any], plan: list[ProviderSpec], *, strict: bool,
+               auto: bool, package: str, ort: Any) -> Any:
+    """A session on the first workable providers of ``plan``, under the fallback policy."""
+    head, spare = _split_duplicates(plan)
+    wanted = [provider_name(s) for s in head if provider_name(s) != CPU]
+    while True:
+        try:
+            session = make(head)
+        except Exception as exc:
+            culprit = next((provider_name(s) for s in head if provider_name(s) != CPU), None)
+            if culprit is None:
+                raise
+            reason = f"fails on this model: {short_error(exc)}"
+            if strict:
+                _raise_model_error_if_cpu_fails_too(make, package, ort, exc)
+            _give_up(_label(head, culprit), reason, strict=strict, quiet=auto, package=package, cause=exc)
+            head, spare = _replace(head, spare, culprit)
+            continue
+        loaded = session.get_providers()
+        absent = [provider_name(s) for s in head if provider_name(s) not in loaded]
+        if not absent:
+            break
+        for provider in absent:
+            _give_up(_label(head, provider), "did not load (its libraries or device are missing here; run "
+                     "`modelpack devices` to see why)", strict=strict, quiet=auto, package=package)
+        if not any(p == provider_name(s) for p in absent for s in spare):
+            break
+        head, spare = _replace(head, spare, absent[0])
+    if auto and wanted and not any(p in session.get_providers() for p in wanted):
+        warn(f"{package}: device='auto' found {wanted} installed but none of them runs here; running on the "
+             "CPU. Run `modelpack devices` to see why.")
+    return session
 
-    message = f"{first} was requested and available but did not load; running on {actual}"
-    if not fallback:
+
+def _label(plan: list[ProviderSpec], provider: str) -> str:
+    """The provider with the options it was asked with, e.g. "OpenVINOExecutionProvider (device_type=GPU)"."""
+    spec = next(s for s in plan if provider_name(s) == provider)
+    if isinstance(spec, str) or not spec[1]:
+        return provider
+    return f"{provider} ({', '.join(f'{k}={v}' for k, v in spec[1].items())})"
+
+
+def _split_duplicates(plan: list[ProviderSpec]) -> tuple[list[ProviderSpec], list[ProviderSpec]]:
+    """(first spec of each provider, later specs kept as fallbacks); a session takes a provider once."""
+    head: list[ProviderSpec] = []
+    spare: list[ProviderSpec] = []
+    for spec in plan:
+        (spare if provider_name(spec) in [provider_name(s) for s in head] else head).append(spec)
+    return head, spare
+
+
+def _replace(head: list[ProviderSpec], spare: list[ProviderSpec],
+             provider: str) -> tuple[list[ProviderSpec], list[ProviderSpec]]:
+    """Drop ``provider`` from ``head``, putting its next spare spec (if any) in its place."""
+    index = [provider_name(s) for s in head].index(provider)
+    following = next((s for s in spare if provider_name(s) == provider), None)
+    rest = [s for s in spare if s is not following]
+    head = head[:index] + ([following] if following is not None else []) + head[index + 1:]
+    if CPU not in [provider_name(s) for s in head]:
+        head.append(CPU)
+    return head, rest
+
+
+def _give_up(provider: str, reason: str, *, strict: bool, quiet: bool, package: str,
+             cause: BaseException | None = None) -> None:
+    message = f"{provider} {reason}"
+    if strict:
         raise DeviceUnavailableError(message, package=package,
-                                     fix="Check the provider's libraries (CUDA, cuDNN, TensorRT versions) "
-                                         "with `modelpack devices`.")
-    warnings.warn(f"{package}: {message}", RuntimeWarning, stacklevel=3)
+                                     fix="Pass fallback=True to run on the next device, or fix the device "
+                                         "(`modelpack devices` tells what is missing).") from cause
+    if not quiet:
+        warn(f"{package}: {message}; running on the next device in the list.")
+
+
+def _raise_model_error_if_cpu_fails_too(make: Callable[[list[ProviderSpec]], Any], package: str, ort: Any,
+                                        first: BaseException) -> None:
+    """In strict mode, blame the provider only if the CPU can run the model."""
+    try:
+        make([CPU])
+    except Exception as exc:
+        raise translate(exc, package, ort) from first
+
+
+def _session_maker(ort: Any, source: bytes | str, settings: Mapping[str, Any],
+                   sha256: Callable[[], str]) -> Callable[[list[ProviderSpec]], Any]:
+    def make(providers: list[ProviderSpec]) -> Any:
+        options = _options(ort, settings)
+        cache = settings.get("optimized_model_cache")
+        if cache and isinstance(source, bytes):
+            folder = cache_dir(cache)
+            providers = _with_engine_caches(providers, folder)
+            if all(provider_name(s) in SAVABLE for s in providers):
+                path = cache_path(folder, sha256(), providers, ort.__version__, settings)
+                return _cached_session(ort, source, path, providers, settings)
+        return ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
+    return make
+
+
+def _options(ort: Any, settings: Mapping[str, Any]) -> Any:
+    options = build_session_options(ort, settings)
+    if supported(ort):
+        options.add_session_config_entry(RECORD, "1")
+    return options
+
+
+def _cached_session(ort: Any, source: bytes, path: Any, providers: list[ProviderSpec],
+                    settings: Mapping[str, Any]) -> Any:
+    """Load the optimized model from the cache, or create the session and fill the cache."""
+    if path.is_file():
+        options = _options(ort, settings)
+        # Optimized already: running the optimizers again would only cost time.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(str(path), options, providers=providers, enable_fallback=0)
+        except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt below
+            path.unlink(missing_ok=True)
+    options = _options(ort, settings)
+    try:
+        temporary = temporary_sibling(path)
+    except OSError:  # an unwritable cache folder only costs the speed-up
+        return ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
+    options.optimized_model_filepath = str(temporary)
+    try:
+        session = ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+    return session
+
+
+def _with_engine_caches(providers: list[ProviderSpec], folder: Any) -> list[ProviderSpec]:
+    """Point OpenVINO's blob cache and TensorRT's engine cache into the cache folder, unless set."""
+    out: list[ProviderSpec] = []
+    for spec in providers:
+        name, options = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
+        if name == "OpenVINOExecutionProvider" and "cache_dir" not in options:
+            options["cache_dir"] = str(folder / "openvino")
+        elif name == "TensorrtExecutionProvider" and "trt_engine_cache_path" not in options:
+            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(folder / "tensorrt"))
+        out.append((name, options) if options else name)
+    return out
+
+
+def _model_sha256(package: Package, source: bytes | str) -> str:
+    entry = next((f for f in package.manifest.files if f.path == package.manifest.model.file), None)
+    if entry is not None:
+        return entry.sha256
+    return hashlib.sha256(source if isinstance(source, bytes) else b"").hexdigest()

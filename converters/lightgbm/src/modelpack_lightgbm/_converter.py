@@ -11,15 +11,16 @@ rare with real data, and the fidelity check at export measures it.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from modelpack.errors import ConversionError
+from modelpack.formats.onnx import declare_signature
 from modelpack.manifest import ColumnSpec, Source, TensorSpec
 from modelpack.registry import Conversion
 
-from ._graph import declare
 
 __all__ = ["LightGBMConverter"]
 
@@ -75,7 +76,9 @@ class LightGBMConverter:
         onnx_model = _to_onnx(model, booster, objective, n_features, options, lightgbm, onnxmltools)
         inputs = (TensorSpec(INPUT, "float32", ("N", n_features), columns=columns),)
         return Conversion(
-            model=declare(onnx_model, inputs, outputs),
+            # onnxmltools names a regressor's output "variable" and leaves batch dimensions unnamed.
+            model=declare_signature(onnx_model, [*inputs, *outputs.values()],
+                                    renames={old: spec.name for old, spec in outputs.items()}),
             format="onnx",
             task="classification" if classes is not None else "regression",
             source=Source(framework="lightgbm", framework_version=lightgbm.__version__,
@@ -168,6 +171,7 @@ def _classes(model: Any, objective: str, booster: Any) -> tuple[Any, ...] | None
 
 
 def _outputs(objective: str, classes: tuple[Any, ...] | None) -> dict[str, TensorSpec]:
+    """The outputs' specs, keyed by the name onnxmltools gives each."""
     if classes is None:
         return {"variable": TensorSpec("value", "float32", ("N", 1), role="value")}
     label_type = "string" if isinstance(classes[0], str) else "int64"

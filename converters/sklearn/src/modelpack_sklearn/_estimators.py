@@ -10,12 +10,13 @@ error messages can point at it.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from modelpack.errors import ConversionError
 
-__all__ = ["classes_of", "describe_step", "encoder_categories", "final_estimator", "has_column_transformer",
-           "leaf_classes", "task_of", "check_fitted", "walk"]
+__all__ = ["check_fitted", "classes_of", "describe_step", "encoder_categories", "final_estimator",
+           "has_column_transformer", "leaf_classes", "task_of", "walk", "without_passthrough"]
 
 _SKIPPED = ("drop", "passthrough", None)
 
@@ -61,6 +62,21 @@ def final_estimator(model: Any) -> Any:
             return model
         model = steps[-1]
     return model
+
+
+def without_passthrough(model: Any) -> Any:
+    """``model`` with its pipelines' ``"passthrough"`` steps left out (skl2onnx refuses them).
+
+    The fitted steps are shared, not copied: the result is only read by the converter.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(model, Pipeline):
+        return model
+    steps = [(name, without_passthrough(step)) for name, step in model.steps if step not in _SKIPPED]
+    if len(steps) == len(model.steps) and all(a[1] is b[1] for a, b in zip(steps, model.steps, strict=True)):
+        return model
+    return Pipeline(steps) if steps else model
 
 
 def check_fitted(model: Any) -> None:
@@ -156,7 +172,7 @@ def _leaf_categories(est: Any, columns: list[str]) -> dict[str, tuple[Any, ...]]
         return {}
     if len(est.categories_) != len(columns):
         return {}
-    return {col: _plain(cats) for col, cats in zip(columns, est.categories_)}
+    return {col: _plain(cats) for col, cats in zip(columns, est.categories_, strict=True)}
 
 
 def _plain(categories: Any) -> tuple[Any, ...]:

@@ -13,15 +13,24 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from modelpack.errors import ConversionError, ModelpackError
 from modelpack.manifest import Source
 from modelpack.registry import Conversion
 
-from ._estimators import check_fitted, classes_of, describe_step, leaf_classes, task_of, walk
-from ._outputs import assign_roles, reference
+from ._estimators import (
+    check_fitted,
+    classes_of,
+    describe_step,
+    leaf_classes,
+    task_of,
+    walk,
+    without_passthrough,
+)
+from ._outputs import align_scores, assign_roles, reference
 from ._sample import InputPlan, plan_inputs
 
 __all__ = ["DEFAULT_TARGET_OPSET", "convert_onnx"]
@@ -48,16 +57,17 @@ def convert_onnx(model: Any, sample: Any, options: Mapping[str, Any]) -> Convers
     _register_boosting(model)
     _check_supported(model)
     plan = plan_inputs(model, sample, opts.dtype)
-    onx = _to_onnx(model, plan, opts)
+    onx = _to_onnx(without_passthrough(model), plan, opts)
     _rename_inputs(onx.graph, [name for name, _ in plan.initial_types])
     data = onx.SerializeToString()
-    exported = _run_once(data, plan, opts.dtype)
     outputs = assign_roles(_described_outputs(data), task, model)
+    expected = reference(model, task, plan.data, outputs)  # first: a bad sample is the sample's fault
+    exported = _run_once(data, plan, opts.dtype)
     return Conversion(
         model=data, format="onnx", task=task, source=_source(model), inputs=plan.inputs,
-        outputs=outputs, columns=plan.columns, dtype=opts.dtype,
+        outputs=outputs, columns=plan.columns, dtype=_output_precision(model, opts.dtype),
         classes=classes_of(model) if task == "classification" else None,
-        reference=reference(model, task, plan.data, outputs, exported))
+        reference=align_scores(expected, outputs, exported))
 
 
 # -- options --------------------------------------------------------------------------------
@@ -82,20 +92,36 @@ def _read_options(options: Mapping[str, Any]) -> _Options:
 
 
 # -- what skl2onnx can convert -------------------------------------------------------------------
+def _boosting_libraries(model: Any) -> list[str]:
+    """The boosting libraries (``xgboost``, ``lightgbm``) whose steps ``model`` holds."""
+    roots = {cls.__module__.partition(".")[0] for cls in leaf_classes(model)}
+    return sorted(roots & {"xgboost", "lightgbm"})
+
+
+def _output_precision(model: Any, dtype: str) -> str:
+    """The precision the outputs are computed in, which sets the fidelity tolerance.
+
+    onnxmltools' trees compute in float32 even inside a float64 graph (see
+    :func:`_float32_trees`), so their sums cannot meet the float64 tolerance.
+    """
+    return "float32" if dtype == "float64" and _boosting_libraries(model) else dtype
+
+
 def _register_boosting(model: Any) -> None:
     """Teach skl2onnx the XGBoost and LightGBM steps that ``model`` holds."""
-    roots = {cls.__module__.partition(".")[0] for cls in leaf_classes(model)}
-    for library in sorted(roots & {"xgboost", "lightgbm"}):
+    for library in _boosting_libraries(model):
         # A model holding such a step implies its library is already imported.
         if library in sys.modules:
             _register(library)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _register(library: str) -> None:
     from skl2onnx import update_registered_converter
-    from skl2onnx.common.shape_calculator import (calculate_linear_classifier_output_shapes,
-                                                  calculate_linear_regressor_output_shapes)
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
 
     try:
         if library == "xgboost":
@@ -110,6 +136,7 @@ def _register(library: str) -> None:
         raise ConversionError(f"the model holds a {library} step, which converts through onnxmltools "
                               f"({exc})", fix="pip install onnxmltools") from exc
     prefix = "XGBoost" if library == "xgboost" else "LightGbm"
+    convert = _float32_trees(convert)
     classifier_options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
     update_registered_converter(Classifier, f"{prefix}{Classifier.__name__}",
                                 calculate_linear_classifier_output_shapes, convert,
@@ -117,6 +144,55 @@ def _register(library: str) -> None:
     update_registered_converter(Regressor, f"{prefix}{Regressor.__name__}",
                                 calculate_linear_regressor_output_shapes, convert,
                                 options={"split": None} if library == "lightgbm" else None)
+
+
+class _Float32View:
+    """The operator as a float32-only tree converter must see it: other inputs and outputs."""
+
+    def __init__(self, operator: Any, inputs: list[Any], outputs: list[Any]) -> None:
+        self._operator, self.inputs, self.outputs = operator, inputs, outputs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._operator, name)
+
+    @property
+    def input_full_names(self) -> list[str]:
+        return [v.full_name for v in self.inputs]
+
+    @property
+    def output_full_names(self) -> list[str]:
+        return [v.full_name for v in self.outputs]
+
+
+def _float32_trees(convert: Callable[..., Any]) -> Callable[..., Any]:
+    """Let onnxmltools' tree converters, which emit float32 operators only, sit in a float64 graph.
+
+    With a double input, the trees read a float32 Cast of it and their double outputs
+    come from Casts back. XGBoost itself compares features as float32, so this is
+    what it computes; a float64 scaler before the trees no longer rounds rows across
+    split thresholds as a float32 one does.
+    """
+    @functools.wraps(convert)
+    def convert_in_float32(scope: Any, operator: Any, container: Any) -> Any:
+        from onnx import TensorProto
+        from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+        if not isinstance(operator.inputs[0].type, DoubleTensorType):
+            return convert(scope, operator, container)
+        source = operator.inputs[0]
+        floats = scope.declare_local_variable(f"{source.onnx_name}_float", FloatTensorType(source.type.shape))
+        container.add_node("Cast", [source.full_name], [floats.full_name], to=TensorProto.FLOAT,
+                           name=scope.get_unique_operator_name("CastToFloat"))
+        outputs = [scope.declare_local_variable(f"{o.onnx_name}_float", FloatTensorType(o.type.shape))
+                   if isinstance(o.type, DoubleTensorType) else o for o in operator.outputs]
+        result = convert(scope, _Float32View(operator, [floats], outputs), container)
+        for out, wanted in zip(outputs, operator.outputs, strict=True):
+            if out is not wanted:
+                container.add_node("Cast", [out.full_name], [wanted.full_name], to=TensorProto.DOUBLE,
+                                   name=scope.get_unique_operator_name("CastToDouble"))
+        return result
+
+    return convert_in_float32
 
 
 def _check_supported(model: Any) -> None:
@@ -132,9 +208,9 @@ def _check_supported(model: Any) -> None:
 
 def _converter_options(model: Any, extra: Mapping[Any, Any]) -> dict[Any, Any]:
     """ZipMap off for every classifier whose converter has the option, then the user's."""
-    from sklearn.base import is_classifier
     from skl2onnx._supported_operators import sklearn_operator_name_map
     from skl2onnx.common._registration import get_converter
+    from sklearn.base import is_classifier
 
     options: dict[Any, Any] = {}
     for _, est in walk(model):
@@ -171,8 +247,11 @@ def _conversion_error(model: Any, exc: BaseException, dtype: str) -> ConversionE
     import skl2onnx
 
     root = exc
-    while (root.__cause__ or root.__context__) is not None:
-        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    for _ in range(20):  # bounded: exception chains can loop
+        nested = root.__cause__ or root.__context__
+        if nested is None:
+            break
+        root = nested
     detail = _brief(exc) + (f" (caused by {_brief(root)})" if root is not exc else "")
     fix = _WAYS_OUT
     if dtype == "float64":
@@ -206,10 +285,10 @@ def _failing_step(model: Any, exc: BaseException) -> str:
 def _rename_inputs(graph: Any, names: list[str]) -> None:
     """Give graph inputs the names of the columns they were declared for."""
     current = [i.name for i in graph.input]
-    mapping = {old: new for old, new in zip(current, names) if old != new}
     if len(current) != len(names):
         raise ConversionError(f"skl2onnx produced inputs {current} for the columns {names}",
                               fix="Report this model to modelpack with its sample's columns.")
+    mapping = {old: new for old, new in zip(current, names, strict=True) if old != new}
     if mapping:
         _rename_in(graph, mapping)
 
@@ -226,13 +305,18 @@ def _rename_in(graph: Any, mapping: dict[str, str]) -> None:
 
 # -- checking the result -------------------------------------------------------------------------------
 def _run_once(data: bytes, plan: InputPlan, dtype: str) -> list[Any]:
-    import onnxruntime as ort
-
     from modelpack.io import InputAdapter
+
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # not a hard dependency: GPU and OpenVINO builds replace it
+        raise ConversionError("exporting checks the model in ONNX Runtime, which is not installed",
+                              fix="pip install 'modelpack[cpu]' (or the onnxruntime build for your "
+                                  "hardware).") from exc
 
     feeds = InputAdapter(plan.inputs, "sample")(plan.data)
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # shape-inference notices are not the user's concern
+    options.log_severity_level = 4  # failures are raised below with the fix; notices are noise
     try:
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         return list(session.run(None, feeds))
@@ -259,8 +343,8 @@ def _named_batch(spec: Any) -> Any:
 
 
 def _source(model: Any) -> Source:
-    import sklearn
     import skl2onnx
+    import sklearn
 
     cls = type(model)
     return Source(framework="scikit-learn", framework_version=sklearn.__version__,

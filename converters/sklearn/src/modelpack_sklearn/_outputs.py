@@ -9,8 +9,9 @@ a transformer, in the layout of the ONNX output it will be compared with.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from modelpack.manifest import TensorSpec
 
 from ._estimators import final_estimator
 
-__all__ = ["assign_roles", "reference"]
+__all__ = ["align_scores", "assign_roles", "reference"]
 
 
 def _second_role(model: Any, task: str) -> str:
@@ -42,13 +43,8 @@ def assign_roles(outputs: Sequence[TensorSpec], task: str, model: Any) -> tuple[
     return tuple(replace(spec, role=roles[i] if i < len(roles) else None) for i, spec in enumerate(outputs))
 
 
-def reference(model: Any, task: str, data: Any, outputs: Sequence[TensorSpec],
-              exported: Sequence[Any]) -> dict[str, np.ndarray]:
-    """The source model's outputs on ``data``, keyed by role or output name.
-
-    ``exported`` are the ONNX outputs on the same data, used only to lay out
-    decision scores the way the ONNX graph does (one or two columns for two classes).
-    """
+def reference(model: Any, task: str, data: Any, outputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """The source model's outputs on ``data``, keyed by role, or by output name for a transformer."""
     if task == "transform":
         dense = _call(model, "transform", data)
         return {outputs[0].name: dense.toarray() if hasattr(dense, "toarray") else np.asarray(dense)}
@@ -61,14 +57,31 @@ def reference(model: Any, task: str, data: Any, outputs: Sequence[TensorSpec],
         "scores": lambda: _call(model, "decision_function", data),
     }
     ref: dict[str, np.ndarray] = {}
-    for spec, value in zip(outputs, exported):
-        if spec.role not in methods:
-            continue
-        result = methods[spec.role]()
-        if isinstance(result, list):  # multi-output classifiers: one array per target
-            continue
-        ref[spec.role] = _align_scores(np.asarray(result), value) if spec.role == "scores" else np.asarray(result)
+    for spec in outputs:
+        if spec.role in methods:
+            result = methods[spec.role]()
+            if not isinstance(result, list):  # multi-output classifiers give one array per target
+                ref[spec.role] = np.asarray(result)
     return ref
+
+
+def align_scores(ref: dict[str, np.ndarray], outputs: Sequence[TensorSpec],
+                 exported: Sequence[Any]) -> dict[str, np.ndarray]:
+    """``ref`` with decision scores laid out as the exported graph lays them out.
+
+    For two classes scikit-learn gives one score per row, and skl2onnx one column or
+    two opposite ones, in an order that depends on the converter: the layout closest
+    to the exported values is kept (the values themselves are not changed).
+    """
+    position = [i for i, spec in enumerate(outputs) if spec.role == "scores"]
+    if "scores" not in ref or not position:
+        return ref
+    scores, got = ref["scores"], np.asarray(exported[position[0]])
+    if scores.ndim != 1 or got.shape != (len(scores), 2):
+        return ref
+    candidates = [np.column_stack([-scores, scores]), np.column_stack([scores, -scores])]
+    best = min(candidates, key=lambda c: float(np.abs(c - got).max(initial=0.0)))
+    return {**ref, "scores": best}
 
 
 def _call(model: Any, method: str, data: Any) -> Any:
@@ -78,14 +91,3 @@ def _call(model: Any, method: str, data: Any) -> Any:
         raise InputError(f"{type(model).__name__}.{method}() fails on it: {type(exc).__name__}: {exc}",
                          input="sample",
                          fix="Pass rows like the training data (same columns, dtypes and categories).") from exc
-
-
-def _align_scores(ref: np.ndarray, got: Any) -> np.ndarray:
-    # For two classes scikit-learn gives one score per row, and skl2onnx one column or
-    # two opposite ones, in an order that depends on the converter: take the layout
-    # that the exported values follow.
-    got = np.asarray(got)
-    if ref.ndim != 1 or got.ndim != 2 or got.shape != (len(ref), 2):
-        return ref
-    candidates = [np.column_stack([-ref, ref]), np.column_stack([ref, -ref])]
-    return min(candidates, key=lambda c: float(np.abs(c - got).max(initial=0.0)))

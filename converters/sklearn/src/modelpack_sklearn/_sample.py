@@ -168,8 +168,12 @@ def _column_spec(column: Any, name: str, kind: str, dtype: str,
 
 
 def _skl2onnx_type(dtype: str, width: int) -> Any:
-    from skl2onnx.common.data_types import (DoubleTensorType, FloatTensorType, Int64TensorType,
-                                            StringTensorType)
+    from skl2onnx.common.data_types import (
+        DoubleTensorType,
+        FloatTensorType,
+        Int64TensorType,
+        StringTensorType,
+    )
 
     types = {"float32": FloatTensorType, "float64": DoubleTensorType, "int64": Int64TensorType,
              "string": StringTensorType}

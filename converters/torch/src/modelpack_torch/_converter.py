@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from modelpack.errors import ConversionError
 from modelpack.manifest import Source
@@ -78,12 +79,14 @@ class TorchConverter:
             wrapper = _wrapper_class()(model, inputs, plan)
             reference = wrapper(*inputs.tensors)
         names = plan.output_names(len(reference), wrapper.keys)
+        values = [r.cpu().numpy() for r in reference]
+        checked = (plan.reference(names, values), plan.classes_for(values[0]))  # before the slow part
         exported = export_onnx(
             wrapper, inputs.names, inputs.tensors, names,
             axes=dynamic_axes(inputs.names, inputs.tensors, options.get("dynamic_axes")),
             exporter=exporter, opset=options.get("opset"), external=_external(model, options),
             extra=dict(options.get("export_kwargs") or {}))
-        return _conversion(model, exported, plan, names, [r.cpu().numpy() for r in reference])
+        return _conversion(model, exported, plan, *checked, values)
 
     def __repr__(self) -> str:
         return "<modelpack_torch.TorchConverter formats=['onnx']>"
@@ -112,8 +115,8 @@ def _external(model: Any, options: Mapping[str, Any]) -> bool:
     return weights_size(model) > INLINE_LIMIT if given is None else bool(given)
 
 
-def _conversion(model: Any, exported: Exported, plan: OutputPlan, names: list[str],
-                values: list[Any]) -> Conversion:
+def _conversion(model: Any, exported: Exported, plan: OutputPlan, reference: dict[str, Any],
+                classes: tuple[Any, ...] | None, values: list[Any]) -> Conversion:
     import torch
 
     from modelpack.formats import describe
@@ -128,7 +131,7 @@ def _conversion(model: Any, exported: Exported, plan: OutputPlan, names: list[st
                       model_class=f"{type(model).__module__}.{type(model).__qualname__}",
                       converter=f"torch.onnx.export ({exported.exporter})",
                       converter_version=torch.__version__),
-        reference=plan.reference(names, values), classes=plan.classes_for(values[0] if values else None),
+        reference=reference, classes=classes,
         outputs=plan.with_roles(description.outputs), dtype=_float_dtype(values),
         external_data=exported.external_data, metadata=metadata)
 
@@ -165,15 +168,18 @@ def _wrapper_class() -> type:
             self._by_keyword = inputs.by_keyword
             self._plan = plan
             self.keys: list[str] | None = None
+            self._binary: bool | None = None
 
         def forward(self, *inputs: Any) -> tuple[Any, ...]:
             if self._by_keyword:
-                out = self.model(**dict(zip(self._names, inputs)))
+                out = self.model(**dict(zip(self._names, inputs, strict=True)))
             else:
                 out = self.model(*inputs)
             flat = self._flatten(out)
             if self._plan.classifier:
-                flat = (_probabilities(flat[0], self._plan.logits), *flat[1:])
+                if self._binary is None:  # decided on the eager reference call, not while tracing
+                    self._binary = flat[0].dim() == 2 and flat[0].shape[1] == 1
+                flat = (_probabilities(flat[0], self._plan.logits, self._binary), *flat[1:])
             return flat
 
         def _flatten(self, out: Any) -> tuple[Any, ...]:
@@ -188,8 +194,8 @@ def _wrapper_class() -> type:
                                   "not tensors", fix="Return a tensor, a tuple of tensors or a dict "
                                                      "of tensors (wrap the module to do so).")
 
-    def _probabilities(scores: Any, logits: bool) -> Any:
-        if scores.dim() == 2 and scores.shape[1] == 1:
+    def _probabilities(scores: Any, logits: bool, binary: bool) -> Any:
+        if binary:
             positive = torch.sigmoid(scores) if logits else scores
             return torch.cat([1 - positive, positive], dim=1)
         return torch.softmax(scores, dim=-1) if logits else scores

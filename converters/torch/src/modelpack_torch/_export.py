@@ -17,10 +17,11 @@ import logging
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from modelpack.errors import ConversionError
 
@@ -56,7 +57,7 @@ def weights_size(module: Any) -> int:
 def dynamic_axes(names: Sequence[str], tensors: Sequence[Any], given: Any) -> dict[str, dict[int, str]]:
     """``{input: {axis: dim name}}``: the first axis of every input is the batch ``N`` by default."""
     if given is None:
-        return {n: {0: "N"} for n, t in zip(names, tensors) if t.dim() > 0}
+        return {n: {0: "N"} for n, t in zip(names, tensors, strict=True) if t.dim() > 0}
     if not isinstance(given, Mapping) or any(n not in names for n in given):
         raise ConversionError(f"options['dynamic_axes'] must map input names {list(names)} to axes, "
                               f"got {given!r:.120}", fix="Pass e.g. {'ids': {0: 'N', 1: 'T'}}.")
@@ -72,20 +73,28 @@ def export_onnx(wrapper: Any, names: Sequence[str], tensors: Sequence[Any], outp
                 external: bool, extra: Mapping[str, Any]) -> Exported:
     """Export ``wrapper`` with the requested exporter (``auto`` falls back to TorchScript)."""
     errors: dict[str, BaseException] = {}
+    caught: list[warnings.WarningMessage] = []
     if exporter in ("auto", "dynamo"):
         try:
-            model, data = _dynamo(wrapper, names, tensors, output_names, axes, opset, external, extra)
+            with _quiet(caught):
+                model, data = _dynamo(wrapper, names, tensors, output_names, axes, opset, external, extra)
+            _pass_on(caught)
             return Exported(model=model, exporter="dynamo", external_data=data)
         except Exception as exc:  # the exporter raises many unrelated types; all mean "cannot"
             errors["dynamo"] = exc
             logger.info("the dynamo exporter failed (%s); trying TorchScript", _first_line(exc))
     if exporter in ("auto", "torchscript"):
+        caught.clear()
         try:
-            model, data = _torchscript(wrapper, names, tensors, output_names, axes, opset, external, extra)
-            reason = _first_line(errors["dynamo"]) if "dynamo" in errors else None
-            return Exported(model=model, exporter="torchscript", external_data=data, fallback_reason=reason)
+            with _quiet(caught):
+                model, data = _torchscript(wrapper, names, tensors, output_names, axes, opset, external,
+                                           extra)
         except Exception as exc:  # as above
             errors["torchscript"] = exc
+        else:
+            _pass_on(caught)
+            reason = _first_line(errors["dynamo"]) if "dynamo" in errors else None
+            return Exported(model=model, exporter="torchscript", external_data=data, fallback_reason=reason)
     raise _failure(type(wrapper.model).__name__, errors) from errors[list(errors)[-1]]
 
 
@@ -97,11 +106,10 @@ def _dynamo(wrapper: Any, names: Sequence[str], tensors: Sequence[Any], output_n
     dims: dict[str, Any] = {}
     shapes = tuple({axis: dims.setdefault(dim, torch.export.Dim(_identifier(dim)))
                     for axis, dim in axes.get(name, {}).items()} or None for name in names)
-    with _quiet():
-        program = torch.onnx.export(wrapper, tuple(tensors), dynamo=True, input_names=list(names),
-                                    output_names=list(output_names), opset_version=opset,
-                                    dynamic_shapes={"inputs": shapes}, external_data=external,
-                                    verbose=False, **extra)
+    program = torch.onnx.export(wrapper, tuple(tensors), dynamo=True, input_names=list(names),
+                                output_names=list(output_names), opset_version=opset,
+                                dynamic_shapes={"inputs": shapes}, external_data=external,
+                                verbose=False, **extra)
     if not external:
         return program.model_proto.SerializeToString(), {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,14 +125,13 @@ def _torchscript(wrapper: Any, names: Sequence[str], tensors: Sequence[Any], out
     batch = {n: {0: "N"} for n in output_names}
     kwargs = dict(dynamo=False, input_names=list(names), output_names=list(output_names),
                   dynamic_axes={**batch, **axes}, opset_version=opset, **extra)
-    with _quiet():
-        if not external:
-            buffer = io.BytesIO()
-            torch.onnx.export(wrapper, tuple(tensors), buffer, **kwargs)
-            return buffer.getvalue(), {}
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.onnx.export(wrapper, tuple(tensors), str(Path(tmp) / MODEL_FILE), **kwargs)
-            return _read_folder(Path(tmp))
+    if not external:
+        buffer = io.BytesIO()
+        torch.onnx.export(wrapper, tuple(tensors), buffer, **kwargs)
+        return buffer.getvalue(), {}
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.onnx.export(wrapper, tuple(tensors), str(Path(tmp) / MODEL_FILE), **kwargs)
+        return _read_folder(Path(tmp))
 
 
 def _read_folder(folder: Path) -> tuple[bytes, dict[str, bytes]]:
@@ -134,25 +141,30 @@ def _read_folder(folder: Path) -> tuple[bytes, dict[str, bytes]]:
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the exporters' own deprecation chatter; keep warnings about the user's model.
+def _quiet(caught: list[warnings.WarningMessage]) -> Iterator[None]:
+    """Collect the exporters' warnings into ``caught`` instead of raising or printing them.
 
     Under ``-W error`` a deprecation raised inside torch's internals would abort the
-    export, and the user can do nothing about it. Tracer warnings say a trace may be
-    wrong for other inputs: those are passed on.
+    export, and the user can do nothing about it; :func:`_pass_on` re-issues, once the
+    export has succeeded, the ones that concern the user's model.
     """
-    import torch
-
     saved = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as records:
             warnings.simplefilter("always")
             yield
     finally:
+        caught.extend(records)
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
+def _pass_on(caught: Sequence[warnings.WarningMessage]) -> None:
+    """Tracer warnings say the trace may be wrong for other inputs: the user must see them."""
+    import torch
+
     for w in caught:
         if issubclass(w.category, torch.jit.TracerWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -166,6 +178,9 @@ def _identifier(name: str) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of the innermost cause: the exporters wrap it in pages of advice."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
     text = _ANSI.sub("", str(exc)).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return f"{type(exc).__name__}: {line[:300]}"

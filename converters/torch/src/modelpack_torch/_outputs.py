@@ -24,8 +24,9 @@ This module knows no framework: the converters apply the softmax themselves.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,10 +78,10 @@ class OutputPlan:
 
     def reference(self, names: Sequence[str], values: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """The source model's outputs keyed as export compares them: by role, else by name."""
-        reference = dict(zip(names, values))
+        reference = dict(zip(names, values, strict=True))
         if self.task in ROLE_OF_TASK:
             reference = {ROLE_OF_TASK[self.task]: values[0],
-                         **{n: v for n, v in zip(names[1:], values[1:])}}
+                         **{n: v for n, v in zip(names[1:], values[1:], strict=True)}}
         if self.classifier:
             _check_probabilities(values[0], self.logits)
         return reference

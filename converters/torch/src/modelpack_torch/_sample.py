@@ -10,8 +10,9 @@ a float64 numpy sample feeds a float32 network.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class Inputs:
     by_keyword: bool
 
     def as_numpy(self) -> dict[str, np.ndarray]:
-        return {n: t.detach().cpu().numpy() for n, t in zip(self.names, self.tensors)}
+        return {n: t.detach().cpu().numpy() for n, t in zip(self.names, self.tensors, strict=True)}
 
 
 def forward_parameters(module: Any) -> list[str]:
@@ -65,7 +66,7 @@ def read_sample(module: Any, sample: Any, options: Mapping[str, Any]) -> Inputs:
         raise ConversionError("options['input_names'] and a dict sample both name the inputs",
                               fix="Drop input_names: the dict keys name the inputs.")
     device, dtype = _device_and_dtype(module)
-    tensors = tuple(_tensor(v, n, device, dtype) for n, v in zip(names, values))
+    tensors = tuple(_tensor(v, n, device, dtype) for n, v in zip(names, values, strict=True))
     return Inputs(names=names, tensors=tensors, by_keyword=by_keyword)
 
 

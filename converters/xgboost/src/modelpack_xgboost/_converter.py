@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from modelpack.errors import ConversionError
+from modelpack.formats.onnx import declare_signature
 from modelpack.manifest import ColumnSpec, Source, TensorSpec
 from modelpack.registry import Conversion
 
-from ._graph import declare
 
 __all__ = ["XGBoostConverter"]
 
@@ -77,7 +78,9 @@ class XGBoostConverter:
         onnx_model = _to_onnx(model, booster, n_features, opset, xgboost, onnxmltools)
         inputs = (TensorSpec(INPUT, "float32", ("N", n_features), columns=columns),)
         return Conversion(
-            model=declare(onnx_model, inputs, outputs),
+            # onnxmltools names a regressor's output "variable" and leaves batch dimensions unnamed.
+            model=declare_signature(onnx_model, [*inputs, *outputs.values()],
+                                    renames={old: spec.name for old, spec in outputs.items()}),
             format="onnx",
             task="classification" if objective in _CLASSIFIERS else "regression",
             source=Source(framework="xgboost", framework_version=xgboost.__version__,
@@ -150,7 +153,7 @@ def _objective(booster: Any) -> str:
 
 def _features(booster: Any) -> tuple[int, tuple[ColumnSpec, ...] | None]:
     names, types = booster.feature_names, booster.feature_types or ()
-    categorical = [n for n, t in zip(names or range(len(types)), types) if t == "c"]
+    categorical = [n for n, t in zip(names or range(len(types)), types, strict=False) if t == "c"]
     if categorical:
         raise ConversionError(
             f"categorical features {categorical[:5]} (enable_categorical=True) cannot be fed to the "
@@ -164,6 +167,7 @@ def _features(booster: Any) -> tuple[int, tuple[ColumnSpec, ...] | None]:
 
 
 def _outputs(objective: str, booster: Any) -> dict[str, TensorSpec]:
+    """The outputs' specs, keyed by the name onnxmltools gives each."""
     config = json.loads(booster.save_config())["learner"]["learner_model_param"]
     if objective in _CLASSIFIERS:
         n_classes = max(int(config.get("num_class", 0)), 2)

@@ -1,0 +1,227 @@
+"""The Java side of the PMML backend: batch scoring composed from method handles.
+
+pmml4s scores one record per call. Calling it once per row from Python would
+cost a boundary crossing per row, and its JSON batch entry point costs a
+serialisation each way. Instead, the loop runs in the JVM: a ``java.util.function``
+object built with ``MethodHandleProxies`` from handles onto JDK and pmml4s methods
+turns row ``i`` of the batch into pmml4s values and scores it, and
+``IntStream.range(0, n).mapToObj`` drives it. Results are read back the same way:
+every numeric output into one ``double[]``, every text output into one string.
+Nothing here is Java source; it needs Java 8 or newer.
+
+Layout of a batch, held in a two-slot ``Object[]`` (the *holder*):
+``holder[0]`` is a ``double[]`` of the numeric fields, row-major; ``holder[1]`` an
+``Object[]`` of the other fields (strings, booleans, null), row-major.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Java"]
+
+# Text outputs come back as one string; cells are split on SEPARATOR and NULL marks a
+# missing value. Neither can occur in a PMML document (XML forbids both characters);
+# if an echoed input holds SEPARATOR the count of cells is off and the slow path runs.
+SEPARATOR, NULL = "\x01", "\x00"
+
+
+class Java:
+    """Handles onto the JDK and pmml4s, built once per process."""
+
+    def __init__(self, jpype: Any) -> None:
+        J = jpype.JClass
+        self.JException = jpype.JException
+        self._jpype = jpype
+        self.ObjectArray, self.DoubleArray = jpype.JArray(jpype.JObject), jpype.JArray(jpype.JDouble)
+        self.IntArray, self.JInt, self.JDouble = jpype.JArray(jpype.JInt), jpype.JInt, jpype.JDouble
+        self.MH, MT = J("java.lang.invoke.MethodHandles"), J("java.lang.invoke.MethodType")
+        self.proxies = J("java.lang.invoke.MethodHandleProxies")
+        self.mt = MT.methodType
+        self.IntStream, self.Arrays = J("java.util.stream.IntStream"), J("java.util.Arrays")
+        self.joining = J("java.util.stream.Collectors").joining(SEPARATOR)
+        self.Model = J("org.pmml4s.model.Model")
+        self.NumericType = J("org.pmml4s.common.NumericType")
+        self._classes(J)
+        self._handles(J)
+
+    def _classes(self, J: Any) -> None:
+        self.Object, self.String = J("java.lang.Object").class_, J("java.lang.String").class_
+        self.Objects_ = self.ObjectArray.class_
+        self.Doubles_ = self.DoubleArray.class_
+        self.double, self.boolean = J("java.lang.Double").TYPE, J("java.lang.Boolean").TYPE
+        self.int = J("java.lang.Integer").TYPE
+        self.IntFunction = J("java.util.function.IntFunction").class_
+        self.Function = J("java.util.function.Function").class_
+
+    def _handles(self, J: Any) -> None:
+        lookup, mt, MH, jpype = self.MH.publicLookup(), self.mt, self.MH, self._jpype
+        DataVal, DataType = J("org.pmml4s.data.DataVal"), J("org.pmml4s.common.DataType").class_
+        utils = J("org.pmml4s.util.Utils$")
+        self.missing = DataVal.NULL()
+        self.to_dataval = lookup.findVirtual(utils.class_, "toDataVal", mt(DataVal.class_, self.Object, DataType)) \
+            .bindTo(getattr(utils, "MODULE$"))
+        objects, math_ = J("java.util.Objects").class_, J("java.lang.Math").class_
+        self.is_nan = lookup.findStatic(J("java.lang.Double").class_, "isNaN", mt(self.boolean, self.double))
+        self.is_null = lookup.findStatic(objects, "isNull", mt(self.boolean, self.Object))
+        self.multiply = lookup.findStatic(math_, "multiplyExact", mt(self.int, self.int, self.int))
+        self.add = lookup.findStatic(math_, "addExact", mt(self.int, self.int, self.int))
+        self.object_at, self.double_at = MH.arrayElementGetter(self.Objects_), MH.arrayElementGetter(self.Doubles_)
+        series, schema = J("org.pmml4s.data.Series").class_, J("org.pmml4s.common.StructType").class_
+        self.DataVal, self.DataVals_ = DataVal.class_, jpype.JArray(DataVal).class_
+        # A record with its schema, as pmml4s builds one from a map: models look fields up by name.
+        self.new_series = lookup.findConstructor(J("org.pmml4s.data.GenericSeriesWithSchema").class_,
+                                                 mt(J("java.lang.Void").TYPE, self.DataVals_, schema))
+        self.score = lookup.findVirtual(self.Model.class_, "predict", mt(series, series))
+        self.as_array = lookup.findVirtual(series, "asArray", mt(self.Objects_))
+        number = J("java.lang.Number").class_
+        self.as_double = MH.guardWithTest(
+            self.is_null, MH.dropArguments(MH.constant(self.double, self.JDouble(math.nan)), 0, self.Object),
+            lookup.findVirtual(number, "doubleValue", mt(self.double)).asType(mt(self.double, self.Object)))
+        to_string = lookup.findStatic(objects, "toString", mt(self.String, self.Object, self.String))
+        self.as_text = MH.insertArguments(to_string, 1, NULL).asType(mt(self.Object, self.Object))
+        self.double_stream = lookup.findStatic(J("java.util.stream.DoubleStream").class_, "of",
+                                               mt(J("java.util.stream.DoubleStream").class_, self.Doubles_))
+        self.object_stream = lookup.findStatic(J("java.util.Arrays").class_, "stream",
+                                               mt(J("java.util.stream.Stream").class_, self.Objects_))
+
+    # -- models --------------------------------------------------------------------------------
+    def load(self, text: str) -> Any:
+        return self.Model.fromString(text)
+
+    def used_fields(self, model: Any) -> list[tuple[str, bool]]:
+        """(name, numeric) of the fields a record holds, in pmml4s's order."""
+        return [(str(f.name()), bool(self.NumericType.class_.isInstance(f.dataType())))
+                for f in model.usedSchema().fields()]
+
+    def output_fields(self, model: Any) -> list[tuple[str, str]]:
+        """(name, kind) of the evaluator's outputs; kind is "number", "bool" or "string"."""
+        kinds = []
+        for f in model.outputSchema().fields():
+            dtype = f.dataType()
+            kind = "number" if self.NumericType.class_.isInstance(dtype) else \
+                "bool" if str(dtype.toString()).lower() == "boolean" else "string"
+            kinds.append((str(f.name()), kind))
+        return kinds
+
+    # -- scoring --------------------------------------------------------------------------------
+    def pipeline(self, model: Any, numeric: Sequence[bool]) -> Any:
+        """A handle (Object[] holder, int row) -> Object[] outputs of ``model`` for that row."""
+        MH, mt = self.MH, self.mt
+        fields = list(model.usedSchema().fields())
+        widths, seen = (len(numeric) - sum(numeric), sum(numeric)), [0, 0]
+        cells = []
+        for field, is_number in zip(fields, numeric):
+            cells.append(self._cell(int(is_number), widths[is_number], seen[is_number], field.dataType()))
+            seen[is_number] += 1
+        row = MH.identity(self.DataVals_).asCollector(self.DataVals_, len(cells))
+        for position in reversed(range(len(cells))):
+            row = MH.collectArguments(row, position, cells[position])
+        row = MH.permuteArguments(row, mt(self.DataVals_, self.Objects_, self.int),
+                                  self.IntArray([0, 1] * len(cells)))
+        record = MH.insertArguments(self.new_series, 1, model.usedSchema()).asType(
+            mt(self.score.type().returnType(), self.DataVals_))
+        scored = MH.filterReturnValue(record, self.score.bindTo(model))
+        return MH.filterReturnValue(row, MH.filterReturnValue(scored, self.as_array))
+
+    def _cell(self, numeric: int, width: int, column: int, dtype: Any) -> Any:
+        """(Object[] holder, int row) -> the pmml4s value of one field, missing when NaN or null."""
+        MH, mt = self.MH, self.mt
+        array, kind, missing = (self.Doubles_, self.double, self.is_nan) if numeric else \
+            (self.Objects_, self.Object, self.is_null)
+        slot = MH.insertArguments(self.object_at, 1, self.JInt(1 - numeric)).asType(mt(array, self.Objects_))
+        index = MH.filterArguments(MH.insertArguments(self.add, 1, self.JInt(column)), 0,
+                                   MH.insertArguments(self.multiply, 1, self.JInt(width)))
+        getter = self.double_at if numeric else self.object_at
+        value = MH.filterArguments(MH.filterArguments(getter, 0, slot), 1, index)
+        convert = MH.guardWithTest(missing, MH.dropArguments(MH.constant(self.DataVal, self.missing), 0, kind),
+                                   MH.insertArguments(self.to_dataval, 1, dtype).asType(mt(self.DataVal, kind)))
+        return MH.filterReturnValue(value, convert)
+
+    def bind(self, pipeline: Any) -> tuple[Any, Any]:
+        """A fresh holder and the IntFunction scoring the rows it holds."""
+        holder = self.ObjectArray(2)
+        return holder, self.proxies.asInterfaceInstance(self.IntFunction, pipeline.bindTo(holder))
+
+    def predict(self, holder: Any, function: Any, numbers: np.ndarray, texts: np.ndarray, n: int) -> Any:
+        holder[0] = self.DoubleArray(np.ascontiguousarray(numbers).reshape(-1))
+        holder[1] = self.ObjectArray(texts.reshape(-1).tolist())
+        return self.IntStream.range(0, n).mapToObj(function).toArray()
+
+    # -- reading results back -------------------------------------------------------------------
+    def reader(self, wanted: Sequence[tuple[int, str]]) -> Reader:
+        return Reader(self, wanted)
+
+    def gather(self, filters: list[Any], array: Any, stream: Any) -> Any:
+        """A Function (Object[] outputs) -> stream of filters(outputs), in order."""
+        MH, mt = self.MH, self.mt
+        handle = MH.identity(array).asCollector(array, len(filters))
+        for position in reversed(range(len(filters))):
+            handle = MH.filterArguments(handle, position, filters[position])
+        handle = MH.permuteArguments(handle, mt(array, self.Objects_), self.IntArray([0] * len(filters)))
+        return self.proxies.asInterfaceInstance(self.Function, MH.filterReturnValue(handle, stream))
+
+    def output_at(self, index: int, convert: Any) -> Any:
+        return self.MH.filterReturnValue(self.MH.insertArguments(self.object_at, 1, self.JInt(index)), convert)
+
+
+class Reader:
+    """Reads the requested outputs of a scored batch into numpy arrays."""
+
+    def __init__(self, java: Java, wanted: Sequence[tuple[int, str]]) -> None:
+        self.java, self.wanted = java, list(wanted)
+        self.numbers = [i for i, kind in wanted if kind == "number"]
+        self.texts = [i for i, kind in wanted if kind != "number"]
+        self.to_numbers = java.gather([java.output_at(i, java.as_double) for i in self.numbers],
+                                      java.Doubles_, java.double_stream) if self.numbers else None
+        self.to_texts = java.gather([java.output_at(i, java.as_text) for i in self.texts],
+                                    java.Objects_, java.object_stream) if self.texts else None
+
+    def __call__(self, results: Any, n: int) -> list[np.ndarray]:
+        java, columns = self.java, {}
+        try:
+            if self.to_numbers is not None:
+                flat = java.Arrays.stream(results).flatMapToDouble(self.to_numbers).toArray()
+                block = np.array(flat, dtype=np.float64).reshape(n, len(self.numbers))
+                columns.update({i: block[:, j] for j, i in enumerate(self.numbers)})
+            if self.to_texts is not None:
+                cells = str(java.Arrays.stream(results).flatMap(self.to_texts).collect(java.joining))
+                cells_ = cells.split(SEPARATOR)
+                if len(cells_) != n * len(self.texts):  # a value held SEPARATOR
+                    return self._pick(self._one_by_one(results))
+                columns.update(self._texts(cells_, n))
+        except java.JException as exc:
+            if "ClassCast" not in str(exc.getClass().getName()):
+                raise
+            columns = self._one_by_one(results)  # an output of an unexpected type
+        return self._pick(columns)
+
+    def _pick(self, columns: dict[int, np.ndarray]) -> list[np.ndarray]:
+        return [columns[i] for i, _ in self.wanted]
+
+    def _texts(self, cells: list[str], n: int) -> dict[int, np.ndarray]:
+        block = np.array([None if c == NULL else c for c in cells], dtype=object).reshape(n, len(self.texts))
+        kinds = dict(self.wanted)
+        return {i: _typed(block[:, j], kinds[i]) for j, i in enumerate(self.texts)}
+
+    def _one_by_one(self, results: Any) -> dict[int, np.ndarray]:
+        rows = [list(row) for row in results]
+        out = {}
+        for i, kind in self.wanted:
+            values = [row[i] for row in rows]
+            if kind == "number":
+                out[i] = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+            else:
+                out[i] = _typed(np.array([None if v is None else str(v) for v in values], dtype=object), kind)
+        return out
+
+
+def _typed(column: np.ndarray, kind: str) -> np.ndarray:
+    if kind != "bool":
+        return column
+    values = [None if v is None else v == "true" for v in column.tolist()]
+    return np.array(values, dtype=object if None in values else bool)

@@ -1,0 +1,319 @@
+"""The ASGI application: Open Inference Protocol (KServe V2) routes on FastAPI.
+
+Handlers stay thin: they read the body and hand decoding, the model run and
+encoding to a worker thread (:mod:`anyio.to_thread`, bounded by ``threads``),
+so the event loop keeps accepting requests while models compute. Every error
+becomes a JSON body ``{"error": "..."}`` with the status of
+:func:`~modelpack.serve.errors.status_of`; no request can stop the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, Header, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from .batching import MicroBatcher
+from .errors import RequestTooLargeError, status_of
+from .repository import ModelSource, Repository, ServedModel, open_models
+from .schemas import (
+    ErrorResponse,
+    InferenceRequest,
+    InferenceResponse,
+    LiveResponse,
+    ModelMetadata,
+    PredictRequest,
+    PredictResponse,
+    ReadyResponse,
+    ServerMetadata,
+)
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
+
+log = logging.getLogger("modelpack.serve")
+
+#: Largest request body accepted, in bytes, unless ``max_body_bytes`` says otherwise.
+DEFAULT_MAX_BODY_BYTES = 64 * 2**20
+EXTENSIONS = ["binary_tensor_data"]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in ((400, "Malformed request, or inputs that do not fit the model"),
+                       (404, "No such model"), (413, "Body over the size limit"),
+                       (500, "The model failed"))}
+_BINARY_NOTE = (
+    "With the binary tensor data extension the body is the JSON header, of "
+    "`Inference-Header-Content-Length` bytes, followed by the raw bytes of every input whose "
+    "parameters carry `binary_data_size` (little-endian; BYTES elements each prefixed by a "
+    "4-byte little-endian length). Outputs asked for with `binary_data` come back the same way.")
+
+
+HeaderLength = Annotated[str | None, Header(alias="Inference-Header-Content-Length",
+                                            description="Length of the JSON header (binary extension).")]
+
+
+class _BodyLimit:
+    """Refuse bodies over ``max_bytes``: at once from Content-Length, else while reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            response = _error(self._too_large(int(length)))
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise self._too_large(seen)
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _too_large(self, size: int) -> RequestTooLargeError:
+        return RequestTooLargeError(
+            f"the request body has {size:,} bytes or more; the limit (max_body_bytes) is {self.max_bytes:,}",
+            fix="Send fewer rows per request, or start the server with a larger --max-body-size.")
+
+
+def _error(exc: BaseException) -> JSONResponse:
+    status = status_of(exc)
+    if status >= 500:
+        log.error("request failed: %s", exc, exc_info=exc)
+    text = str(exc) if hasattr(exc, "fix") else f"internal error: {type(exc).__name__}: {exc}"
+    return JSONResponse({"error": text}, status_code=status)
+
+
+def _guard(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """Turn every exception of a handler into a JSON error response."""
+
+    @functools.wraps(handler)
+    async def guarded(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return await handler(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 (the server must outlive any request)
+            return _error(exc)
+
+    return guarded
+
+
+class _Server:
+    """The state behind the routes: the repository, the thread limit, the batchers."""
+
+    def __init__(self, repository: Repository, *, threads: int, max_batch_size: int,
+                 max_latency_ms: float) -> None:
+        self.repository = repository
+        self.threads = threads
+        self._limiter: anyio.CapacityLimiter | None = None
+        self.batchers: dict[tuple[str, str], MicroBatcher] = {}
+        if max_batch_size > 1:
+            for served in repository:
+                if served.batchable:
+                    self.batchers[served.name, served.version] = MicroBatcher(
+                        self._runner(served), max_batch_size=max_batch_size,
+                        max_latency_ms=max_latency_ms, max_concurrent=threads)
+                else:
+                    log.info("%s: no dynamic batch dimension, requests are not merged", served.name)
+
+    def _runner(self, served: ServedModel) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+        async def run(feeds: dict[str, Any]) -> dict[str, Any]:
+            return await self.in_thread(served.run, feeds)
+        return run
+
+    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._limiter is None:  # created lazily: it belongs to the running event loop
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def infer(self, served: ServedModel, body: bytes, header_length: str | None) -> Response:
+        batcher = self.batchers.get((served.name, served.version))
+        if batcher is None:
+            content, json_length = await self.in_thread(served.infer, body, header_length)
+        else:
+            request, feeds = await self.in_thread(served.decode, body, header_length)
+            values = await batcher.submit(feeds)
+            content, json_length = await self.in_thread(served.encode, request, values)
+        if json_length is None:
+            return Response(content, media_type="application/json")
+        return Response(content, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(json_length)})
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for batcher in self.batchers.values():
+            await batcher.close()
+        self.repository.close()
+
+
+def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, device: Any = "cpu",
+               threads: int | None = None, max_batch_size: int = 0, max_latency_ms: float = 2.0,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    """The ASGI application serving ``models`` over the Open Inference Protocol.
+
+    Parameters
+    ----------
+    models:
+        Package paths or loaded :class:`~modelpack.Model` objects; a mapping serves
+        each under its key instead of the manifest's name. Models loaded here are
+        closed when the application shuts down; models passed in are not.
+    device:
+        Where to run the packages loaded here (see :func:`modelpack.load`).
+    threads:
+        Model runs (and request decoding) at once; default: the number of CPUs, at most 8.
+    max_batch_size:
+        Above 1, concurrent requests of a model are merged into runs of up to this
+        many rows (see :mod:`modelpack.serve.batching`).
+    max_latency_ms:
+        Longest a request waits for others to merge with.
+    max_body_bytes:
+        Larger request bodies get HTTP 413.
+
+    Example
+    -------
+    >>> import uvicorn
+    >>> from modelpack.serve import create_app
+    >>> app = create_app(["iris.mpk"], max_batch_size=64)      # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=8080)           # doctest: +SKIP
+    """
+    repository = open_models(models, device=device)
+    server = _Server(repository, threads=threads or min(8, os.cpu_count() or 1),
+                     max_batch_size=max_batch_size, max_latency_ms=max_latency_ms)
+    app = FastAPI(title="modelpack serve", version=__version__, lifespan=server.lifespan,
+                  description="Open Inference Protocol (KServe V2) REST API for modelpack packages, "
+                              "with the binary tensor data extension.")
+    app.state.batchers = server.batchers  # (name, version) -> MicroBatcher, for monitoring
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    _add_routes(app, server)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # Unknown routes and methods get the same body shape as every other error.
+    return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}. "
+                                  "The routes are listed at /docs."}, status_code=exc.status_code)
+
+
+def _add_routes(app: FastAPI, server: _Server) -> None:
+    repo = server.repository
+
+    @_guard
+    async def server_metadata() -> Response:
+        return JSONResponse({"name": "modelpack", "version": __version__, "extensions": EXTENSIONS})
+
+    @_guard
+    async def live() -> Response:
+        return JSONResponse({"live": True})
+
+    @_guard
+    async def ready() -> Response:
+        return JSONResponse({"ready": len(repo) > 0})
+
+    app.add_api_route("/v2", server_metadata, methods=["GET"], response_model=ServerMetadata,
+                      summary="Server metadata")
+    app.add_api_route("/v2/health/live", live, methods=["GET"], response_model=LiveResponse,
+                      summary="Server liveness")
+    app.add_api_route("/v2/health/ready", ready, methods=["GET"], response_model=ReadyResponse,
+                      summary="Server readiness")
+    for prefix, versioned in (("/v2/models/{name}", False), ("/v2/models/{name}/versions/{version}", True)):
+        _add_model_routes(app, server, prefix, versioned)
+
+
+def _add_model_routes(app: FastAPI, server: _Server, prefix: str, versioned: bool) -> None:
+    repo = server.repository
+    suffix = " (one version)" if versioned else ""
+
+    @_guard
+    async def metadata(name: str, version: str | None = None) -> Response:
+        return JSONResponse(repo.get(name, version).metadata)
+
+    @_guard
+    async def model_ready(name: str, version: str | None = None) -> Response:
+        repo.get(name, version)
+        return JSONResponse({"ready": True})
+
+    @_guard
+    async def infer(request: Request, name: str, version: str | None = None,
+                    inference_header_content_length: HeaderLength = None) -> Response:
+        body = await request.body()
+        return await server.infer(repo.get(name, version), body, inference_header_content_length)
+
+    @_guard
+    async def predict(request: Request, name: str, version: str | None = None) -> Response:
+        body = await request.body()
+        result = await server.in_thread(repo.get(name, version).predict, body)
+        return Response(json.dumps(result, separators=(",", ":")), media_type="application/json")
+
+    if not versioned:  # otherwise FastAPI would document `version` as a query parameter
+        for fn in (metadata, model_ready, infer, predict):
+            _drop_parameter(fn, "version")
+    routes: list[tuple[str, Callable[..., Any], str, Any, dict[str, Any] | None, str]] = [
+        ("", metadata, "GET", ModelMetadata, None, "Model metadata"),
+        ("/ready", model_ready, "GET", ReadyResponse, None, "Model readiness"),
+        ("/infer", infer, "POST", InferenceResponse, _body("InferenceRequest", binary=True), "Inference"),
+        ("/predict", predict, "POST", PredictResponse, _body("PredictRequest"),
+         "Labels and probabilities for records or columns (modelpack extension)"),
+    ]
+    for path, fn, method, model, body, summary in routes:
+        responses = {**_ERRORS}
+        if path == "/infer":
+            responses[200] = {"content": {"application/octet-stream": {}},
+                              "description": "JSON, or JSON header + binary outputs"}
+        app.add_api_route(prefix + path, fn, methods=[method], response_model=model, summary=summary + suffix,
+                          responses=responses if path in ("/infer", "/predict") else {404: _ERRORS[404]},
+                          openapi_extra=body, operation_id=f"{fn.__name__}{'_version' if versioned else ''}",
+                          description=_BINARY_NOTE if path == "/infer" else None)
+
+
+def _drop_parameter(fn: Callable[..., Any], name: str) -> None:
+    sig = inspect.signature(fn)
+    fn.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values()  # type: ignore[attr-defined]
+                                               if p.name != name])
+
+
+def _body(schema: str, binary: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    if binary:
+        content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the request schemas the handlers validate themselves."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (InferenceRequest, PredictRequest):
+        doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(doc.pop("$defs", {}))
+        components[model.__name__] = doc
+    schema["components"]["schemas"] = dict(sorted(components.items()))
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,124 @@
+"""The ``modelpack serve`` command, and :func:`serve` for Python callers.
+
+Imports no web framework until the command runs, so ``modelpack --help``
+works without the ``serve`` extra, and ``modelpack serve`` then says what to
+install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelpackError
+
+if TYPE_CHECKING:
+    from .repository import ModelSource
+
+__all__ = ["add_parser", "serve"]
+
+_INSTALL = "Install the serving extra: pip install 'modelpack[serve]'."
+
+
+def serve(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, host: str = "127.0.0.1",
+          port: int = 8080, log_level: str = "info", **options: Any) -> None:
+    """Serve packages over HTTP until interrupted (Ctrl-C).
+
+    ``options`` go to :func:`~modelpack.serve.create_app` (``device``, ``threads``,
+    ``max_batch_size``, ``max_latency_ms``, ``max_body_bytes``).
+
+    Example
+    -------
+    >>> serve(["iris.mpk", "churn.mpk"], port=8080, max_batch_size=64)   # doctest: +SKIP
+    """
+    uvicorn = _import("uvicorn")
+    from .app import create_app
+
+    app = create_app(models, **options)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``serve`` sub-command to the ``modelpack`` command's parser."""
+    p = subparsers.add_parser(
+        "serve", help="serve packages over HTTP (Open Inference Protocol / KServe V2)",
+        description="Serve packages over the Open Inference Protocol (KServe V2) REST API, with the "
+                    "binary tensor data extension, plus POST /v2/models/NAME/predict.")
+    p.add_argument("packages", nargs="*", metavar="PKG",
+                   help="package folders or .mpk files; NAME=PKG serves one under another name")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="device for every package (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="model runs at once (default: the number of CPUs, at most 8)")
+    p.add_argument("--max-batch-size", type=int, default=0,
+                   help="merge concurrent requests into runs of up to this many rows (default: off)")
+    p.add_argument("--max-latency-ms", type=float, default=2.0,
+                   help="longest a request waits to be merged (default: %(default)s)")
+    p.add_argument("--max-body-size", type=float, default=64.0, metavar="MIB",
+                   help="largest request body in MiB; larger ones get HTTP 413 (default: %(default)s)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.openapi:
+        _import("fastapi")
+        from .app import create_app
+
+        sys.stdout.write(json.dumps(create_app([]).openapi(), indent=2) + "\n")
+        return 0
+    if not args.packages:
+        raise ModelpackError("no package to serve", fix="Name at least one: modelpack serve PKG [PKG ...].")
+    _check_options(args)
+    serve(_sources(args.packages), host=args.host, port=args.port, log_level=args.log_level,
+          device=args.device, threads=args.threads, max_batch_size=args.max_batch_size,
+          max_latency_ms=args.max_latency_ms, max_body_bytes=int(args.max_body_size * 2**20))
+    return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    for option, value, low in (("--threads", args.threads, 1), ("--max-batch-size", args.max_batch_size, 0),
+                               ("--max-latency-ms", args.max_latency_ms, 0), ("--max-body-size", args.max_body_size, 0),
+                               ("--port", args.port, 0)):
+        if value is not None and value < low:
+            raise ModelpackError(f"{option} is {value}", fix=f"Give {option} a value of at least {low}.")
+
+
+def _sources(items: Sequence[str]) -> list[str] | dict[str, str]:
+    """Paths, or a name -> path mapping when some are given as NAME=PATH."""
+    pairs = [_split_name(item) for item in items]
+    if all(name is None for name, _ in pairs):
+        return list(items)
+    named: dict[str, str] = {}
+    for name, path in pairs:
+        name = name or _manifest_name(path)
+        if name in named:
+            raise ModelpackError(f"two packages would be served as {name!r}", fix="Serve each name once.")
+        named[name] = path
+    return named
+
+
+def _split_name(item: str) -> tuple[str | None, str]:
+    name, sep, path = item.partition("=")
+    if sep and name and path and not Path(item).exists():  # a path holding "=" is never split
+        return name, path
+    return None, item
+
+
+def _manifest_name(path: str) -> str:
+    from ..package import inspect
+
+    return inspect(path).name
+
+
+def _import(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        raise ModelpackError(f"{module} is not installed", fix=_INSTALL) from exc

@@ -1,0 +1,254 @@
+"""Score Spark DataFrames with a package: :func:`predict_udf` returns a pandas UDF.
+
+The UDF is an iterator pandas UDF: each Python worker loads the package once
+(kept in a cache of the worker process, which Spark reuses across tasks) and
+scores the Arrow batches it is given. The Spark result type is read from the
+manifest on the driver, so nothing runs there.
+
+Where the package lives:
+
+* a URL (``s3://``, ``gs://``, ``https://``...): every worker fetches it
+  (:func:`modelpack.remote.fetch`), so the executors need the credentials;
+* a local path with a ``local[...]`` master: the workers open that path;
+* a local path on a cluster: it is shipped with ``SparkContext.addFile``.
+
+Columns are matched to the model by name when the UDF is given one struct
+column (``udf(struct(*cols))``); given several columns, they are taken in the
+order of the model's inputs (its named columns, or its input names); given one
+array column, each row is one feature vector of a single-input model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Tuple, Union
+
+import numpy as np
+
+from .batch import check_result
+from .errors import InputError, TaskError
+from .manifest import Manifest, TensorSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ._types import DeviceSpec, PathLike
+    from .model import Model
+
+__all__ = ["predict_udf", "result_type"]
+
+_MODELS: dict[tuple[str, str, str], Model] = {}  # per worker process: (kind, where, device) -> Model
+_LOCK = threading.Lock()
+_PREDICT_ROLE = {"classification": "label", "regression": "value", "clustering": "cluster"}
+
+
+def predict_udf(spark: Any, package: PathLike, *, result: str = "label", device: DeviceSpec = "cpu",
+                ship: bool | None = None) -> Any:
+    """A pandas UDF that scores Spark rows with ``package``, like MLflow's ``spark_udf``.
+
+    Parameters
+    ----------
+    spark:
+        The active ``SparkSession``.
+    package:
+        A package path (folder or ``.mpk``) or URL.
+    result:
+        ``"label"`` (labels or values), ``"proba"`` (an array of class probabilities in
+        :attr:`Model.classes` order) or ``"all"`` (a struct of every model output).
+    device:
+        Device of the workers' sessions, as for :func:`modelpack.load`.
+    ship:
+        Send a local package to the executors with ``SparkContext.addFile``; by default
+        only when the master is not ``local[...]`` (URLs are fetched by each worker).
+
+    Example
+    -------
+    >>> from pyspark.sql.functions import struct
+    >>> from modelpack.spark import predict_udf
+    >>> churn = predict_udf(spark, "s3://models/churn.mpk", result="proba")   # doctest: +SKIP
+    >>> df.withColumn("p", churn(struct(*feature_columns)))                   # doctest: +SKIP
+    """
+    from pyspark.sql.functions import pandas_udf
+
+    check_result(result)
+    location, manifest = _locate(spark, package, ship)
+    returns = result_type(manifest, result)
+    names = _argument_names(manifest)
+    where = (*location, str(device))
+
+    def score_batches(batches: Any) -> Any:
+        model = _model(where)
+        for batch in batches:
+            yield _output(model, _frame(batch, names, model), result)
+
+    score_batches.__annotations__ = _udf_hints(result)
+    return pandas_udf(score_batches, returns)  # type: ignore[call-overload]
+
+
+def _udf_hints(result: str) -> dict[str, Any]:
+    """Hints from which Spark infers an iterator UDF over batches of several columns.
+
+    PySpark recognises these by their ``typing`` names, so the old spellings stay.
+    """
+    import pandas as pd
+
+    column = Union[pd.Series, pd.DataFrame]  # noqa: UP007 - PySpark checks for typing.Union
+    out = pd.DataFrame if result == "all" else pd.Series
+    return {"batches": Iterator[Tuple[column, ...]], "return": Iterator[out]}  # noqa: UP006
+
+
+# -- the driver side -----------------------------------------------------------------------
+def _locate(spark: Any, package: PathLike, ship: bool | None) -> tuple[tuple[str, str], Manifest]:
+    """Where the workers find the package, and its manifest."""
+    from .package import inspect
+    from .remote import fetch, is_url
+
+    if is_url(package):
+        return ("url", str(package)), inspect(fetch(str(package)))
+    path = Path(package).resolve()
+    manifest = inspect(path)
+    if ship is None:
+        ship = not (spark.sparkContext.master or "").startswith("local")
+    if not ship:
+        return ("path", str(path)), manifest
+    spark.sparkContext.addFile(str(path), recursive=path.is_dir())
+    return ("sparkfile", path.name), manifest
+
+
+def result_type(manifest: Manifest, result: str) -> Any:
+    """The Spark SQL type of :func:`predict_udf`'s column for ``result``.
+
+    Example
+    -------
+    >>> result_type(modelpack.inspect("iris.mpk"), "proba")   # doctest: +SKIP
+    ArrayType(DoubleType(), True)
+    """
+    from pyspark.sql import types as T
+
+    check_result(result)
+    if result == "proba":
+        if not manifest.classes or not any(o.role == "probabilities" for o in manifest.outputs):
+            raise TaskError(f"result='proba' needs a classifier with probabilities; this is a "
+                            f"{manifest.task} model", package=manifest.name, fix="Use result='label' or 'all'.")
+        return T.ArrayType(T.DoubleType())
+    if result == "label":
+        return _label_type(manifest)
+    fields = [T.StructField(o.name, _output_type(manifest, o)) for o in manifest.outputs]
+    return T.StructType(fields)
+
+
+def _label_type(manifest: Manifest) -> Any:
+    if manifest.task == "classification" and manifest.classes:
+        return _scalar_type(np.asarray(manifest.classes).dtype.name)
+    role = _PREDICT_ROLE.get(manifest.task)
+    specs = [o for o in manifest.outputs if role and o.role == role] or (
+        list(manifest.outputs) if len(manifest.outputs) == 1 else [])
+    if not specs:
+        raise TaskError(f"the {manifest.task} model has outputs {[o.name for o in manifest.outputs]} and "
+                        "none of them is its prediction", package=manifest.name, fix="Use result='all'.")
+    return _output_type(manifest, specs[0])
+
+
+def _output_type(manifest: Manifest, spec: TensorSpec) -> Any:
+    from pyspark.sql import types as T
+
+    if spec.kind == "sequence" and "map" in spec.dtype:  # ZipMap: probabilities, class order
+        return T.ArrayType(T.DoubleType())
+    if spec.kind != "tensor":
+        raise TaskError(f"output {spec.name!r} is a {spec.kind}, which has no Spark type here",
+                        package=manifest.name, fix="Score with result='label' or 'proba'.")
+    element = _scalar_type(spec.dtype)
+    shape = spec.shape
+    if shape is not None and (len(shape) <= 1 or (len(shape) == 2 and shape[1] == 1)):
+        return element
+    return T.ArrayType(element)
+
+
+def _scalar_type(dtype: str) -> Any:
+    from pyspark.sql import types as T
+
+    kinds = {"bool": T.BooleanType, "int8": T.ByteType, "int16": T.ShortType, "int32": T.IntegerType,
+             "int64": T.LongType, "uint8": T.ShortType, "uint16": T.IntegerType, "uint32": T.LongType,
+             "float16": T.FloatType, "float32": T.FloatType, "float64": T.DoubleType}
+    if dtype in kinds:
+        return kinds[dtype]()
+    if dtype == "string" or dtype.startswith(("<U", "str", "object")):
+        return T.StringType()
+    return T.DoubleType()
+
+
+def _argument_names(manifest: Manifest) -> list[str] | None:
+    """The names given, in order, to plain column arguments (None: positional features)."""
+    if len(manifest.inputs) == 1 and manifest.inputs[0].columns:
+        return [c.name for c in manifest.inputs[0].columns]
+    if len(manifest.inputs) > 1:
+        return [s.name for s in manifest.inputs]
+    return None
+
+
+# -- the worker side ------------------------------------------------------------------------
+def _model(where: tuple[str, str, str]) -> Model:
+    """The worker process's model for ``where``, loaded on first use."""
+    with _LOCK:
+        if where not in _MODELS:
+            from .loading import load
+
+            kind, location, device = where
+            if kind == "url":
+                from .remote import fetch
+
+                location = str(fetch(location))
+            elif kind == "sparkfile":
+                from pyspark import SparkFiles
+
+                location = SparkFiles.get(location)
+            _MODELS[where] = load(location, device=device)
+        return _MODELS[where]
+
+
+def _frame(batch: Any, names: list[str] | None, model: Model) -> Any:
+    """One Arrow batch of UDF arguments as something ``Model`` takes."""
+    import pandas as pd
+
+    args = (batch,) if isinstance(batch, (pd.Series, pd.DataFrame)) else tuple(batch)
+    if len(args) == 1 and isinstance(args[0], pd.DataFrame):
+        return args[0]  # a struct column: its field names are the column names
+    if len(args) == 1 and len(args[0]) and isinstance(args[0].iloc[0], (np.ndarray, list)):
+        return np.stack([np.asarray(v) for v in args[0]])  # one feature vector per row
+    if names is None:
+        return np.column_stack([a.to_numpy() for a in args])
+    if len(args) != len(names):
+        raise InputError(f"the UDF was given {len(args)} column(s); the model takes {len(names)}",
+                         expected=str(names[:20]), got=f"{len(args)} columns", package=model.manifest.name,
+                         fix="Pass struct(*columns) to match by name, or the columns in this order.")
+    return pd.DataFrame({n: a.reset_index(drop=True) for n, a in zip(names, args)})
+
+
+def _output(model: Model, frame: Any, result: str) -> pd.Series | pd.DataFrame:
+    import pandas as pd
+
+    if result == "label":
+        return _series(model.predict(frame))
+    if result == "proba":
+        return _series(np.asarray(model.predict_proba(frame), dtype=np.float64))
+    outputs = model.run(frame)
+    columns = {}
+    for spec in model.outputs:
+        value = outputs[spec.name]
+        if isinstance(value, list):  # ZipMap: one {class: probability} per row, to class order
+            keys = model.classes.tolist() if model.classes is not None else list(value[0]) if value else []
+            value = np.array([[row[k] for k in keys] for row in value], dtype=np.float64)
+        columns[spec.name] = _series(np.asarray(value))
+    return pd.DataFrame(columns)
+
+
+def _series(values: np.ndarray) -> pd.Series:
+    import pandas as pd
+
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values.reshape(-1)
+    if values.ndim == 1:
+        return pd.Series(values)
+    return pd.Series(list(values.reshape(len(values), -1)))
