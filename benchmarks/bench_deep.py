@@ -157,7 +157,7 @@ def main() -> None:
     body = (
         f"Untrained networks with random weights (timing does not depend on training). Export = "
         f"`modelpack.export(net, path, sample=X[:{SAMPLE}], options={{'task': 'classification', 'logits': "
-        "True}})` (conversion with a softmax added, a check run, fidelity measurement, writing the archive), "
+        "True})` (conversion with a softmax added, a check run, fidelity measurement, writing the archive), "
         "median of 2 in one process (the first PyTorch export also pays for building the dynamo exporter's "
         "operator registry). Predict = class probabilities at 1 row and at 10,000 rows: modelpack "
         "`predict_proba` (ONNX Runtime, CPU) vs the framework's forward pass (PyTorch `no_grad` + softmax; "

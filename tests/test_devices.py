@@ -19,8 +19,16 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import modelpack
-from modelpack.devices import (CPU, DEVICES, DeviceWarning, PlacementWarning, add_parser, devices, parse_device,
-                               resolve_providers)
+from modelpack.devices import (
+    CPU,
+    DEVICES,
+    DeviceWarning,
+    PlacementWarning,
+    add_parser,
+    devices,
+    parse_device,
+    resolve_providers,
+)
 from modelpack.placement import describe, forecast
 
 ort = pytest.importorskip("onnxruntime")

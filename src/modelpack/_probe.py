@@ -14,9 +14,10 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -24,7 +24,8 @@ import difflib
 import os
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import DeviceError, DeviceUnavailableError
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["CPU", "DEVICES", "DeviceWarning", "PlacementWarning", "ProviderSpec", "add_parser", "devices",
            "parse_device", "resolve_providers"]
 
-ProviderSpec = Union[str, tuple[str, dict[str, Any]]]
+ProviderSpec = str | tuple[str, dict[str, Any]]
 CPU = "CPUExecutionProvider"
 
 # Device name -> ONNX Runtime provider, in the order "auto" prefers them.

@@ -19,7 +19,8 @@ given here, both in one shape, ``{provider: {"nodes": n, "ops": {op_type: count}
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .devices import CPU, DEVICES
 

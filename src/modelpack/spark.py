@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Tuple, Union
+from typing import TYPE_CHECKING, Any, Tuple, Union  # noqa: UP035 - PySpark reads typing names
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def _udf_hints(result: str) -> dict[str, Any]:
 
     column = Union[pd.Series, pd.DataFrame]  # noqa: UP007 - PySpark checks for typing.Union
     out = pd.DataFrame if result == "all" else pd.Series
-    return {"batches": Iterator[Tuple[column, ...]], "return": Iterator[out]}  # noqa: UP006
+    return {"batches": Iterator[Tuple[column, ...]], "return": Iterator[out]}  # type: ignore[valid-type]  # noqa: UP006
 
 
 # -- the driver side -----------------------------------------------------------------------
@@ -223,7 +223,7 @@ def _frame(batch: Any, names: list[str] | None, model: Model) -> Any:
         raise InputError(f"the UDF was given {len(args)} column(s); the model takes {len(names)}",
                          expected=str(names[:20]), got=f"{len(args)} columns", package=model.manifest.name,
                          fix="Pass struct(*columns) to match by name, or the columns in this order.")
-    return pd.DataFrame({n: a.reset_index(drop=True) for n, a in zip(names, args)})
+    return pd.DataFrame({n: a.reset_index(drop=True) for n, a in zip(names, args, strict=True)})
 
 
 def _output(model: Model, frame: Any, result: str) -> pd.Series | pd.DataFrame:

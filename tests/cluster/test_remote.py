@@ -14,8 +14,7 @@ import pytest
 
 import modelpack
 from modelpack import remote
-from modelpack.errors import (ModelpackError, PackageIntegrityError, PackageNotFoundError,
-                              UnsafePackageError)
+from modelpack.errors import ModelpackError, PackageIntegrityError, PackageNotFoundError, UnsafePackageError
 from modelpack.package import open_package
 from modelpack.remote import fetch, is_url, resolve
 

@@ -51,12 +51,12 @@ def run_at_config_shapes(model_file, config, batch: int = 3):
         feeds[tensor.name] = (np.array(["w"] * int(np.prod(shape)), dtype=object).reshape(shape)
                               if kind is object else rng.normal(size=shape).astype(kind))
     names = [o.name for o in config.output]
-    results = dict(zip(names, session.run(names, feeds)))
+    results = dict(zip(names, session.run(names, feeds), strict=True))
     for tensor in config.output:
         dims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
         expected = ([batch] if config.max_batch_size else []) + dims
         got = list(results[tensor.name].shape)
-        assert len(got) == len(expected) and all(e in (-1, g) for e, g in zip(expected, got)), tensor.name
+        assert len(got) == len(expected) and all(e in (-1, g) for e, g in zip(expected, got, strict=True)), tensor.name
     return feeds, results
 
 

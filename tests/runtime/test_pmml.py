@@ -20,8 +20,16 @@ import numpy as np
 import pytest
 
 import modelpack
-from modelpack.errors import (DeviceError, DeviceUnavailableError, DTypeError, InputError, MissingColumnError,
-                              RuntimeBackendError, ShapeError, UnsafePackageError)
+from modelpack.errors import (
+    DeviceError,
+    DeviceUnavailableError,
+    DTypeError,
+    InputError,
+    MissingColumnError,
+    RuntimeBackendError,
+    ShapeError,
+    UnsafePackageError,
+)
 from modelpack.formats.pmml import describe
 from modelpack.manifest import Manifest
 from modelpack.package import Package
@@ -85,7 +93,7 @@ def test_dmg_case(java: Any, case: dict[str, Any]) -> None:
     # Fields absent from the record are missing values, as in pmml4s's own tests.
     names = list(case["expected"])
     out = backend.run({k: np.array([v]) for k, v in case["input"].items()}, names)
-    assert_matches(case["expected"], {n: o[0] for n, o in zip(names, out)}, case["model"])
+    assert_matches(case["expected"], {n: o[0] for n, o in zip(names, out, strict=True)}, case["model"])
 
 
 def test_dmg_cases_through_load(java: Any) -> None:
@@ -165,7 +173,7 @@ def test_batch_equals_row_by_row_with_missing_values(java: Any) -> None:
     batch = backend.run(feeds)
     for i in range(n):
         row = backend.run({k: v[i:i + 1] for k, v in feeds.items()})
-        for column, value in zip(batch, row):
+        for column, value in zip(batch, row, strict=True):
             assert column[i] == value[0] or (column[i] != column[i] and value[0] != value[0])
     assert batch[0].dtype == object and batch[1].dtype == np.float64
 
@@ -227,7 +235,7 @@ def test_threads_share_a_model(java: Any) -> None:
         t.start()
     for t in threads:
         t.join()
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

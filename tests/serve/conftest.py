@@ -22,6 +22,7 @@ from modelpack.serve import create_app  # noqa: E402
 
 CORPORA = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora"
 V2_CORPUS = CORPORA / "v2-protocol"
+IRIS_WEIGHTS = np.array([[0.5, -1, 0], [1, 0, 2], [0, 0.25, -1], [3, 1, 0]], dtype=np.float32)
 
 
 def _save(model: Any, folder: Path, name: str, **pack_args: Any) -> Path:
@@ -157,9 +158,9 @@ def running(app: Any) -> Iterator[str]:
         sock.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(packages: dict[str, Path], churn: Path) -> Iterator[str]:
-    """One server for the module: every test package, no micro-batching."""
+    """One server for the session: every test package, no micro-batching, a 1 MiB body limit."""
     app = create_app([*packages.values(), churn], max_body_bytes=1 << 20)
     with running(app) as url:
         yield url
@@ -169,8 +170,6 @@ def make_iris(folder: Path) -> Path:
     """The model the recorded client requests were made for: X FP32 [N, 4] -> Y = X @ W FP32 [N, 3]."""
     from onnx import TensorProto as T
     from onnx import helper as h
-
-    from .test_server import IRIS_WEIGHTS
 
     graph = h.make_graph([h.make_node("MatMul", ["X", "W"], ["Y"])], "iris",
                          [h.make_tensor_value_info("X", T.FLOAT, ["N", 4])],

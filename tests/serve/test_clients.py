@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+
 import numpy as np
 import pytest
 
-from .conftest import create_app, make_arith, make_iris, make_text, running
+from .conftest import IRIS_WEIGHTS, create_app, make_arith, make_iris, make_text, running
 
-pytestmark = pytest.mark.filterwarnings(
-    # geventhttpclient, under tritonclient, still imports pkg_resources-era helpers.
-    "ignore::DeprecationWarning:geventhttpclient.*",
-)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +95,6 @@ def test_kserve_rest_client(url: str) -> None:
             request = kserve.InferRequest(model_name="iris", infer_inputs=[item], request_id="7")
             response = await client.infer(url, request, model_name="iris")
             assert response.id == "7"
-            from .test_server import IRIS_WEIGHTS
-
             np.testing.assert_allclose(response.outputs[0].as_numpy(), x @ IRIS_WEIGHTS, rtol=1e-6)
             s = kserve.InferInput("s", [2], "BYTES")
             s.set_data_from_numpy(np.array(["cat", "x"], dtype=object), binary_data=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import V2_CORPUS
+from .conftest import IRIS_WEIGHTS, V2_CORPUS
 
 httpx = pytest.importorskip("httpx")
 
@@ -186,15 +186,18 @@ def test_oversized_bodies_get_413_by_length_or_while_streaming(client) -> None:
 
 
 def test_concurrent_requests_all_get_their_own_answer(server: str) -> None:
-    def one(k: int) -> tuple[int, list[int]]:
+    def worker(first: int) -> list[tuple[int, list[int]]]:
+        answers = []
         with httpx.Client(base_url=server, timeout=30) as c:
-            body = arith_body([[k, 0, 0]] * (k % 3 + 1), [k] * (k % 3 + 1), id=str(k))
-            doc = c.post("/v2/models/arith/infer", json=body).json()
-            return int(doc["id"]), doc["outputs"][1]["data"]
+            for k in range(first, first + 4):
+                body = arith_body([[k, 0, 0]] * (k % 3 + 1), [k] * (k % 3 + 1), id=str(k))
+                doc = c.post("/v2/models/arith/infer", json=body).json()
+                answers.append((int(doc["id"]), doc["outputs"][1]["data"]))
+        return answers
 
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(one, range(40)))
-    assert results == [(k, [2 * k] * (k % 3 + 1)) for k in range(40)]
+        results = [a for answers in pool.map(worker, range(0, 32, 4)) for a in answers]
+    assert results == [(k, [2 * k] * (k % 3 + 1)) for k in range(32)]
 
 
 # -- the shared V2 corpus ---------------------------------------------------------------
@@ -265,5 +268,3 @@ def test_recorded_tritonclient_and_kserve_requests_replay(corpus_server) -> None
             assert doc["id"] in ("42", "43") and doc["outputs"][0]["name"] == "Y"
             np.testing.assert_allclose(y.reshape(2, 3), x @ IRIS_WEIGHTS, rtol=1e-6)
 
-
-IRIS_WEIGHTS = np.array([[0.5, -1, 0], [1, 0, 2], [0, 0.25, -1], [3, 1, 0]], dtype=np.float32)

@@ -142,6 +142,7 @@ def test_saved_model_folder(rng, tmp_path, saved_model):
     manifest = modelpack_keras.export_saved_model(folder, tmp_path / "s.mpk", sample={"rows": X},
                                                   signature="scores")
     assert manifest.source.model_class == "tensorflow SavedModel"
+    assert manifest.name == "scorer"
     with modelpack.load(tmp_path / "s.mpk") as m:
         out = m.run({"rows": X})
         tol = manifest.fidelity.outputs[0].tolerance
@@ -226,6 +227,7 @@ def test_missing_signature(saved_model, tmp_path):
     ({"task": "classification", "logits": True, "classes": [1, 2]}, "3 probabilities per row"),
     ({"input_names": ["a", "b"]}, "2 name"),
     ({"dtype": "float64"}, "set_floatx"),
+    ({"tf2onnx_kwargs": {"opset": 17}}, r"options\['opset'\]"),
 ])
 def test_bad_options_are_refused(options, match):
     net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, bias_initializer="ones")])

@@ -207,11 +207,18 @@ def test_unexportable_operator_names_the_op_and_the_way_out():
     ({"logits": True}, "applies to classifiers"),
     ({"output_names": ["a", "b"]}, "2 name"),
     ({"dynamic_axes": {"nope": {0: "N"}}}, "must map input names"),
+    ({"export_kwargs": {"opset_version": 17}}, r"Use options\['opset'\] instead"),
 ])
 def test_bad_options_are_refused(options, match):
     with pytest.raises(modelpack.ConversionError, match=match):
         modelpack_torch.converter.convert(torch.nn.Linear(3, 2), np.ones((4, 3)), format="onnx",
                                           options=options)
+
+
+def test_repeated_output_names():
+    sample = {"features": np.ones((2, 6)), "extra": np.ones((2, 2))}
+    with pytest.raises(modelpack.ConversionError, match="repeats a name"):
+        modelpack_torch.converter.convert(TwoInputs(), sample, format="onnx", options={"output_names": ["a", "a"]})
 
 
 def test_classifier_without_probabilities_says_pass_logits(rng, tmp_path):

@@ -185,10 +185,11 @@ def describe(data: bytes, *, name: str) -> Description:
 def rename_values(graph: Any, names: Mapping[str, str], *, graph_outputs: bool = True) -> None:
     """Rename values (``names``: old -> new) everywhere an ONNX graph refers to them.
 
-    Node inputs and outputs, graph inputs, ``value_info`` and the bodies of
-    control-flow nodes follow the new names. With ``graph_outputs=False`` the
-    graph's outputs keep their names: the way to put a new node in front of an
-    output is to rename what produces it, then add the node that writes the output.
+    Node inputs and outputs, graph inputs and the bodies of control-flow nodes
+    follow the new names; ``value_info`` (optional type hints) is left as it is.
+    With ``graph_outputs=False`` the graph's outputs keep their names: the way to
+    put a new node in front of an output is to rename what produces it, then add
+    the node that writes the output.
 
     Parameters
     ----------
@@ -212,8 +213,7 @@ def rename_values(graph: Any, names: Mapping[str, str], *, graph_outputs: bool =
     """
     if not names:
         return
-    values = [*graph.input, *graph.value_info, *(graph.output if graph_outputs else ())]
-    for value in values:
+    for value in [*graph.input, *(graph.output if graph_outputs else ())]:
         value.name = names.get(value.name, value.name)
     for node in graph.node:
         node.input[:] = [names.get(n, n) for n in node.input]

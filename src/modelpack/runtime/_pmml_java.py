@@ -115,7 +115,7 @@ class Java:
         fields = list(model.usedSchema().fields())
         widths, seen = (len(numeric) - sum(numeric), sum(numeric)), [0, 0]
         cells = []
-        for field, is_number in zip(fields, numeric):
+        for field, is_number in zip(fields, numeric, strict=True):
             cells.append(self._cell(int(is_number), widths[is_number], seen[is_number], field.dataType()))
             seen[is_number] += 1
         row = MH.identity(self.DataVals_).asCollector(self.DataVals_, len(cells))

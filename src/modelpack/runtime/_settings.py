@@ -17,8 +17,9 @@ import os
 import platform
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .._cgroup import usable_cpus
 from ..devices import warn

@@ -18,15 +18,31 @@ import contextlib
 import hashlib
 import os
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..devices import CPU, PlacementWarning, ProviderSpec, is_auto, provider_name, resolve_providers, warn
-from ..errors import (DeviceError, DeviceUnavailableError, InputError, MissingColumnError, ModelpackError,
-                      PackageError, RuntimeBackendError)
+from ..errors import (
+    DeviceError,
+    DeviceUnavailableError,
+    DTypeError,
+    InputError,
+    MissingColumnError,
+    ModelpackError,
+    PackageError,
+    RuntimeBackendError,
+)
 from ..placement import RECORD, of_session, off_device_message, short_error, supported
-from ._settings import SAVABLE, build_session_options, cache_dir, cache_path, merge_settings, temporary_sibling
+from ._settings import (
+    SAVABLE,
+    build_session_options,
+    cache_dir,
+    cache_path,
+    merge_settings,
+    temporary_sibling,
+)
 
 if TYPE_CHECKING:
     from ..package import Package
@@ -69,11 +85,7 @@ _FIXES: dict[type[ModelpackError], str] = {
 
 def translate(exc: BaseException, package: str, ort: Any) -> ModelpackError:
     """The modelpack error for an onnxruntime exception (``RuntimeBackendError`` if unknown)."""
-    for ort_type, ours in _error_map(ort).items():
-        if isinstance(exc, ort_type):
-            break
-    else:
-        ours = RuntimeBackendError
+    ours = next((o for t, o in _error_map(ort).items() if isinstance(exc, t)), RuntimeBackendError)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ours(f"ONNX Runtime: {text}", package=package, fix=_FIXES[ours])
 
@@ -101,6 +113,7 @@ class OnnxBackend:
         self.providers: list[str] = _running(session.get_providers(), self._placement)
         self.output_names = [o.name for o in session.get_outputs()]
         self.input_names = [i.name for i in session.get_inputs()]
+        self._input_types = {i.name: i.type for i in session.get_inputs()}
         self._tensor_outputs = {o.name for o in session.get_outputs() if o.type.startswith("tensor")}
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
@@ -150,7 +163,7 @@ class OnnxBackend:
         try:
             binding = session.io_binding()
             for name, value in names[0].items():
-                _bind_input(self._ort, binding, name, value)
+                binding.bind_ortvalue_input(name, self._input_value(name, value))
             device, device_id = self._output_device()
             for name in names[1]:
                 if name in self._tensor_outputs:
@@ -184,6 +197,20 @@ class OnnxBackend:
                              package=self._package, fix="Ask for outputs listed in Model.outputs.")
         return dict(feeds), wanted
 
+    def _input_value(self, name: str, value: Any) -> Any:
+        """``value`` as an OrtValue sharing its memory, of the input's element type."""
+        ort = self._ort
+        if isinstance(value, ort.OrtValue):
+            ov = value
+        elif hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray):
+            ov = _from_dlpack(ort, value)
+        else:
+            ov = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value))
+        if ov.data_type() != self._input_types[name]:
+            raise DTypeError(expected=self._input_types[name], got=ov.data_type(), input=name,
+                             package=self._package, fix="Convert the tensor to the input's type first.")
+        return ov
+
     def _output_device(self) -> tuple[str, int]:
         first = self.providers[0] if self.providers else CPU
         device = _DEVICE_OUTPUTS.get(first, "cpu")
@@ -215,17 +242,6 @@ def _running(providers: list[str], placement: Mapping[str, Any] | None) -> list[
         return list(providers)
     busy = [p for p in providers if placement.get(p, {}).get("nodes")]
     return busy or list(providers)
-
-
-def _bind_input(ort: Any, binding: Any, name: str, value: Any) -> None:
-    if isinstance(value, np.ndarray):
-        binding.bind_cpu_input(name, value)
-    elif isinstance(value, ort.OrtValue):
-        binding.bind_ortvalue_input(name, value)
-    elif hasattr(value, "__dlpack__"):
-        binding.bind_ortvalue_input(name, _from_dlpack(ort, value))
-    else:
-        binding.bind_cpu_input(name, np.asarray(value))
 
 
 def _from_dlpack(ort: Any, value: Any) -> Any:

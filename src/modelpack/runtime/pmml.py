@@ -113,8 +113,8 @@ def runtime() -> Java:
 
 def _start_jvm() -> Any:
     try:
-        import jpype
-        from pypmml import PMMLContext
+        import jpype  # type: ignore[import-untyped]
+        from pypmml import PMMLContext  # type: ignore[import-untyped]
     except ImportError as exc:
         raise RuntimeBackendError(f"the PMML runtime is not installed ({exc})", fix=INSTALL) from exc
     if not jpype.isJVMStarted():
@@ -265,7 +265,7 @@ class PmmlBackend:
         numbers = np.full((n, sum(self._numeric)), np.nan)
         texts = np.full((n, len(self._numeric) - sum(self._numeric)), None, dtype=object)
         counts = [0, 0]
-        for name, numeric in zip(self.input_names, self._numeric):
+        for name, numeric in zip(self.input_names, self._numeric, strict=True):
             j = counts[numeric]
             counts[numeric] += 1
             if name in columns:

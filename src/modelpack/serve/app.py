@@ -309,7 +309,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for path in schema["paths"].values():  # no parameter can fail validation: 422 never happens
+        for operation in path.values():
+            operation["responses"].pop("422", None)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
     for model in (InferenceRequest, PredictRequest):
         doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(doc.pop("$defs", {}))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,13 +117,11 @@ class MicroBatcher:
 
     async def close(self) -> None:
         """Stop dispatching; requests still queued get an error."""
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
-        await asyncio.gather(*self._running, return_exceptions=True)
-        for item in self._queue:
-            if not item.future.done():
-                item.future.set_exception(RuntimeError("the server is shutting down"))
+        tasks = [*self._running, *([self._dispatcher] if self._dispatcher is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        _fail(self._queue)
         self._queue.clear()
 
     # -- dispatching ---------------------------------------------------------------------
@@ -174,24 +172,30 @@ class MicroBatcher:
 
     async def _execute(self, batch: list[_Item]) -> None:
         try:
-            self._count(batch)
-            if len(batch) == 1:
-                await self._resolve(batch[0], self._run(batch[0].feeds))
-                return
-            merged = {name: np.concatenate([i.feeds[name] for i in batch]) for name in batch[0].feeds}
-            try:
-                parts = _split(await self._run(merged), [i.rows for i in batch])
-            except Exception as exc:  # noqa: BLE001 (each request is retried alone to find its own error)
-                log.debug("merged run of %d requests failed (%s); running them one by one", len(batch), exc)
-                self.stats.fallbacks += 1
-                for item in batch:
-                    await self._resolve(item, self._run(item.feeds))
-                return
-            for item, outputs in zip(batch, parts, strict=True):
-                if not item.future.done():
-                    item.future.set_result(outputs)
+            await self._execute_batch(batch)
+        except asyncio.CancelledError:
+            _fail(batch)
+            raise
         finally:
             self._slots.release()  # type: ignore[union-attr]
+
+    async def _execute_batch(self, batch: list[_Item]) -> None:
+        self._count(batch)
+        if len(batch) == 1:
+            await self._resolve(batch[0], self._run(batch[0].feeds))
+            return
+        merged = {name: np.concatenate([i.feeds[name] for i in batch]) for name in batch[0].feeds}
+        try:
+            parts = _split(await self._run(merged), [i.rows for i in batch])
+        except Exception as exc:  # noqa: BLE001 (each request is retried alone to find its own error)
+            log.debug("merged run of %d requests failed (%s); running them one by one", len(batch), exc)
+            self.stats.fallbacks += 1
+            for item in batch:
+                await self._resolve(item, self._run(item.feeds))
+            return
+        for item, outputs in zip(batch, parts, strict=True):
+            if not item.future.done():
+                item.future.set_result(outputs)
 
     async def _resolve(self, item: _Item, outputs: Awaitable[dict[str, Any]]) -> None:
         try:
@@ -209,6 +213,12 @@ class MicroBatcher:
         s.requests += len(batch)
         s.rows += sum(i.rows for i in batch)
         s.sizes[len(batch)] = s.sizes.get(len(batch), 0) + 1
+
+
+def _fail(items: Iterable[_Item]) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(RuntimeError("the server is shutting down"))
 
 
 def _rows(feeds: Feeds) -> int | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from modelpack.manifest import Manifest
@@ -37,6 +38,7 @@ def export_saved_model(path: str | os.PathLike[str], dest: str | os.PathLike[str
 
     The folder is loaded with ``tf.saved_model.load`` and exported through
     :func:`modelpack.export`; ``export_args`` (``name``, ``tolerance``...) are passed on.
+    The package is named after the folder (its parent for a numbered version folder).
     Inputs are named after the signature's keyword arguments, outputs after its keys.
 
     Example
@@ -55,5 +57,8 @@ def export_saved_model(path: str | os.PathLike[str], dest: str | os.PathLike[str
     from ._targets import load_saved_model
 
     loaded = load_saved_model(path)
+    folder = Path(path).resolve()
+    # TensorFlow Serving keeps versions in numbered folders: model/1, model/2...
+    export_args.setdefault("name", folder.parent.name if folder.name.isdigit() else folder.name)
     return modelpack.export(loaded, dest, sample=sample, options={**(options or {}), "signature": signature},
                             **export_args)

@@ -79,11 +79,20 @@ class KerasConverter:
         # Checked before the slow conversion, so a wrong option fails fast.
         reference, classes = plan.reference(names, values), plan.classes_for(values[0])
         data = convert_function(fn, target, names, opset=options.get("opset"),
-                                extra=dict(options.get("tf2onnx_kwargs") or {}))
+                                extra=_extra_kwargs(options))
         return _conversion(model, target, data, plan, reference, classes, values)
 
     def __repr__(self) -> str:
         return "<modelpack_keras.KerasConverter formats=['onnx']>"
+
+
+def _extra_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    extra = dict(options.get("tf2onnx_kwargs") or {})
+    own = sorted(set(extra) & {"function", "input_signature", "opset", "output_path", "large_model"})
+    if own:
+        raise ConversionError(f"options['tf2onnx_kwargs'] sets {own}, which the keras converter sets itself",
+                              fix="Leave them out (the opset is options['opset']).")
+    return extra
 
 
 def _constant(array: Any) -> Any:

@@ -21,7 +21,6 @@ from modelpack.formats.onnx import declare_signature
 from modelpack.manifest import ColumnSpec, Source, TensorSpec
 from modelpack.registry import Conversion
 
-
 __all__ = ["LightGBMConverter"]
 
 INPUT = "X"

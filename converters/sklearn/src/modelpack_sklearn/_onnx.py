@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack.errors import ConversionError, ModelpackError
+from modelpack.formats.onnx import rename_values
 from modelpack.manifest import Source
 from modelpack.registry import Conversion
 
@@ -168,9 +169,10 @@ def _float32_trees(convert: Callable[..., Any]) -> Callable[..., Any]:
     """Let onnxmltools' tree converters, which emit float32 operators only, sit in a float64 graph.
 
     With a double input, the trees read a float32 Cast of it and their double outputs
-    come from Casts back. XGBoost itself compares features as float32, so this is
-    what it computes; a float64 scaler before the trees no longer rounds rows across
-    split thresholds as a float32 one does.
+    come from Casts back. XGBoost itself compares features as float32 (and the ONNX
+    trees hold float32 thresholds for LightGBM too), so this is what it computes; a
+    float64 scaler before the trees no longer rounds rows across split thresholds
+    as a float32 one does.
     """
     @functools.wraps(convert)
     def convert_in_float32(scope: Any, operator: Any, container: Any) -> Any:
@@ -288,19 +290,7 @@ def _rename_inputs(graph: Any, names: list[str]) -> None:
     if len(current) != len(names):
         raise ConversionError(f"skl2onnx produced inputs {current} for the columns {names}",
                               fix="Report this model to modelpack with its sample's columns.")
-    mapping = {old: new for old, new in zip(current, names, strict=True) if old != new}
-    if mapping:
-        _rename_in(graph, mapping)
-
-
-def _rename_in(graph: Any, mapping: dict[str, str]) -> None:
-    for value in (*graph.input, *graph.output):
-        value.name = mapping.get(value.name, value.name)
-    for node in graph.node:
-        node.input[:] = [mapping.get(n, n) for n in node.input]
-        for attr in node.attribute:  # control-flow bodies may read outer names
-            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-                _rename_in(sub, mapping)
+    rename_values(graph, {old: new for old, new in zip(current, names, strict=True) if old != new})
 
 
 # -- checking the result -------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ class TorchConverter:
     ``input_names``, ``dynamic_axes`` (``{input: {axis: name}}``), ``exporter``
     (``"auto"``, ``"dynamo"``, ``"torchscript"``), ``opset``, ``external_data`` (force
     weights in or out of the ONNX file; by default out only above 2 GB) and
-    ``export_kwargs`` (passed to ``torch.onnx.export``).
+    ``export_kwargs`` (passed to ``torch.onnx.export``). ``export(dtype="float64")``
+    exports a copy of the module cast to that precision.
 
     Example
     -------
@@ -85,11 +86,27 @@ class TorchConverter:
             wrapper, inputs.names, inputs.tensors, names,
             axes=dynamic_axes(inputs.names, inputs.tensors, options.get("dynamic_axes")),
             exporter=exporter, opset=options.get("opset"), external=_external(model, options),
-            extra=dict(options.get("export_kwargs") or {}))
+            extra=_extra_kwargs(options))
         return _conversion(model, exported, plan, *checked, values)
 
     def __repr__(self) -> str:
         return "<modelpack_torch.TorchConverter formats=['onnx']>"
+
+
+#: ``torch.onnx.export`` arguments this converter sets itself, and the option that sets each.
+_OWN_KWARGS = {"input_names": "input_names", "output_names": "output_names", "dynamic_axes": "dynamic_axes",
+               "dynamic_shapes": "dynamic_axes", "opset_version": "opset", "external_data": "external_data",
+               "dynamo": "exporter", "f": "", "args": "", "kwargs": "", "verbose": ""}
+
+
+def _extra_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    extra = dict(options.get("export_kwargs") or {})
+    for key in extra:
+        if key in _OWN_KWARGS:
+            way = f"Use options[{_OWN_KWARGS[key]!r}] instead." if _OWN_KWARGS[key] else "Leave it out."
+            raise ConversionError(f"options['export_kwargs'] sets {key!r}, which the torch converter sets "
+                                  "itself", fix=way)
+    return extra
 
 
 def _with_dtype(model: Any, dtype: str | None) -> Any:

@@ -106,10 +106,10 @@ def _dynamo(wrapper: Any, names: Sequence[str], tensors: Sequence[Any], output_n
     dims: dict[str, Any] = {}
     shapes = tuple({axis: dims.setdefault(dim, torch.export.Dim(_identifier(dim)))
                     for axis, dim in axes.get(name, {}).items()} or None for name in names)
-    program = torch.onnx.export(wrapper, tuple(tensors), dynamo=True, input_names=list(names),
-                                output_names=list(output_names), opset_version=opset,
-                                dynamic_shapes={"inputs": shapes}, external_data=external,
-                                verbose=False, **extra)
+    program: Any = torch.onnx.export(wrapper, tuple(tensors), dynamo=True, input_names=list(names),
+                                     output_names=list(output_names), opset_version=opset,
+                                     dynamic_shapes={"inputs": shapes}, external_data=external,
+                                     verbose=False, **extra)
     if not external:
         return program.model_proto.SerializeToString(), {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,7 +126,7 @@ def _torchscript(wrapper: Any, names: Sequence[str], tensors: Sequence[Any], out
     kwargs = dict(dynamo=False, input_names=list(names), output_names=list(output_names),
                   dynamic_axes={**batch, **axes}, opset_version=opset, **extra)
     if not external:
-        buffer = io.BytesIO()
+        buffer: Any = io.BytesIO()  # accepted, though the signature names only paths
         torch.onnx.export(wrapper, tuple(tensors), buffer, **kwargs)
         return buffer.getvalue(), {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -68,6 +68,9 @@ class OutputPlan:
             if len(self.names) != count:
                 raise ConversionError(f"options['output_names'] has {len(self.names)} name(s) for "
                                       f"{count} output(s)", fix="Give one name per output.")
+            if len(set(self.names)) != count:
+                raise ConversionError(f"options['output_names'] repeats a name: {list(self.names)}",
+                                      fix="Give each output its own name.")
             return list(self.names)
         if keys is not None:
             return [str(k) for k in keys]

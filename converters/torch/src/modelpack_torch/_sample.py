@@ -29,9 +29,6 @@ class Inputs:
     tensors: tuple[Any, ...]
     by_keyword: bool
 
-    def as_numpy(self) -> dict[str, np.ndarray]:
-        return {n: t.detach().cpu().numpy() for n, t in zip(self.names, self.tensors, strict=True)}
-
 
 def forward_parameters(module: Any) -> list[str]:
     """Names of ``forward``'s positional parameters (``*args`` and ``**kwargs`` left out)."""

@@ -25,7 +25,6 @@ from modelpack.formats.onnx import declare_signature
 from modelpack.manifest import ColumnSpec, Source, TensorSpec
 from modelpack.registry import Conversion
 
-
 __all__ = ["XGBoostConverter"]
 
 INPUT = "X"
