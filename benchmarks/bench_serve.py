@@ -153,6 +153,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=3000, help="most requests per case")
     parser.add_argument("--seconds", type=float, default=10.0, help="most seconds per case")
+    parser.add_argument("--server-args", default="", help="more `modelpack serve` options, e.g. '--threads 4'")
     args = parser.parse_args()
 
     import httpx
@@ -174,7 +175,7 @@ def main() -> int:
 
     results = {"library (Model.run, in-process)": drive(direct, lambda: None, **bounds)}
     for label, extra in (("", []), (", micro-batching", ["--max-batch-size", "64", "--max-latency-ms", "2"])):
-        proc, url = start_server(package, extra)
+        proc, url = start_server(package, [*extra, *args.server_args.split()])
         try:
             for binary in (False, True):
                 call = served_call(url, rows, expected, binary)

@@ -342,3 +342,13 @@ def test_a_broken_model_is_blamed_on_the_model_not_the_device(tmp_path):
 def test_auto_picks_openvino_first(mlp):
     with modelpack.load(mlp, device="auto") as m:
         assert m.providers == [OPENVINO]
+
+
+@needs_openvino
+def test_the_report_tells_a_device_that_does_not_load():
+    if _openvino_has("NPU"):
+        pytest.skip("this machine has an OpenVINO NPU")
+    from modelpack._probe import probe_provider
+
+    check = probe_provider(ort, (OPENVINO, {"device_type": "NPU"}), "openvino:NPU")
+    assert check.works is False and check.detail.startswith("did not load")

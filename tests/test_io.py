@@ -147,3 +147,10 @@ def test_dataframe_fast_path_keeps_column_order(iris_onnx, tmp_path):
     with modelpack.load(tmp_path / "iris.mpk") as m:
         for df in variants:
             np.testing.assert_array_equal(m.predict(df), clf.predict(df.to_numpy()))
+
+
+def test_a_tuple_feeds_a_multi_input_model_positionally(multi):
+    out = multi.run(([[1.0, 2.0]], ["w"], [3]))
+    assert out["total"].tolist() == [[3.0]] and out["echo"].reshape(-1).tolist() == ["w"]
+    with pytest.raises(modelpack.InputError, match="the model has 3 inputs"):
+        multi.run(([[1.0, 2.0]], ["w"]))

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ._types import PathLike
     from .model import Model
 
-__all__ = ["RESULTS", "predict_file", "score"]
+__all__ = ["RESULTS", "check_result", "predict_file", "score"]
 
 RESULTS = ("label", "proba", "all")
 READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "jsonl",

@@ -22,7 +22,7 @@ from .errors import ModelpackError
 __all__ = ["main"]
 
 # Modules that contribute sub-commands through add_parser(subparsers).
-PLUGGED_COMMANDS: tuple[str, ...] = ("._cli_sign",)
+PLUGGED_COMMANDS: tuple[str, ...] = ("._cli_sign", ".deploy")
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -89,7 +89,8 @@ def _predict(args: argparse.Namespace) -> int:
     from .loading import load
 
     with load(args.package, device=args.device) as model:
-        rows = predict_file(model, args.input, args.output, batch_size=args.batch_size, result=args.result)
+        rows = predict_file(model, args.input, args.output, batch_size=args.batch_size, result=args.result,
+                            keep=args.keep)
     print(f"wrote {rows} rows to {args.output}", file=sys.stderr)
     return 0
 
@@ -126,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=65_536)
     p.add_argument("--result", choices=["label", "proba", "all"], default="label")
+    p.add_argument("--keep", nargs="+", default=[], help="input columns copied to the output (e.g. an id)")
     p.set_defaults(handler=_predict)
 
     for module in PLUGGED_COMMANDS:

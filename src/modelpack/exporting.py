@@ -10,7 +10,9 @@ the same sample and compared. Beyond the tolerance nothing is written (unless
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +84,7 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
     file = f"model.{conv.format}"
     desc = describe(conv.format, conv.model, name=file)
     manifest = build_manifest(
-        desc, name=name or type(model).__name__.lower(), version=version, description=description,
+        desc, name=name or _default_name(model), version=version, description=description,
         metadata={**conv.metadata, **(metadata or {})}, task=conv.task, classes=conv.classes,
         source=conv.source, inputs=conv.inputs, outputs=conv.outputs)
     model_files = {file: conv.model, **conv.external_data}
@@ -98,6 +100,12 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
                                   reference=conv.reference, extra=extra_files(extra), model=exported)
     finally:
         exported.close()
+
+
+def _default_name(model: Any) -> str:
+    if isinstance(model, (str, os.PathLike)):  # a saved model folder
+        return Path(model).name
+    return type(model).__name__.lower()
 
 
 def _refuse_or_warn(manifest: Manifest, fidelity: Any, strict: bool) -> None:

@@ -53,7 +53,10 @@ def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Prov
     from .model import Model
     from .runtime import open_backend
 
-    package = _open(path)
+    from .remote import resolve
+
+    source = str(path)
+    package = _open(resolve(path))
     try:
         if trusted_keys is not None:
             from .signing import verify_signature
@@ -66,7 +69,7 @@ def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Prov
         package.close()
         raise
     load_args = {**options, "trusted_keys": trusted_keys}
-    return Model(package, backend, load_args=load_args)
+    return Model(package, backend, load_args=load_args, source=source)
 
 
 def _open(path: PathLike) -> Package:

@@ -42,8 +42,10 @@ class Model:
     session, so it can be sent to worker processes.
     """
 
-    def __init__(self, package: Package, backend: Backend, *, load_args: dict[str, Any]) -> None:
+    def __init__(self, package: Package, backend: Backend, *, load_args: dict[str, Any],
+                 source: str | None = None) -> None:
         self._package = package
+        self._source = source or str(package.path)  # a URL stays a URL when pickled
         self._backend = backend
         self._load_args = load_args
         self._lock = threading.Lock()
@@ -154,7 +156,7 @@ class Model:
     def __reduce__(self) -> tuple[Any, ...]:
         from .loading import load
 
-        return (_reload, (load, str(self._package.path), self._load_args))
+        return (_reload, (load, self._source, self._load_args))
 
     # -- display -------------------------------------------------------------------------
     def __repr__(self) -> str:

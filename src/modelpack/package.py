@@ -412,7 +412,9 @@ def inspect(path: str | os.PathLike[str]) -> Manifest:
     >>> modelpack.inspect("churn.mpk").task  # doctest: +SKIP
     'classification'
     """
-    p = _resolve(path)
+    from .remote import resolve  # here, not at the top: remote builds on this module
+
+    p = _resolve(resolve(path))
     if p.is_dir():
         names = list_folder(p, MAX_FILES)
         if MANIFEST_NAME not in names:

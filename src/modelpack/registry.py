@@ -12,10 +12,12 @@ but is defined in ``xgboost``, so it reaches the XGBoost plugin.
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -131,7 +133,14 @@ def _converter_for(framework: str) -> Converter | None:
 
 
 def find_converter(model: Any, format: str = "onnx") -> Converter:
-    """The converter for ``model``: the first class in its MRO whose module has one."""
+    """The converter for ``model``: the first class in its MRO whose module has one.
+
+    A path to a TensorFlow SavedModel folder goes to the ``tensorflow`` converter.
+    """
+    if isinstance(model, (str, os.PathLike)) and (Path(model) / "saved_model.pb").is_file():
+        converter = _converter_for("tensorflow")
+        if converter is not None and format in converter.formats:
+            return converter
     seen: list[str] = []
     for cls in type(model).__mro__:
         framework = cls.__module__.partition(".")[0]

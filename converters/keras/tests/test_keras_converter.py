@@ -150,6 +150,16 @@ def test_saved_model_folder(rng, tmp_path, saved_model):
         np.testing.assert_allclose(out["total"], expected["total"], rtol=tol, atol=tol)
 
 
+def test_saved_model_folder_through_modelpack_export(rng, tmp_path, saved_model):
+    folder, scorer = saved_model
+    X = rng.normal(size=(ROWS, 4)).astype(np.float32)
+    manifest = modelpack.export(folder, tmp_path / "s.mpk", sample={"rows": X}, options={"signature": "scores"})
+    assert manifest.name == folder.name and manifest.fidelity.passed
+    with modelpack.load(tmp_path / "s.mpk") as m:
+        np.testing.assert_allclose(m.run({"rows": X})["total"], scorer.score(X)["total"].numpy(),
+                                   rtol=1e-4, atol=1e-4)
+
+
 def test_loaded_saved_model_object(rng, tmp_path, saved_model):
     folder, scorer = saved_model
     X = rng.normal(size=(ROWS, 4)).astype(np.float32)

@@ -42,7 +42,6 @@ class Java:
         self.MH, MT = J("java.lang.invoke.MethodHandles"), J("java.lang.invoke.MethodType")
         self.proxies = J("java.lang.invoke.MethodHandleProxies")
         self.mt = MT.methodType
-        self.IntStream, self.Arrays = J("java.util.stream.IntStream"), J("java.util.Arrays")
         self.joining = J("java.util.stream.Collectors").joining(SEPARATOR)
         self.Model = J("org.pmml4s.model.Model")
         self.NumericType = J("org.pmml4s.common.NumericType")
@@ -86,8 +85,17 @@ class Java:
         self.as_text = MH.insertArguments(to_string, 1, NULL).asType(mt(self.Object, self.Object))
         self.double_stream = lookup.findStatic(J("java.util.stream.DoubleStream").class_, "of",
                                                mt(J("java.util.stream.DoubleStream").class_, self.Doubles_))
-        self.object_stream = lookup.findStatic(J("java.util.Arrays").class_, "stream",
-                                               mt(J("java.util.stream.Stream").class_, self.Objects_))
+        stream, ints, doubles = (J(f"java.util.stream.{c}").class_ for c in ("Stream", "IntStream", "DoubleStream"))
+        self.object_stream = lookup.findStatic(J("java.util.Arrays").class_, "stream", mt(stream, self.Objects_))
+        self.range = lookup.findStatic(ints, "range", mt(ints, self.int, self.int))
+        self.map_to_obj = lookup.findVirtual(ints, "mapToObj", mt(stream, self.IntFunction))
+        self.to_array = lookup.findVirtual(stream, "toArray", mt(self.Objects_))
+        self.flat_map_to_double = lookup.findVirtual(stream, "flatMapToDouble", mt(doubles, self.Function))
+        self.doubles_to_array = lookup.findVirtual(doubles, "toArray", mt(self.Doubles_))
+        self.flat_map = lookup.findVirtual(stream, "flatMap", mt(stream, self.Function))
+        self.collect = lookup.findVirtual(stream, "collect",
+                                          mt(self.Object, J("java.util.stream.Collector").class_))
+        self.no_texts = self.ObjectArray(0)
 
     # -- models --------------------------------------------------------------------------------
     def load(self, text: str) -> Any:
@@ -143,20 +151,47 @@ class Java:
         return MH.filterReturnValue(value, convert)
 
     def bind(self, pipeline: Any) -> tuple[Any, Any]:
-        """A fresh holder and the IntFunction scoring the rows it holds."""
+        """A fresh holder, and a handle (int n) -> Object[] scoring the n rows it holds."""
+        MH = self.MH
         holder = self.ObjectArray(2)
-        return holder, self.proxies.asInterfaceInstance(self.IntFunction, pipeline.bindTo(holder))
+        row = self.proxies.asInterfaceInstance(self.IntFunction, pipeline.bindTo(holder))
+        rows = MH.filterReturnValue(MH.insertArguments(self.range, 0, self.JInt(0)),
+                                    MH.insertArguments(self.map_to_obj, 1, row))
+        return holder, MH.filterReturnValue(rows, self.to_array)
 
-    def predict(self, holder: Any, function: Any, numbers: np.ndarray, texts: np.ndarray, n: int) -> Any:
-        holder[0] = self.DoubleArray(np.ascontiguousarray(numbers).reshape(-1))
-        holder[1] = self.ObjectArray(texts.reshape(-1).tolist())
-        return self.IntStream.range(0, n).mapToObj(function).toArray()
+    def function(self, handle: Any) -> Any:
+        """``handle`` (int)T as an IntFunction: calling it crosses into Java once."""
+        return self.proxies.asInterfaceInstance(self.IntFunction, handle)
+
+    def fill(self, holder: Any, numbers: np.ndarray, texts: np.ndarray) -> None:
+        holder[0] = self.DoubleArray(numbers.reshape(-1))
+        holder[1] = self.ObjectArray(texts.reshape(-1).tolist()) if texts.size else self.no_texts
 
     # -- reading results back -------------------------------------------------------------------
-    def reader(self, wanted: Sequence[tuple[int, str]]) -> Reader:
-        return Reader(self, wanted)
+    def extractor(self, numbers: Sequence[int], texts: Sequence[int]) -> Any:
+        """(Object[] results) -> {double[] of the numeric outputs, String of the text outputs}."""
+        MH, mt = self.MH, self.mt
+        nothing = MH.dropArguments(MH.constant(self.Object, None), 0, self.Objects_)
+        parts = [nothing, nothing]
+        if numbers:
+            each = self._gather([self._output(i, self.as_double) for i in numbers], self.Doubles_,
+                                self.double_stream)
+            parts[0] = self._chain(self.object_stream, MH.insertArguments(self.flat_map_to_double, 1, each),
+                                   self.doubles_to_array)
+        if texts:
+            each = self._gather([self._output(i, self.as_text) for i in texts], self.Objects_, self.object_stream)
+            parts[1] = self._chain(self.object_stream, MH.insertArguments(self.flat_map, 1, each),
+                                   MH.insertArguments(self.collect, 1, self.joining))
+        pair = MH.identity(self.Objects_).asCollector(self.Objects_, 2)
+        pair = MH.filterArguments(pair, 0, *(p.asType(mt(self.Object, self.Objects_)) for p in parts))
+        return MH.permuteArguments(pair, mt(self.Objects_, self.Objects_), self.IntArray([0, 0]))
 
-    def gather(self, filters: list[Any], array: Any, stream: Any) -> Any:
+    def _chain(self, first: Any, *then: Any) -> Any:
+        for handle in then:
+            first = self.MH.filterReturnValue(first, handle)
+        return first
+
+    def _gather(self, filters: list[Any], array: Any, stream: Any) -> Any:
         """A Function (Object[] outputs) -> stream of filters(outputs), in order."""
         MH, mt = self.MH, self.mt
         handle = MH.identity(array).asCollector(array, len(filters))
@@ -165,39 +200,39 @@ class Java:
         handle = MH.permuteArguments(handle, mt(array, self.Objects_), self.IntArray([0] * len(filters)))
         return self.proxies.asInterfaceInstance(self.Function, MH.filterReturnValue(handle, stream))
 
-    def output_at(self, index: int, convert: Any) -> Any:
+    def _output(self, index: int, convert: Any) -> Any:
         return self.MH.filterReturnValue(self.MH.insertArguments(self.object_at, 1, self.JInt(index)), convert)
 
 
 class Reader:
-    """Reads the requested outputs of a scored batch into numpy arrays."""
+    """Reads requested outputs: scoring and reading back are one call into Java."""
 
     def __init__(self, java: Java, wanted: Sequence[tuple[int, str]]) -> None:
         self.java, self.wanted = java, list(wanted)
         self.numbers = [i for i, kind in wanted if kind == "number"]
         self.texts = [i for i, kind in wanted if kind != "number"]
-        self.to_numbers = java.gather([java.output_at(i, java.as_double) for i in self.numbers],
-                                      java.Doubles_, java.double_stream) if self.numbers else None
-        self.to_texts = java.gather([java.output_at(i, java.as_text) for i in self.texts],
-                                    java.Objects_, java.object_stream) if self.texts else None
+        self.extract = java.extractor(self.numbers, self.texts)
 
-    def __call__(self, results: Any, n: int) -> list[np.ndarray]:
+    def compile(self, scorer: Any) -> Any:
+        """The IntFunction (n) -> outputs of the n rows, for one thread's scorer."""
+        return self.java.function(self.java.MH.filterReturnValue(scorer, self.extract))
+
+    def __call__(self, function: Any, rescore: Any, n: int) -> list[np.ndarray]:
         java, columns = self.java, {}
         try:
-            if self.to_numbers is not None:
-                flat = java.Arrays.stream(results).flatMapToDouble(self.to_numbers).toArray()
-                block = np.array(flat, dtype=np.float64).reshape(n, len(self.numbers))
-                columns.update({i: block[:, j] for j, i in enumerate(self.numbers)})
-            if self.to_texts is not None:
-                cells = str(java.Arrays.stream(results).flatMap(self.to_texts).collect(java.joining))
-                cells_ = cells.split(SEPARATOR)
-                if len(cells_) != n * len(self.texts):  # a value held SEPARATOR
-                    return self._pick(self._one_by_one(results))
-                columns.update(self._texts(cells_, n))
+            flat, cells = function.apply(n)
         except java.JException as exc:
             if "ClassCast" not in str(exc.getClass().getName()):
                 raise
-            columns = self._one_by_one(results)  # an output of an unexpected type
+            return self._pick(self._one_by_one(rescore.apply(n)))  # an output of an unexpected type
+        if self.numbers:
+            block = np.array(flat, dtype=np.float64).reshape(n, len(self.numbers))
+            columns.update({i: block[:, j] for j, i in enumerate(self.numbers)})
+        if self.texts:
+            split = str(cells).split(SEPARATOR)
+            if len(split) != n * len(self.texts):  # a value held SEPARATOR
+                return self._pick(self._one_by_one(rescore.apply(n)))
+            columns.update(self._texts(split, n))
         return self._pick(columns)
 
     def _pick(self, columns: dict[int, np.ndarray]) -> list[np.ndarray]:

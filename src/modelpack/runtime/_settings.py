@@ -11,6 +11,7 @@ set anything below.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from .._cgroup import usable_cpus
-from ..devices import warn
+from ..devices import ProviderSpec, warn
 from ..errors import DeviceError
+from ..placement import RECORD, supported
 
-__all__ = ["SETTINGS", "build_session_options", "cache_dir", "cache_path", "merge_settings"]
+__all__ = ["SETTINGS", "build_session_options", "cache_dir", "cache_path", "cached_session", "merge_settings",
+           "options_for", "with_engine_caches"]
 
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
           "all": "ORT_ENABLE_ALL"}
@@ -182,3 +185,49 @@ def _cpu_fingerprint() -> str:
     except OSError:
         pass
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def options_for(ort: Any, settings: Mapping[str, Any]) -> Any:
+    options = build_session_options(ort, settings)
+    if supported(ort):
+        options.add_session_config_entry(RECORD, "1")
+    return options
+
+
+def cached_session(ort: Any, source: bytes, path: Any, providers: list[ProviderSpec],
+                    settings: Mapping[str, Any]) -> Any:
+    """Load the optimized model from the cache, or create the session and fill the cache."""
+    if path.is_file():
+        options = options_for(ort, settings)
+        # Optimized already: running the optimizers again would only cost time.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(str(path), options, providers=providers, enable_fallback=0)
+        except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt below
+            path.unlink(missing_ok=True)
+    options = options_for(ort, settings)
+    try:
+        temporary = temporary_sibling(path)
+    except OSError:  # an unwritable cache folder only costs the speed-up
+        return ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
+    options.optimized_model_filepath = str(temporary)
+    try:
+        session = ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+    return session
+
+
+def with_engine_caches(providers: list[ProviderSpec], folder: Any) -> list[ProviderSpec]:
+    """Point OpenVINO's blob cache and TensorRT's engine cache into the cache folder, unless set."""
+    out: list[ProviderSpec] = []
+    for spec in providers:
+        name, options = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
+        if name == "OpenVINOExecutionProvider" and "cache_dir" not in options:
+            options["cache_dir"] = str(folder / "openvino")
+        elif name == "TensorrtExecutionProvider" and "trt_engine_cache_path" not in options:
+            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(folder / "tensorrt"))
+        out.append((name, options) if options else name)
+    return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,14 +33,16 @@ from ..errors import (
     PackageError,
     RuntimeBackendError,
 )
-from ..placement import RECORD, of_session, off_device_message, short_error, supported
+from ..placement import of_session, off_device_message, short_error
 from ._settings import (
     SAVABLE,
     build_session_options,
     cache_dir,
     cache_path,
+    cached_session,
     merge_settings,
-    temporary_sibling,
+    options_for,
+    with_engine_caches,
 )
 
 if TYPE_CHECKING:
@@ -257,9 +258,10 @@ def _model_source(package: Package) -> Any:
     from ..formats.onnx import check_external_data
 
     info = package.manifest.model
-    check_external_data(package.read_bytes(info.file), info.external_data, str(package.path))
+    data = package.read_bytes(info.file)
+    check_external_data(data, info.external_data, str(package.path))
     if not info.external_data:
-        return package.read_bytes(info.file)
+        return data
     # External tensors are read by path, relative to the model file: give both a folder.
     for name in info.external_data:
         package.local_path(name)
@@ -379,62 +381,16 @@ def _raise_model_error_if_cpu_fails_too(make: Callable[[list[ProviderSpec]], Any
 def _session_maker(ort: Any, source: bytes | str, settings: Mapping[str, Any],
                    sha256: Callable[[], str]) -> Callable[[list[ProviderSpec]], Any]:
     def make(providers: list[ProviderSpec]) -> Any:
-        options = _options(ort, settings)
         cache = settings.get("optimized_model_cache")
         if cache and isinstance(source, bytes):
             folder = cache_dir(cache)
-            providers = _with_engine_caches(providers, folder)
+            providers = with_engine_caches(providers, folder)
             if all(provider_name(s) in SAVABLE for s in providers):
                 path = cache_path(folder, sha256(), providers, ort.__version__, settings)
-                return _cached_session(ort, source, path, providers, settings)
+                return cached_session(ort, source, path, providers, settings)
+        options = options_for(ort, settings)
         return ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
     return make
-
-
-def _options(ort: Any, settings: Mapping[str, Any]) -> Any:
-    options = build_session_options(ort, settings)
-    if supported(ort):
-        options.add_session_config_entry(RECORD, "1")
-    return options
-
-
-def _cached_session(ort: Any, source: bytes, path: Any, providers: list[ProviderSpec],
-                    settings: Mapping[str, Any]) -> Any:
-    """Load the optimized model from the cache, or create the session and fill the cache."""
-    if path.is_file():
-        options = _options(ort, settings)
-        # Optimized already: running the optimizers again would only cost time.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        try:
-            return ort.InferenceSession(str(path), options, providers=providers, enable_fallback=0)
-        except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt below
-            path.unlink(missing_ok=True)
-    options = _options(ort, settings)
-    try:
-        temporary = temporary_sibling(path)
-    except OSError:  # an unwritable cache folder only costs the speed-up
-        return ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
-    options.optimized_model_filepath = str(temporary)
-    try:
-        session = ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-    return session
-
-
-def _with_engine_caches(providers: list[ProviderSpec], folder: Any) -> list[ProviderSpec]:
-    """Point OpenVINO's blob cache and TensorRT's engine cache into the cache folder, unless set."""
-    out: list[ProviderSpec] = []
-    for spec in providers:
-        name, options = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
-        if name == "OpenVINOExecutionProvider" and "cache_dir" not in options:
-            options["cache_dir"] = str(folder / "openvino")
-        elif name == "TensorrtExecutionProvider" and "trt_engine_cache_path" not in options:
-            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(folder / "tensorrt"))
-        out.append((name, options) if options else name)
-    return out
 
 
 def _model_sha256(package: Package, source: bytes | str) -> str:

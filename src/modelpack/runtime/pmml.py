@@ -48,7 +48,7 @@ from ..errors import (
     ShapeError,
 )
 from ..formats.pmml import check_safe
-from ._pmml_java import Java
+from ._pmml_java import Java, Reader
 
 if TYPE_CHECKING:
     from ..package import Package
@@ -198,6 +198,8 @@ class PmmlBackend:
         self._numeric = [numeric for _, numeric in fields]
         # 2-D inputs whose columns are fields (a model exported from an array): name -> fields.
         self._matrices = {k: list(v) for k, v in (matrices or {}).items()}
+        self._accepted = set(self.input_names) | set(self._matrices)
+        self._fields = ([n for n, f in fields if f], [n for n, f in fields if not f])  # numbers, texts
         self._kinds = dict(java.output_fields(model))
         unknown = [n for n in output_names if n not in self._kinds]
         if unknown:
@@ -209,7 +211,7 @@ class PmmlBackend:
         self._model = model
         self._pipeline = java.pipeline(model, self._numeric)
         self._local = threading.local()
-        self._readers: dict[tuple[str, ...], Any] = {}
+        self._readers: dict[tuple[str, ...], Reader] = {}
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
         """Score every row of ``feeds`` (one 1-D or ``[N, 1]`` array per field) in one batch."""
@@ -218,38 +220,43 @@ class PmmlBackend:
         n, numbers, texts = self._columns(feeds)
         if n == 0:
             return [np.empty(0, dtype=np.float64 if self._kinds[k] == "number" else object) for k in names]
-        holder, function = self._slot()
+        slot = self._slot()
+        function = slot["functions"].get(names)
+        if function is None:
+            function = slot["functions"][names] = reader.compile(slot["scorer"])
         try:
-            return reader(self._java.predict(holder, function, numbers, texts, n), n)  # type: ignore[no-any-return]
+            self._java.fill(slot["holder"], numbers, texts)
+            return reader(function, slot["rescore"], n)
         except self._java.JException as exc:
             raise translate(exc, self._package) from exc
         finally:
-            holder[0] = holder[1] = None  # let the JVM free the batch
+            slot["holder"][0] = slot["holder"][1] = None  # let the JVM free the batch
 
-    def _slot(self) -> tuple[Any, Any]:
-        # One (holder, function) per thread: the function reads its rows from the holder.
+    def _slot(self) -> dict[str, Any]:
+        # Per thread: a holder for the batch, and the functions that score what it holds.
         slot = getattr(self._local, "slot", None)
         if slot is None:
             if self._pipeline is None:
                 raise RuntimeBackendError("the model was closed", package=self._package,
                                           fix="Load the package again with modelpack.load().")
-            slot = self._local.slot = self._java.bind(self._pipeline)
+            holder, scorer = self._java.bind(self._pipeline)
+            slot = self._local.slot = {"holder": holder, "scorer": scorer, "functions": {},
+                                       "rescore": self._java.function(scorer)}
         return slot  # type: ignore[no-any-return]
 
-    def _reader(self, names: tuple[str, ...]) -> Any:
+    def _reader(self, names: tuple[str, ...]) -> Reader:
         reader = self._readers.get(names)
         if reader is None:
             unknown = [n for n in names if n not in self._position]
             if unknown:
                 raise InputError(f"the model has no output(s) {unknown}", expected=f"one of {list(self._kinds)}",
                                  package=self._package, fix="Ask for outputs listed in Model.outputs.")
-            reader = self._readers[names] = self._java.reader(
-                [(self._position[n], self._kinds[n]) for n in names])
+            reader = self._readers[names] = Reader(self._java, [(self._position[n], self._kinds[n]) for n in names])
         return reader
 
     def _columns(self, feeds: Mapping[str, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
-        unknown = [k for k in feeds if k not in self.input_names and k not in self._matrices]
-        if unknown:
+        if not self._accepted.issuperset(feeds):
+            unknown = [k for k in feeds if k not in self._accepted]
             hints = [h for k in unknown for h in difflib.get_close_matches(k, self.input_names, n=1)]
             raise MissingColumnError(f"unexpected input(s) {unknown}", expected=f"fields {self.input_names}",
                                      package=self._package,
@@ -262,17 +269,14 @@ class PmmlBackend:
             raise ShapeError(f"the fields have different lengths {sorted(lengths)}", package=self._package,
                              fix="Pass the same number of rows for every field.")
         n = lengths.pop() if lengths else 0
-        numbers = np.full((n, sum(self._numeric)), np.nan)
-        texts = np.full((n, len(self._numeric) - sum(self._numeric)), None, dtype=object)
-        counts = [0, 0]
-        for name, numeric in zip(self.input_names, self._numeric, strict=True):
-            j = counts[numeric]
-            counts[numeric] += 1
+        number_fields, text_fields = self._fields
+        numbers = np.empty((n, len(number_fields)))  # row-major, as the JVM side reads it
+        for j, name in enumerate(number_fields):
+            numbers[:, j] = _numbers(name, columns[name], self._package) if name in columns else np.nan
+        texts = np.full((n, len(text_fields)), None, dtype=object)
+        for j, name in enumerate(text_fields):
             if name in columns:
-                if numeric:
-                    numbers[:, j] = _numbers(name, columns[name], self._package)
-                else:
-                    texts[:, j] = _objects(columns[name])
+                texts[:, j] = _objects(columns[name])
         return n, numbers, texts
 
     def _split(self, name: str, matrix: np.ndarray) -> dict[str, np.ndarray]:

@@ -171,7 +171,8 @@ class _Server:
 
 
 def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, device: Any = "cpu",
-               threads: int | None = None, max_batch_size: int = 0, max_latency_ms: float = 2.0,
+               session_options: Mapping[str, Any] | None = None, threads: int | None = None,
+               max_batch_size: int = 0, max_latency_ms: float = 2.0,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     """The ASGI application serving ``models`` over the Open Inference Protocol.
 
@@ -181,8 +182,9 @@ def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, dev
         Package paths or loaded :class:`~modelpack.Model` objects; a mapping serves
         each under its key instead of the manifest's name. Models loaded here are
         closed when the application shuts down; models passed in are not.
-    device:
-        Where to run the packages loaded here (see :func:`modelpack.load`).
+    device, session_options:
+        Where and how to run the packages loaded here (see :func:`modelpack.load`);
+        e.g. ``session_options={"intra_op_num_threads": 1}`` when many requests run at once.
     threads:
         Model runs (and request decoding) at once; default: the number of CPUs, at most 8.
     max_batch_size:
@@ -200,7 +202,7 @@ def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, dev
     >>> app = create_app(["iris.mpk"], max_batch_size=64)      # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8080)           # doctest: +SKIP
     """
-    repository = open_models(models, device=device)
+    repository = open_models(models, device=device, session_options=session_options)
     server = _Server(repository, threads=threads or min(8, os.cpu_count() or 1),
                      max_batch_size=max_batch_size, max_latency_ms=max_latency_ms)
     app = FastAPI(title="modelpack serve", version=__version__, lifespan=server.lifespan,

@@ -55,6 +55,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--device", default="cpu", help="device for every package (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None,
                    help="model runs at once (default: the number of CPUs, at most 8)")
+    p.add_argument("--intra-op-threads", type=int, default=None, metavar="N",
+                   help="threads inside one model run (default: the package's setting, else all CPUs)")
     p.add_argument("--max-batch-size", type=int, default=0,
                    help="merge concurrent requests into runs of up to this many rows (default: off)")
     p.add_argument("--max-latency-ms", type=float, default=2.0,
@@ -77,15 +79,23 @@ def _run(args: argparse.Namespace) -> int:
         raise ModelpackError("no package to serve", fix="Name at least one: modelpack serve PKG [PKG ...].")
     _check_options(args)
     serve(_sources(args.packages), host=args.host, port=args.port, log_level=args.log_level,
-          device=args.device, threads=args.threads, max_batch_size=args.max_batch_size,
-          max_latency_ms=args.max_latency_ms, max_body_bytes=int(args.max_body_size * 2**20))
+          device=args.device, session_options=_session_options(args), threads=args.threads,
+          max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms,
+          max_body_bytes=int(args.max_body_size * 2**20))
     return 0
 
 
+def _session_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.intra_op_threads is None:
+        return None
+    return {"intra_op_num_threads": args.intra_op_threads}
+
+
 def _check_options(args: argparse.Namespace) -> None:
-    for option, value, low in (("--threads", args.threads, 1), ("--max-batch-size", args.max_batch_size, 0),
-                               ("--max-latency-ms", args.max_latency_ms, 0), ("--max-body-size", args.max_body_size, 0),
-                               ("--port", args.port, 0)):
+    limits = (("--threads", args.threads, 1), ("--intra-op-threads", args.intra_op_threads, 0),
+              ("--max-batch-size", args.max_batch_size, 0), ("--max-latency-ms", args.max_latency_ms, 0),
+              ("--max-body-size", args.max_body_size, 0), ("--port", args.port, 0))
+    for option, value, low in limits:
         if value is not None and value < low:
             raise ModelpackError(f"{option} is {value}", fix=f"Give {option} a value of at least {low}.")
 

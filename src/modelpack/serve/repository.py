@@ -244,7 +244,7 @@ class Repository:
 
 
 def open_models(sources: Sequence[ModelSource] | Mapping[str, ModelSource], *, device: Any = "cpu",
-                ) -> Repository:
+                session_options: Mapping[str, Any] | None = None) -> Repository:
     """Load every package into a repository; a mapping serves each under its key as name.
 
     If one package fails to load, those already loaded are closed before the error goes on.
@@ -260,7 +260,8 @@ def open_models(sources: Sequence[ModelSource] | Mapping[str, ModelSource], *, d
             if isinstance(source, Model):
                 served.append(ServedModel(source, owned=False, name=name))
             else:
-                served.append(ServedModel(load(source, device=device), owned=True, name=name))
+                model = load(source, device=device, session_options=session_options)
+                served.append(ServedModel(model, owned=True, name=name))
                 log.info("loaded %s %s from %s", served[-1].name, served[-1].version, source)
         return Repository(served)
     except BaseException:

@@ -11,7 +11,7 @@ from modelpack.errors import ConversionError
 from modelpack.manifest import Source
 from modelpack.registry import Conversion
 
-from ._outputs import OutputPlan, check_options, plan_outputs
+from modelpack.converting import OutputPlan, check_options, plan_outputs
 from ._targets import Target, target_for
 from ._tf2onnx import convert_function, feeds_for, flatten, serving_function
 
@@ -29,7 +29,7 @@ class KerasConverter:
 
     Inputs keep their declared names, dtypes and shapes with a dynamic first axis
     (``N``). ``options`` (all optional): ``task``, ``classes``, ``logits``,
-    ``output_names`` (see :mod:`modelpack_keras._outputs`), ``input_names``,
+    ``output_names`` (see :mod:`modelpack.converting`), ``input_names``,
     ``signature`` (of a SavedModel; default ``serving_default``), ``opset`` and
     ``tf2onnx_kwargs`` (passed to ``tf2onnx.convert.from_function``).
 

@@ -13,10 +13,11 @@ Four kinds of model reach this converter, and each becomes a :class:`Target`:
 
 from __future__ import annotations
 
+
 import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ class Target:
     call: Callable[[Sequence[Any]], Any]
     framework: str
     output_names: tuple[str, ...] | None = None  # a multi-output Keras model's, in order
+    # A SavedModel loaded from a path: its functions reference its variables weakly, so the
+    # loaded object must live as long as the target does.
+    owner: Any = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -49,7 +53,8 @@ def target_for(model: Any, sample: Any, options: Mapping[str, Any]) -> Target:
     import tensorflow as tf
 
     if isinstance(model, (str, os.PathLike)):
-        model = load_saved_model(model)
+        loaded = load_saved_model(model)
+        return replace(target_for(loaded, sample, options), owner=loaded)
     if any(cls.__module__.partition(".")[0] == "keras" for cls in type(model).__mro__):
         return _keras(model, sample, options)
     if isinstance(model, tf.types.experimental.PolymorphicFunction):

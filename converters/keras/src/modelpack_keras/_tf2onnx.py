@@ -21,7 +21,7 @@ import numpy as np
 
 from modelpack.errors import ConversionError, InputError
 
-from ._outputs import OutputPlan
+from modelpack.converting import OutputPlan
 from ._targets import Target, sample_arrays
 
 __all__ = ["convert_function", "feeds_for", "flatten", "serving_function", "unsupported_ops"]

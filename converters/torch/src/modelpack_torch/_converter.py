@@ -12,7 +12,7 @@ from modelpack.manifest import Source
 from modelpack.registry import Conversion
 
 from ._export import EXPORTERS, INLINE_LIMIT, Exported, dynamic_axes, export_onnx, weights_size
-from ._outputs import OutputPlan, check_options, plan_outputs
+from modelpack.converting import OutputPlan, check_options, plan_outputs
 from ._sample import Inputs, read_sample
 
 __all__ = ["OPTIONS", "TorchConverter"]
@@ -28,7 +28,7 @@ class TorchConverter:
 
     The module is exported in eval mode (its training flags are restored after), with
     the first axis of every input dynamic (``N``). ``options`` (all optional):
-    ``task``, ``classes``, ``logits``, ``output_names`` (see :mod:`modelpack_torch._outputs`),
+    ``task``, ``classes``, ``logits``, ``output_names`` (see :mod:`modelpack.converting`),
     ``input_names``, ``dynamic_axes`` (``{input: {axis: name}}``), ``exporter``
     (``"auto"``, ``"dynamo"``, ``"torchscript"``), ``opset``, ``external_data`` (force
     weights in or out of the ONNX file; by default out only above 2 GB) and

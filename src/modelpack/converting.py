@@ -1,4 +1,4 @@
-"""What a deep-learning model's outputs mean, from the options the caller passes.
+"""Shared by converter plugins: what a network's outputs mean, from the caller's options.
 
 A network does not say whether it classifies or regresses, so the caller tells it
 through ``options``:
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.errors import ConversionError
-from modelpack.manifest import TensorSpec
+from .errors import ConversionError
+from .manifest import TensorSpec
 
 __all__ = ["OutputPlan", "check_options", "plan_outputs"]
 
