@@ -19,7 +19,13 @@ FRAMEWORKS := "scikit-learn==1.9.0" "torch==2.13.0" onnxscript xgboost-cpu light
               tensorflow-cpu tf2onnx onnxmltools sklearn2pmml
 EXTRAS := cpu,pandas,pmml,sign,test
 
-.PHONY: install demo test test-all bench clean
+# onnxruntime-openvino and onnxruntime share the onnxruntime/ folder, so the OpenVINO provider
+# gets its own environment, with modelpack installed --no-deps; `make test` runs the device
+# tests there a second time, on a real second execution provider.
+OV_VENV ?= .venv-openvino
+OV_PIP := $(OV_VENV)/bin/python -m pip --disable-pip-version-check -q
+
+.PHONY: install demo test test-all test-openvino bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,19 +38,32 @@ $(VENV)/.dev-installed: $(BIN)/python pyproject.toml $(addsuffix /pyproject.toml
 	$(PIP) install -e ".[$(EXTRAS)]" $(addprefix -e ,$(PLUGINS)) $(FRAMEWORKS)
 	touch $(VENV)/.demo-installed $@
 
+$(OV_VENV)/bin/python:
+	$(PYTHON) -m venv $(OV_VENV)
+
+$(OV_VENV)/.installed: $(OV_VENV)/bin/python pyproject.toml
+	$(OV_PIP) install numpy onnx onnxruntime-openvino pytest scikit-learn skl2onnx
+	$(OV_PIP) install --no-deps -e .
+	touch $@
+
 install: $(VENV)/.dev-installed
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/python examples/quickstart.py
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed $(OV_VENV)/.installed
 	$(BIN)/python -m pytest
+	$(OV_VENV)/bin/python -m pytest tests/test_devices.py tests/runtime/test_onnx.py
 
-test-all: $(VENV)/.dev-installed
+test-openvino: $(OV_VENV)/.installed
+	$(OV_VENV)/bin/python -m pytest tests/test_devices.py tests/runtime/test_onnx.py
+
+test-all: $(VENV)/.dev-installed $(OV_VENV)/.installed
 	$(BIN)/python -m pytest -m ""
+	$(OV_VENV)/bin/python -m pytest -m "" tests/test_devices.py tests/runtime/test_onnx.py
 
-bench: $(VENV)/.dev-installed
+bench: $(VENV)/.dev-installed $(OV_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) $(OV_VENV) .pytest_cache .hypothesis build dist

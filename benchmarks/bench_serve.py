@@ -1,6 +1,6 @@
 """Load test of `modelpack serve` on loopback, against calling the library directly.
 
-A scikit-learn MLP (64 features -> 256 -> 256 -> 10 classes, exported to ONNX) is
+A scikit-learn MLP (64 features -> 1024 -> 1024 -> 10 classes, exported to ONNX) is
 served by `modelpack serve` in its own process on 127.0.0.1. Client threads
 (each with its own keep-alive connection) send one-row requests as fast as the
 answers come back, for a bounded number of requests and seconds. Cases:
@@ -26,8 +26,10 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,18 +40,22 @@ LAUNCH = ("import argparse, sys; from modelpack.serve.cli import add_parser; "
           "p = argparse.ArgumentParser(prog='modelpack'); add_parser(p.add_subparsers()); "
           "a = p.parse_args(sys.argv[1:]); sys.exit(a.handler(a))")
 FEATURES = 64
+HIDDEN = (1024, 1024)
 
 
 def build_package(folder: Path) -> Path:
     from skl2onnx import to_onnx
     from sklearn.datasets import make_classification
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
     import modelpack
 
-    X, y = make_classification(2000, FEATURES, n_informative=32, n_classes=10, random_state=0)
+    X, y = make_classification(500, FEATURES, n_informative=32, n_classes=10, random_state=0)
     X = X.astype(np.float32)
-    mlp = MLPClassifier((256, 256), max_iter=30, random_state=0).fit(X, y)
+    with warnings.catch_warnings():  # a few epochs are enough: only the speed is measured
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp = MLPClassifier(HIDDEN, max_iter=3, random_state=0).fit(X, y)
     onx = to_onnx(mlp, X[:1], options={"zipmap": False})
     src = folder / "mlp.onnx"
     src.write_bytes(onx.SerializeToString())
@@ -78,8 +84,11 @@ def start_server(package: Path, extra: list[str]) -> tuple[subprocess.Popen[byte
 
 
 def drive(call: Callable[[Any, int], None], make_session: Callable[[], Any], *, clients: int,
-          requests: int, seconds: float) -> dict[str, float]:
-    """Run ``call(session, i)`` from ``clients`` threads until ``requests`` or ``seconds``; time each call."""
+          requests: int, seconds: float) -> tuple[list[float], int, float]:
+    """Run ``call(session, i)`` from ``clients`` threads until ``requests`` or ``seconds``.
+
+    Returns the latency of every call, the number of failed calls, and the elapsed seconds.
+    """
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     counter = iter(range(requests))
@@ -110,10 +119,13 @@ def drive(call: Callable[[Any, int], None], make_session: Callable[[], Any], *, 
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - began
-    flat = sorted(v for per in latencies for v in per)
-    return {"n": len(flat), "errors": sum(errors), "rps": len(flat) / elapsed,
-            "p50": statistics.median(flat) * 1e3, "p99": flat[min(len(flat) - 1, int(len(flat) * 0.99))] * 1e3}
+    return [v for per in latencies for v in per], sum(errors), time.perf_counter() - began
+
+
+def summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, float]:
+    flat = sorted(latencies)
+    return {"n": len(flat), "errors": errors, "rps": len(flat) / elapsed, "p50": statistics.median(flat) * 1e3,
+            "p99": flat[min(len(flat) - 1, int(len(flat) * 0.99))] * 1e3}
 
 
 def json_body(x: np.ndarray) -> bytes:
@@ -152,7 +164,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=3000, help="most requests per case")
-    parser.add_argument("--seconds", type=float, default=10.0, help="most seconds per case")
+    parser.add_argument("--seconds", type=float, default=12.0, help="most seconds per case")
+    parser.add_argument("--rounds", type=int, default=3, help="cases alternate this many times (drift hits all)")
     parser.add_argument("--server-args", default="", help="more `modelpack serve` options, e.g. '--threads 4'")
     args = parser.parse_args()
 
@@ -166,27 +179,38 @@ def main() -> int:
     rows = rng.normal(size=(256, FEATURES)).astype(np.float32)
     model = modelpack.load(package)
     expected = np.vstack([model.run(r[None])["probabilities"] for r in rows])
-    bounds = {"clients": args.clients, "requests": args.requests, "seconds": args.seconds}
 
     def direct(_: Any, i: int) -> None:
         out = model.run(rows[i % len(rows)][None])["probabilities"]
         if not np.allclose(out[0], expected[i % len(rows)], atol=1e-5):
             raise AssertionError("wrong answer")
 
-    results = {"library (Model.run, in-process)": drive(direct, lambda: None, **bounds)}
-    for label, extra in (("", []), (", micro-batching", ["--max-batch-size", "64", "--max-latency-ms", "2"])):
-        proc, url = start_server(package, [*extra, *args.server_args.split()])
-        try:
+    cases: dict[str, tuple[Callable[[Any, int], None], Callable[[], Any]]] = {
+        "library (Model.run, in-process)": (direct, lambda: None)}
+    servers = []
+    try:
+        for label, extra in (("", []), (", micro-batching", ["--max-batch-size", "64", "--max-latency-ms", "2"])):
+            proc, url = start_server(package, [*extra, *args.server_args.split()])
+            servers.append(proc)
             for binary in (False, True):
                 call = served_call(url, rows, expected, binary)
-                drive(call, lambda: httpx.Client(timeout=30), clients=4, requests=200, seconds=5)  # warm-up
-                name = f"serve, {'binary' if binary else 'JSON'}{label}"
-                results[name] = drive(call, lambda: httpx.Client(timeout=30), **bounds)
-                print(name, {k: round(v, 2) for k, v in results[name].items()}, flush=True)
-        finally:
+                drive(call, lambda: httpx.Client(timeout=30), clients=4, requests=100, seconds=5)  # warm-up
+                cases[f"serve, {'binary' if binary else 'JSON'}{label}"] = (call, lambda: httpx.Client(timeout=30))
+        samples: dict[str, list[tuple[list[float], int, float]]] = {name: [] for name in cases}
+        for _ in range(args.rounds):
+            for name, (call, session) in cases.items():
+                samples[name].append(drive(call, session, clients=args.clients,
+                                           requests=args.requests // args.rounds,
+                                           seconds=args.seconds / args.rounds))
+    finally:
+        for proc in servers:
             proc.terminate()
             proc.wait(timeout=30)
-    model.close()
+        model.close()
+    results = {name: summary([v for lat, _, _ in runs for v in lat], sum(e for _, e, _ in runs),
+                             sum(t for _, _, t in runs)) for name, runs in samples.items()}
+    for name, r in results.items():
+        print(name, {k: round(v, 2) for k, v in r.items()}, flush=True)
     write_results(results, args)
     return 0
 
@@ -202,9 +226,10 @@ def write_results(results: dict[str, dict[str, float]], args: argparse.Namespace
                      f"{r['p99']:.2f} | {r['rps'] / base:.3f}x | {unbatched} |")
     body = (f"`{' '.join(['.venv/bin/python benchmarks/bench_serve.py', *sys.argv[1:]])}`: "
             f"{args.clients} client threads, one-row requests to a scikit-learn MLP "
-            f"({FEATURES} -> 256 -> 256 -> 10, ONNX), at most {args.requests} requests or "
-            f"{args.seconds:g} s per case; server and clients share the machine's {os.cpu_count()} CPUs "
-            "over loopback, and every answer is checked.\n\n" + "\n".join(lines) + "\n\n"
+            f"({FEATURES} -> {HIDDEN[0]} -> {HIDDEN[1]} -> 10, ONNX), at most {args.requests} requests or "
+            f"{args.seconds:g} s per case, the cases alternating in {args.rounds} rounds; server and "
+            f"clients share the machine's {os.cpu_count()} CPUs over loopback, and every answer is checked."
+            "\n\n" + "\n".join(lines) + "\n\n"
             "Micro-batching merges the one-row requests that arrive together into one model run: it "
             "raises throughput when the model's fixed cost per run dominates, and adds at most "
             "`--max-latency-ms` to a request's latency (none when requests arrive one at a time).")

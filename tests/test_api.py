@@ -4,7 +4,7 @@ import modelpack
 
 DOCUMENTED = {
     # functions
-    "load", "pack", "export", "inspect", "verify", "register", "list_converters",
+    "load", "pack", "export", "inspect", "verify", "register", "list_converters", "devices",
     # types
     "Model", "Manifest", "TensorSpec", "VerifyReport",
     # errors
@@ -12,6 +12,8 @@ DOCUMENTED = {
     "SignatureError", "ManifestError", "SchemaVersionError", "InputError", "MissingColumnError", "DTypeError",
     "ShapeError", "TaskError", "ConversionError", "NoConverterError", "FidelityError", "DeviceError",
     "DeviceUnavailableError", "RuntimeBackendError",
+    # warnings
+    "DeviceWarning", "PlacementWarning",
     "__version__",
 }
 
@@ -36,5 +38,5 @@ def test_every_public_function_has_a_docstring_with_an_example():
 def test_every_error_is_a_modelpack_error():
     for name in modelpack.__all__:
         obj = getattr(modelpack, name)
-        if isinstance(obj, type) and issubclass(obj, Exception):
+        if isinstance(obj, type) and issubclass(obj, Exception) and not issubclass(obj, Warning):
             assert issubclass(obj, modelpack.ModelpackError), name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -352,3 +353,19 @@ def test_the_report_tells_a_device_that_does_not_load():
 
     check = probe_provider(ort, (OPENVINO, {"device_type": "NPU"}), "openvino:NPU")
     assert check.works is False and check.detail.startswith("did not load")
+
+
+@pytest.mark.parametrize(("checks", "runtimes", "gpus", "expected"), [
+    ((), ("onnxruntime 1.32.0", "onnxruntime-gpu 1.32.0"), False, "overwrite each other"),
+    ((("cpu", CPU, True),), ("onnxruntime 1.32.0",), True, "no CUDA provider.*modelpack\\[gpu\\]"),
+    ((("cuda", "CUDAExecutionProvider", False),), ("onnxruntime-gpu 1.32.0",), False, "finds no NVIDIA GPU"),
+    ((("cuda", "CUDAExecutionProvider", False),), ("onnxruntime-gpu 1.32.0",), True, "onnxruntime-gpu\\[cuda,cudnn\\]"),
+    ((("tensorrt", "TensorrtExecutionProvider", False), ("cuda", "CUDAExecutionProvider", True)),
+     ("onnxruntime-gpu 1.32.0",), True, "TensorRT does not load"),
+])
+def test_the_report_advises_what_to_install(checks, runtimes, gpus, expected):
+    from modelpack._probe import Gpu, ProviderCheck, _advice
+
+    found = (Gpu(0, "NVIDIA H100", 81559, "580.1"),) if gpus else ()
+    advice = _advice(ort, tuple(ProviderCheck(*c) for c in checks), runtimes, found)
+    assert any(re.search(expected, line) for line in advice), advice

@@ -35,6 +35,7 @@ from .errors import (
     TaskError,
     UnsafePackageError,
 )
+from .devices import DeviceWarning, PlacementWarning, devices
 from .exporting import export
 from .loading import load
 from .manifest import Manifest, TensorSpec
@@ -49,6 +50,7 @@ __all__ = [
     "DTypeError",
     "DeviceError",
     "DeviceUnavailableError",
+    "DeviceWarning",
     "FidelityError",
     "InputError",
     "Manifest",
@@ -60,6 +62,7 @@ __all__ = [
     "PackageError",
     "PackageIntegrityError",
     "PackageNotFoundError",
+    "PlacementWarning",
     "RuntimeBackendError",
     "SchemaVersionError",
     "ShapeError",
@@ -69,6 +72,7 @@ __all__ = [
     "UnsafePackageError",
     "VerifyReport",
     "__version__",
+    "devices",
     "export",
     "inspect",
     "list_converters",

@@ -22,7 +22,7 @@ from .errors import ModelpackError
 __all__ = ["main"]
 
 # Modules that contribute sub-commands through add_parser(subparsers).
-PLUGGED_COMMANDS: tuple[str, ...] = ("._cli_sign", ".deploy")
+PLUGGED_COMMANDS: tuple[str, ...] = ("._cli_sign", ".deploy", ".devices")
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -59,7 +59,9 @@ def _describe(m: Any) -> str:
         lines.append(f"  fidelity ({m.fidelity.rows} rows, {'passed' if m.fidelity.passed else 'FAILED'}): "
                      f"{summary(m.fidelity)}")
     if m.runtime.placement:
-        lines.append(f"  placement forecast: {json.dumps(m.runtime.placement)[:300]}")
+        from .placement import describe as describe_placement
+
+        lines.append("  " + describe_placement(m.runtime.placement).replace("\n", "\n  "))
     if m.metadata:
         lines.append(f"  metadata: {json.dumps(m.metadata)[:300]}")
     lines.append(f"  files: {len(m.files)}, {sum(f.size for f in m.files):,} bytes")

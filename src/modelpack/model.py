@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -92,6 +92,15 @@ class Model:
         return self._backend
 
     @property
+    def placement(self) -> dict[str, dict[str, Any]] | None:
+        """Nodes and operator types per execution provider, as really run.
+
+        None for PMML, or with an onnxruntime too old to report it.
+        """
+        placement = getattr(self._backend, "placement", None)
+        return placement() if placement is not None else None
+
+    @property
     def path(self) -> Path:
         return self._package.path
 
@@ -139,6 +148,19 @@ class Model:
         if isinstance(out, list):  # ZipMap: a list of {class: probability}
             return _decode_zipmap(out, self._classes)
         return out
+
+    def run_on_device(self, feeds: Any, outputs: Sequence[str] | None = None) -> dict[str, Any]:
+        """Run on DLPack tensors (torch, cupy), OrtValues or numpy; outputs stay on the device.
+
+        For GPU pipelines: no copy to the host on the way in or out (IO binding).
+        Outputs are ``onnxruntime.OrtValue`` objects; ``.numpy()`` copies one to the host.
+        """
+        run_bound = getattr(self._backend, "run_bound", None)
+        if run_bound is None:
+            raise TaskError(f"run_on_device() needs an ONNX model, not {self.manifest.model.format}",
+                            package=self.manifest.name, fix="Use run().")
+        names = list(outputs) if outputs is not None else self._output_names
+        return dict(zip(names, run_bound(feeds, names)))
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:

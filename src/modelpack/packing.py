@@ -136,13 +136,24 @@ def extra_files(extra: Mapping[str, PathLike] | Sequence[PathLike] | None) -> di
     return files
 
 
+def _with_forecast(manifest: Manifest, model_files: Mapping[str, bytes]) -> Manifest:
+    """Record which installed provider would run which operators (ONNX, inline weights only:
+    a forecast of a model with external data would need it on disk twice)."""
+    if manifest.model.format != "onnx" or manifest.model.external_data:
+        return manifest
+    from .placement import forecast
+
+    placement = forecast(model_files[manifest.model.file])
+    return manifest.replace(runtime=replace(manifest.runtime, placement=placement))
+
+
 def write_with_samples(dest: PathLike, manifest: Manifest, model_files: Mapping[str, bytes], *,
                        sample: InputData | None, reference: Mapping[str, Any] | None = None,
                        extra: Mapping[str, bytes] | None = None, model: Model | None = None) -> Manifest:
     """Run the sample (if any), then write the package atomically."""
     files = dict(model_files)
     extra = dict(extra or {})
-    manifest = manifest.replace(extra=tuple(sorted(extra)))
+    manifest = _with_forecast(manifest.replace(extra=tuple(sorted(extra))), model_files)
     if sample is not None:
         model = model or memory_model(manifest, model_files)
         sample_data, samples = sample_files(model, sample, reference)

@@ -102,3 +102,11 @@ def test_serve_runs_until_interrupted_with_renamed_packages(packages: dict[str, 
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+
+
+def test_the_command_module_imports_no_web_stack() -> None:
+    code = ("import sys, modelpack.serve, modelpack.serve.cli\n"
+            "print(','.join(m for m in ('fastapi', 'starlette', 'uvicorn', 'pydantic', 'onnxruntime') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

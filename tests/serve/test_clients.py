@@ -10,7 +10,6 @@ import pytest
 from .conftest import IRIS_WEIGHTS, create_app, make_arith, make_iris, make_text, running
 
 
-
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("clients")
@@ -63,6 +62,17 @@ def test_tritonclient_default_request_strings_and_all_outputs(triton) -> None:
     result = client.infer("text", [item])
     assert [v.decode() for v in result.as_numpy("echo")] == s.tolist()
     np.testing.assert_array_equal(result.as_numpy("code"), [2, 1, -1, -1])
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_tritonclient_compressed_requests(triton, algorithm: str) -> None:
+    httpclient, client = triton
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    item = httpclient.InferInput("X", [2, 4], "FP32")
+    item.set_data_from_numpy(x)
+    result = client.infer("iris", [item], request_compression_algorithm=algorithm,
+                          response_compression_algorithm=algorithm)
+    np.testing.assert_allclose(result.as_numpy("Y"), x @ IRIS_WEIGHTS, rtol=1e-6)
 
 
 def test_tritonclient_sees_the_servers_error_message(triton) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from modelpack import InputError
 from modelpack.manifest import TensorSpec
+from modelpack.serve.body import inflate
 from modelpack.serve.errors import ModelNotFoundError, RequestError, RequestTooLargeError, status_of
 from modelpack.serve.v2 import (
     OutputTensor,
@@ -229,3 +230,23 @@ def test_status_codes() -> None:
     assert status_of(ModelNotFoundError("no such model", fix="Check.")) == 404
     assert status_of(InputError("bad", fix="Fix.")) == 400
     assert status_of(RuntimeError("boom")) == 500
+
+
+def test_compressed_bodies_inflate_within_the_limit() -> None:
+    import gzip
+    import zlib
+
+    body = b'{"inputs": []}' * 10
+    assert inflate(gzip.compress(body), "gzip", 1000) == body
+    assert inflate(zlib.compress(body), "Deflate", 1000) == body
+    assert inflate(body, "identity", 1000) == body
+    bomb = gzip.compress(b"\0" * 10_000_000)
+    assert len(bomb) < 20_000
+    with pytest.raises(RequestTooLargeError, match="inflates past the limit"):
+        inflate(bomb, "gzip", 1_000_000)
+    with pytest.raises(RequestError, match="not supported"):
+        inflate(body, "br", 1000)
+    with pytest.raises(RequestError, match="not valid gzip"):
+        inflate(b"not gzip at all", "gzip", 1000)
+    with pytest.raises(RequestError, match="cut short"):
+        inflate(zlib.compress(body)[:-6], "deflate", 1000)

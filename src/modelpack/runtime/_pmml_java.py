@@ -211,6 +211,7 @@ class Reader:
         self.java, self.wanted = java, list(wanted)
         self.numbers = [i for i, kind in wanted if kind == "number"]
         self.texts = [i for i, kind in wanted if kind != "number"]
+        self.text_kinds = [(i, kind) for i, kind in wanted if kind != "number"]
         self.extract = java.extractor(self.numbers, self.texts)
 
     def compile(self, scorer: Any) -> Any:
@@ -218,40 +219,36 @@ class Reader:
         return self.java.function(self.java.MH.filterReturnValue(scorer, self.extract))
 
     def __call__(self, function: Any, rescore: Any, n: int) -> list[np.ndarray]:
-        java, columns = self.java, {}
+        java = self.java
         try:
             flat, cells = function.apply(n)
         except java.JException as exc:
             if "ClassCast" not in str(exc.getClass().getName()):
                 raise
-            return self._pick(self._one_by_one(rescore.apply(n)))  # an output of an unexpected type
+            return self._one_by_one(rescore.apply(n))  # an output of an unexpected type
+        columns: dict[int, np.ndarray] = {}
         if self.numbers:
             block = np.array(flat, dtype=np.float64).reshape(n, len(self.numbers))
-            columns.update({i: block[:, j] for j, i in enumerate(self.numbers)})
+            columns.update(zip(self.numbers, block.T))
         if self.texts:
             split = str(cells).split(SEPARATOR)
             if len(split) != n * len(self.texts):  # a value held SEPARATOR
-                return self._pick(self._one_by_one(rescore.apply(n)))
-            columns.update(self._texts(split, n))
-        return self._pick(columns)
-
-    def _pick(self, columns: dict[int, np.ndarray]) -> list[np.ndarray]:
+                return self._one_by_one(rescore.apply(n))
+            if NULL in split:
+                split = [None if c == NULL else c for c in split]  # type: ignore[misc]
+            block = np.array(split, dtype=object).reshape(n, len(self.texts))
+            columns.update((i, _typed(block[:, j], kind)) for j, (i, kind) in enumerate(self.text_kinds))
         return [columns[i] for i, _ in self.wanted]
 
-    def _texts(self, cells: list[str], n: int) -> dict[int, np.ndarray]:
-        block = np.array([None if c == NULL else c for c in cells], dtype=object).reshape(n, len(self.texts))
-        kinds = dict(self.wanted)
-        return {i: _typed(block[:, j], kinds[i]) for j, i in enumerate(self.texts)}
-
-    def _one_by_one(self, results: Any) -> dict[int, np.ndarray]:
+    def _one_by_one(self, results: Any) -> list[np.ndarray]:
         rows = [list(row) for row in results]
-        out = {}
+        out = []
         for i, kind in self.wanted:
             values = [row[i] for row in rows]
             if kind == "number":
-                out[i] = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+                out.append(np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64))
             else:
-                out[i] = _typed(np.array([None if v is None else str(v) for v in values], dtype=object), kind)
+                out.append(_typed(np.array([None if v is None else str(v) for v in values], dtype=object), kind))
         return out
 
 

@@ -62,6 +62,7 @@ JAVA_FIX = ("Install Java 8 or newer (e.g. `apt-get install default-jre-headless
 _LIBJVM = {"win32": "jvm.dll", "darwin": "libjvm.dylib"}.get(sys.platform, "libjvm.so")
 _LIBJVM_DIRS = ("lib/server", "lib/*/server", "jre/lib/server", "jre/lib/*/server", "bin/server",
                 "jre/bin/server", "lib/client", "jre/lib/*/client", "bin/client", "lib")
+_KEEP_ROWS = 10_000
 _START = threading.Lock()
 _JAVA: Java | None = None
 
@@ -224,13 +225,15 @@ class PmmlBackend:
         function = slot["functions"].get(names)
         if function is None:
             function = slot["functions"][names] = reader.compile(slot["scorer"])
+        holder = slot["holder"]
         try:
-            self._java.fill(slot["holder"], numbers, texts)
+            self._java.fill(holder, numbers, texts)
             return reader(function, slot["rescore"], n)
         except self._java.JException as exc:
             raise translate(exc, self._package) from exc
         finally:
-            slot["holder"][0] = slot["holder"][1] = None  # let the JVM free the batch
+            if n > _KEEP_ROWS:  # let the JVM free a large batch now, not at the next call
+                holder[0] = holder[1] = None
 
     def _slot(self) -> dict[str, Any]:
         # Per thread: a holder for the batch, and the functions that score what it holds.

@@ -24,11 +24,11 @@ from fastapi import FastAPI, Header, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from .batching import MicroBatcher
-from .errors import RequestTooLargeError, status_of
+from .body import BodyLimit, inflate
+from .errors import status_of
 from .repository import ModelSource, Repository, ServedModel, open_models
 from .schemas import (
     ErrorResponse,
@@ -42,13 +42,17 @@ from .schemas import (
     ServerMetadata,
 )
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "SERVING_SESSION_OPTIONS", "create_app"]
 
 log = logging.getLogger("modelpack.serve")
 
 #: Largest request body accepted, in bytes, unless ``max_body_bytes`` says otherwise.
 DEFAULT_MAX_BODY_BYTES = 64 * 2**20
 EXTENSIONS = ["binary_tensor_data"]
+#: ONNX Runtime settings of served models, under the caller's own: worker threads that spin
+#: waiting for the next run burn the CPU that concurrent requests need, so they sleep instead.
+SERVING_SESSION_OPTIONS: dict[str, Any] = {
+    "config": {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}}
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -64,40 +68,6 @@ _BINARY_NOTE = (
 
 HeaderLength = Annotated[str | None, Header(alias="Inference-Header-Content-Length",
                                             description="Length of the JSON header (binary extension).")]
-
-
-class _BodyLimit:
-    """Refuse bodies over ``max_bytes``: at once from Content-Length, else while reading."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_bytes:
-            response = _error(self._too_large(int(length)))
-            await response(scope, receive, send)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise self._too_large(seen)
-            return message
-
-        await self.app(scope, counted, send)
-
-    def _too_large(self, size: int) -> RequestTooLargeError:
-        return RequestTooLargeError(
-            f"the request body has {size:,} bytes or more; the limit (max_body_bytes) is {self.max_bytes:,}",
-            fix="Send fewer rows per request, or start the server with a larger --max-body-size.")
 
 
 def _error(exc: BaseException) -> JSONResponse:
@@ -125,9 +95,10 @@ class _Server:
     """The state behind the routes: the repository, the thread limit, the batchers."""
 
     def __init__(self, repository: Repository, *, threads: int, max_batch_size: int,
-                 max_latency_ms: float) -> None:
+                 max_latency_ms: float, max_body_bytes: int) -> None:
         self.repository = repository
         self.threads = threads
+        self.max_body_bytes = max_body_bytes
         self._limiter: anyio.CapacityLimiter | None = None
         self.batchers: dict[tuple[str, str], MicroBatcher] = {}
         if max_batch_size > 1:
@@ -148,6 +119,14 @@ class _Server:
         if self._limiter is None:  # created lazily: it belongs to the running event loop
             self._limiter = anyio.CapacityLimiter(self.threads)
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def body(self, request: Request) -> bytes:
+        """The request body, inflated if it came compressed (tritonclient can send gzip or deflate)."""
+        body = await request.body()
+        encoding = request.headers.get("content-encoding")
+        if encoding is None:
+            return body
+        return await self.in_thread(inflate, body, encoding, self.max_body_bytes)  # type: ignore[no-any-return]
 
     async def infer(self, served: ServedModel, body: bytes, header_length: str | None) -> Response:
         batcher = self.batchers.get((served.name, served.version))
@@ -183,8 +162,8 @@ def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, dev
         each under its key instead of the manifest's name. Models loaded here are
         closed when the application shuts down; models passed in are not.
     device, session_options:
-        Where and how to run the packages loaded here (see :func:`modelpack.load`);
-        e.g. ``session_options={"intra_op_num_threads": 1}`` when many requests run at once.
+        Where and how to run the packages loaded here (see :func:`modelpack.load`).
+        ``session_options`` go over :data:`SERVING_SESSION_OPTIONS` (no spin-waiting).
     threads:
         Model runs (and request decoding) at once; default: the number of CPUs, at most 8.
     max_batch_size:
@@ -202,18 +181,24 @@ def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, dev
     >>> app = create_app(["iris.mpk"], max_batch_size=64)      # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8080)           # doctest: +SKIP
     """
-    repository = open_models(models, device=device, session_options=session_options)
+    repository = open_models(models, device=device, session_options=_serving_options(session_options))
     server = _Server(repository, threads=threads or min(8, os.cpu_count() or 1),
-                     max_batch_size=max_batch_size, max_latency_ms=max_latency_ms)
+                     max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, max_body_bytes=max_body_bytes)
     app = FastAPI(title="modelpack serve", version=__version__, lifespan=server.lifespan,
                   description="Open Inference Protocol (KServe V2) REST API for modelpack packages, "
                               "with the binary tensor data extension.")
     app.state.batchers = server.batchers  # (name, version) -> MicroBatcher, for monitoring
-    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     _add_routes(app, server)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _serving_options(given: Mapping[str, Any] | None) -> dict[str, Any]:
+    options = {**SERVING_SESSION_OPTIONS, **(given or {})}
+    options["config"] = {**SERVING_SESSION_OPTIONS["config"], **dict((given or {}).get("config") or {})}
+    return options
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -263,13 +248,13 @@ def _add_model_routes(app: FastAPI, server: _Server, prefix: str, versioned: boo
     @_guard
     async def infer(request: Request, name: str, version: str | None = None,
                     inference_header_content_length: HeaderLength = None) -> Response:
-        body = await request.body()
-        return await server.infer(repo.get(name, version), body, inference_header_content_length)
+        served = repo.get(name, version)
+        return await server.infer(served, await server.body(request), inference_header_content_length)
 
     @_guard
     async def predict(request: Request, name: str, version: str | None = None) -> Response:
-        body = await request.body()
-        result = await server.in_thread(repo.get(name, version).predict, body)
+        served = repo.get(name, version)
+        result = await server.in_thread(served.predict, await server.body(request))
         return Response(json.dumps(result, separators=(",", ":")), media_type="application/json")
 
     if not versioned:  # otherwise FastAPI would document `version` as a query parameter
