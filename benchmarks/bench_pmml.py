@@ -19,8 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -93,9 +94,9 @@ def time_model(model_file: Path) -> dict[int, dict[str, float]]:
             data = record if rows == 1 else frame
             results[rows] = timed({
                 "pypmml (JPype)": pypmml_calls(model_file, frame, record),
-                "backend.run": lambda: model.backend.run(feeds),
-                "Model.run": lambda: model.run(data),
-                "Model.predict": lambda: model.predict(data),
+                "backend.run": lambda m=model, f=feeds: m.backend.run(f),
+                "Model.run": lambda m=model, d=data: m.run(d),
+                "Model.predict": lambda m=model, d=data: m.predict(d),
             }, rounds, number)
     done = subprocess.run([sys.executable, __file__, "--py4j", str(model_file)], capture_output=True,
                           text=True, timeout=600)

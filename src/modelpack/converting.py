@@ -45,7 +45,7 @@ def check_options(options: Mapping[str, Any], known: Sequence[str], converter: s
         if key not in known:
             near = difflib.get_close_matches(str(key), known, n=1)
             hint = f"Did you mean {near[0]!r}? " if near else ""
-            raise ConversionError(f"the {converter} converter has no option {key!r}",
+            raise ConversionError(f"unknown option {key!r} for the {converter} converter",
                                   fix=f"{hint}Known options: {', '.join(sorted(known))}.")
 
 

@@ -229,7 +229,7 @@ class Reader:
         columns: dict[int, np.ndarray] = {}
         if self.numbers:
             block = np.array(flat, dtype=np.float64).reshape(n, len(self.numbers))
-            columns.update(zip(self.numbers, block.T))
+            columns.update(zip(self.numbers, block.T, strict=True))
         if self.texts:
             split = str(cells).split(SEPARATOR)
             if len(split) != n * len(self.texts):  # a value held SEPARATOR

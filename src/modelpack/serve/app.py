@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..errors import ModelpackError
 from .batching import MicroBatcher
 from .body import BodyLimit, inflate
 from .errors import status_of
@@ -74,7 +75,7 @@ def _error(exc: BaseException) -> JSONResponse:
     status = status_of(exc)
     if status >= 500:
         log.error("request failed: %s", exc, exc_info=exc)
-    text = str(exc) if hasattr(exc, "fix") else f"internal error: {type(exc).__name__}: {exc}"
+    text = str(exc) if isinstance(exc, ModelpackError) else f"internal error: {type(exc).__name__}: {exc}"
     return JSONResponse({"error": text}, status_code=status)
 
 

@@ -220,7 +220,7 @@ class Repository:
             self._by_key[key] = served
             self._latest[served.name] = served  # the last one given wins the unversioned URL
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ServedModel]:
         return iter(self._by_key.values())
 
     def __len__(self) -> int:

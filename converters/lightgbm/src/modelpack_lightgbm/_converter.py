@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from modelpack.converting import check_options
 from modelpack.errors import ConversionError
 from modelpack.formats.onnx import declare_signature
 from modelpack.manifest import ColumnSpec, Source, TensorSpec
@@ -100,10 +101,7 @@ def _check_request(format: str, options: Mapping[str, Any]) -> None:
     if format != "onnx":
         raise ConversionError(f"the LightGBM converter writes ONNX only, not {format!r}",
                               fix="Export with format='onnx'.")
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ConversionError(f"unknown option(s) {unknown} for the LightGBM converter",
-                              fix=f"Use only {list(OPTIONS)}.")
+    check_options(options, OPTIONS, "LightGBM")
     dtype = options.get("dtype")
     if dtype not in (None, "float32"):
         raise ConversionError(

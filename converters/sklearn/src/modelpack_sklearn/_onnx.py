@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelpack.converting import check_options
 from modelpack.errors import ConversionError, ModelpackError
 from modelpack.formats.onnx import rename_values
 from modelpack.manifest import Source
@@ -73,10 +74,7 @@ def convert_onnx(model: Any, sample: Any, options: Mapping[str, Any]) -> Convers
 
 # -- options --------------------------------------------------------------------------------
 def _read_options(options: Mapping[str, Any]) -> _Options:
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ConversionError(f"unknown option(s) {unknown} for the sklearn ONNX converter",
-                              fix=f"Use only {', '.join(_OPTIONS)}.")
+    check_options(options, _OPTIONS, "sklearn ONNX")
     dtype = options.get("dtype") or "float32"
     if dtype not in ("float32", "float64"):
         raise ConversionError(f"dtype {dtype!r} is not supported by the sklearn converter",

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from modelpack.converting import check_options
 from modelpack.errors import ConversionError
 from modelpack.formats.onnx import declare_signature
 from modelpack.manifest import ColumnSpec, Source, TensorSpec
@@ -102,10 +103,7 @@ def _check_request(format: str, options: Mapping[str, Any]) -> int | None:
     if format != "onnx":
         raise ConversionError(f"the XGBoost converter writes ONNX only, not {format!r}",
                               fix="Export with format='onnx'.")
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ConversionError(f"unknown option(s) {unknown} for the XGBoost converter",
-                              fix=f"Use only {list(OPTIONS)}.")
+    check_options(options, OPTIONS, "XGBoost")
     dtype = options.get("dtype")
     if dtype not in (None, "float32"):
         raise ConversionError(
