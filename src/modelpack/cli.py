@@ -22,7 +22,7 @@ from .errors import ModelpackError
 __all__ = ["main"]
 
 # Modules that contribute sub-commands through add_parser(subparsers).
-PLUGGED_COMMANDS: tuple[str, ...] = ("._cli_sign", ".deploy", ".devices")
+PLUGGED_COMMANDS: tuple[str, ...] = ("._cli_sign", ".deploy", ".devices", ".serve.cli")
 
 
 def _inspect(args: argparse.Namespace) -> int:

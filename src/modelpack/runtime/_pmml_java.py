@@ -221,7 +221,8 @@ class Reader:
     def __call__(self, function: Any, rescore: Any, n: int) -> list[np.ndarray]:
         java = self.java
         try:
-            flat, cells = function.apply(n)
+            out = function.apply(n)
+            flat, cells = out[0], out[1]  # indexing crosses into Java twice, unpacking five times
         except java.JException as exc:
             if "ClassCast" not in str(exc.getClass().getName()):
                 raise

@@ -63,6 +63,7 @@ _LIBJVM = {"win32": "jvm.dll", "darwin": "libjvm.dylib"}.get(sys.platform, "libj
 _LIBJVM_DIRS = ("lib/server", "lib/*/server", "jre/lib/server", "jre/lib/*/server", "bin/server",
                 "jre/bin/server", "lib/client", "jre/lib/*/client", "bin/client", "lib")
 _KEEP_ROWS = 10_000
+_NO_TEXTS = np.empty((0, 0), dtype=object)
 _START = threading.Lock()
 _JAVA: Java | None = None
 
@@ -276,7 +277,7 @@ class PmmlBackend:
         numbers = np.empty((n, len(number_fields)))  # row-major, as the JVM side reads it
         for j, name in enumerate(number_fields):
             numbers[:, j] = _numbers(name, columns[name], self._package) if name in columns else np.nan
-        texts = np.full((n, len(text_fields)), None, dtype=object)
+        texts = np.full((n, len(text_fields)), None, dtype=object) if text_fields else _NO_TEXTS
         for j, name in enumerate(text_fields):
             if name in columns:
                 texts[:, j] = _objects(columns[name])

@@ -113,7 +113,8 @@ class _Server:
 
     def _runner(self, served: ServedModel) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
         async def run(feeds: dict[str, Any]) -> dict[str, Any]:
-            return await self.in_thread(served.run, feeds)
+            outputs: dict[str, Any] = await self.in_thread(served.run, feeds)
+            return outputs
         return run
 
     async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -159,7 +159,7 @@ class MicroBatcher:
 
     def _take(self) -> list[_Item]:
         first = self._queue.popleft()
-        batch, rows, kept = [first], first.rows, deque()
+        batch, rows, kept = [first], first.rows, deque[_Item]()
         while self._queue:
             item = self._queue.popleft()
             if item.signature == first.signature and rows + item.rows <= self.max_batch_size:

@@ -405,7 +405,7 @@ def _to_list(arr: np.ndarray, datatype: str) -> list[Any]:
     flat = arr.reshape(-1)
     if datatype == "BYTES":
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
-    return flat.tolist()  # type: ignore[no-any-return]
+    return flat.tolist()
 
 
 def _to_bytes(arr: np.ndarray, datatype: str) -> bytes:
