@@ -24,8 +24,12 @@ EXTRAS := cpu,pandas,pmml,sign,remote,s3,deploy,batch,serve,spark,test
 # tests there a second time, on a real second execution provider.
 OV_VENV ?= .venv-openvino
 OV_PIP := $(OV_VENV)/bin/python -m pip --disable-pip-version-check -q
+# The kserve package pins pandas<3 and protobuf<7, so its REST client, used unchanged against
+# `modelpack serve`, gets an environment of its own as well.
+KS_VENV ?= .venv-kserve
+KS_PIP := $(KS_VENV)/bin/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test test-all test-openvino bench clean
+.PHONY: install demo test test-all test-openvino test-kserve bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,24 +50,36 @@ $(OV_VENV)/.installed: $(OV_VENV)/bin/python pyproject.toml
 	$(OV_PIP) install --no-deps -e .
 	touch $@
 
+$(KS_VENV)/bin/python:
+	$(PYTHON) -m venv $(KS_VENV)
+
+$(KS_VENV)/.installed: $(KS_VENV)/bin/python pyproject.toml
+	$(KS_PIP) install kserve pytest -e ".[cpu,serve]"
+	touch $@
+
 install: $(VENV)/.dev-installed
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/python examples/quickstart.py
 
-test: $(VENV)/.dev-installed $(OV_VENV)/.installed
+test: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
 	$(BIN)/python -m pytest
 	$(OV_VENV)/bin/python -m pytest tests/test_devices.py tests/runtime/test_onnx.py
+	$(KS_VENV)/bin/python -m pytest tests/serve/test_clients.py -k kserve
 
 test-openvino: $(OV_VENV)/.installed
 	$(OV_VENV)/bin/python -m pytest tests/test_devices.py tests/runtime/test_onnx.py
 
-test-all: $(VENV)/.dev-installed $(OV_VENV)/.installed
+test-kserve: $(KS_VENV)/.installed
+	$(KS_VENV)/bin/python -m pytest tests/serve/test_clients.py -k kserve
+
+test-all: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
 	$(BIN)/python -m pytest -m ""
 	$(OV_VENV)/bin/python -m pytest -m "" tests/test_devices.py tests/runtime/test_onnx.py
+	$(KS_VENV)/bin/python -m pytest -m "" tests/serve/test_clients.py -k kserve
 
 bench: $(VENV)/.dev-installed $(OV_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(OV_VENV) .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) $(OV_VENV) $(KS_VENV) .pytest_cache .hypothesis build dist

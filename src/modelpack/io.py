@@ -118,8 +118,8 @@ class InputAdapter:
 
     def _from_mapping(self, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         values = list(data.values())
-        if values and all(np.ndim(v) == 0 and not isinstance(v, (list, tuple)) for v in values):
-            return self._from_records([data])  # one record: a dict of scalars
+        if values and all(_is_scalar(v) for v in values):  # one record: a dict of scalars
+            return self._from_columns({k: [v] for k, v in data.items()}, 1, "field")
         if set(self.names) <= set(data):
             return {s.name: self.adapt(s, _as_array(data[s.name], s, self.package)) for s in self.specs}
         n = len(values[0]) if values and hasattr(values[0], "__len__") else 0
@@ -211,6 +211,14 @@ def _frame_values(df: Any) -> np.ndarray:
     except AttributeError:
         pass
     return df.to_numpy()  # type: ignore[no-any-return]
+
+
+_SCALARS = frozenset({int, float, str, bool, bytes, type(None)})
+
+
+def _is_scalar(value: Any) -> bool:
+    # The exact-type test answers the common cases without np.ndim's cost per call.
+    return value.__class__ in _SCALARS or (np.ndim(value) == 0 and not isinstance(value, (list, tuple)))
 
 
 def _is_dataframe(data: Any) -> bool:

@@ -91,8 +91,8 @@ def test_tritonclient_sees_the_servers_error_message(triton) -> None:
 # -- kserve -------------------------------------------------------------------------------
 def test_kserve_rest_client(url: str) -> None:
     kserve = pytest.importorskip(
-        "kserve", reason="kserve is not installed (it pins pandas<3 and protobuf<7, so it is kept out of the "
-                         "project environment; test_server replays the requests it sends)")
+        "kserve", reason="kserve is not installed (it pins pandas<3 and protobuf<7, so it has an environment "
+                         "of its own: `make test-kserve` runs this test there)")
 
     async def calls() -> None:
         client = kserve.InferenceRESTClient(kserve.RESTConfig(protocol="v2", retries=0, timeout=30))
