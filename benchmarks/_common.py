@@ -6,9 +6,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable, Sequence
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import interleaved, us, write_section  # noqa: E402
 
-CORPORA = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpora" / "pmml"
+CORPORA = Path(__file__).resolve().parents[1] / "tests" / "data" / "corpora" / "pmml"
 SIZES = {1: (15, 400), 100: (9, 40), 100_000: (4, 1)}  # rows: (rounds, calls per round)
 PY4J_SIZES = (1, 100)  # its 100k-row path is the same JSON call as JPype's: skipped for time
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPORA = ROOT.parent / "shared" / "corpora"
+CORPORA = ROOT / "tests" / "data" / "corpora"  # made by others; see its README.md
 
 
 def save_model(path: Path, nodes: list, inputs: list, outputs: list, *, initializers: list | None = None,

@@ -50,7 +50,7 @@ def _case(case: Path):
 
 def _close(got, want) -> bool:
     if isinstance(want, list):
-        return len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want))
+        return len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want, strict=True))
     got, want = np.asarray(got), np.asarray(want)
     if want.dtype.kind in "OUS":
         return got.astype(str).tolist() == want.astype(str).tolist()
@@ -71,7 +71,7 @@ def _raw(case: Path, feeds):
 def test_corpus_case(case, tmp_path):
     feeds, expected = _case(case)
     raw, raw_error = _raw(case, feeds)
-    raw_ok = raw is not None and all(_close(g, w) for g, w in zip(raw, expected))
+    raw_ok = raw is not None and all(_close(g, w) for g, w in zip(raw, expected, strict=False))
     if raw_error is not None:
         # Excluded from the numeric check because onnxruntime itself cannot run it; modelpack
         # must still refuse it cleanly.
@@ -84,7 +84,7 @@ def test_corpus_case(case, tmp_path):
     with modelpack.load(tmp_path / "m.mpk") as m:
         got = m.run(feeds)
     assert list(got) == [o.name for o in onnx.load(case / "model.onnx").graph.output]
-    ours_ok = all(_close(g, w) for g, w in zip(got.values(), expected))
+    ours_ok = all(_close(g, w) for g, w in zip(got.values(), expected, strict=False))
     assert ours_ok == raw_ok, f"modelpack {'passes' if ours_ok else 'fails'} where raw onnxruntime does not"
     if not raw_ok:
         pytest.xfail("onnxruntime's own result differs from the expected outputs")

@@ -116,7 +116,7 @@ def test_manifest_module_imports_only_the_standard_library():
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
-    assert imported <= {"dataclasses", "json", "types", "typing", "warnings", "datetime", "__future__"}
+    assert imported <= {"dataclasses", "json", "types", "typing", "warnings", "datetime", "__future__", "collections"}
 
 
 def test_no_warning_for_current_version():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .devices import DeviceWarning, PlacementWarning, devices
 from .errors import (
     ConversionError,
     DeviceError,
@@ -35,7 +36,6 @@ from .errors import (
     TaskError,
     UnsafePackageError,
 )
-from .devices import DeviceWarning, PlacementWarning, devices
 from .exporting import export
 from .loading import load
 from .manifest import Manifest, TensorSpec

@@ -17,5 +17,5 @@ __all__ = ["DeviceSpec", "InputData", "PathLike"]
 #: a dict of input or column name -> values, a list of records, or one record.
 InputData = Union[np.ndarray, "pd.DataFrame", Mapping[str, Any], Sequence[Mapping[str, Any]]]
 #: A device name ("cpu", "cuda:1", "auto"...) or a list of them in order of preference.
-DeviceSpec = Union[str, Sequence[str]]
+DeviceSpec = str | Sequence[str]
 PathLike = Union[str, "os.PathLike[str]"]

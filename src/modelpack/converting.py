@@ -33,7 +33,7 @@ import numpy as np
 from .errors import ConversionError
 from .manifest import TensorSpec
 
-__all__ = ["OutputPlan", "check_options", "plan_outputs"]
+__all__ = ["OutputPlan", "check_options", "check_opset", "check_request", "plan_outputs"]
 
 TASKS = ("classification", "regression", "transform", "clustering", "other")
 ROLE_OF_TASK = {"classification": "probabilities", "regression": "value"}
@@ -47,6 +47,38 @@ def check_options(options: Mapping[str, Any], known: Sequence[str], converter: s
             hint = f"Did you mean {near[0]!r}? " if near else ""
             raise ConversionError(f"unknown option {key!r} for the {converter} converter",
                                   fix=f"{hint}Known options: {', '.join(sorted(known))}.")
+
+
+def check_request(format: str, options: Mapping[str, Any], known: Sequence[str], converter: str, *,
+                  formats: Sequence[str] = ("onnx",), float32_only: str | None = None) -> None:
+    """Refuse a format the converter does not write and options it does not know.
+
+    ``float32_only`` is the reason, for a converter that writes float32 graphs only,
+    why ``dtype`` can be nothing else.
+
+    Example
+    -------
+    >>> check_request("pmml", {}, ("dtype",), "XGBoost")
+    Traceback (most recent call last):
+    modelpack.errors.ConversionError: the XGBoost converter writes onnx only, not 'pmml' ...
+    """
+    if format not in formats:
+        raise ConversionError(f"the {converter} converter writes {' or '.join(formats)} only, not {format!r}",
+                              fix=f"Export with format={formats[0]!r}.")
+    check_options(options, known, converter)
+    dtype = options.get("dtype")
+    if float32_only is not None and dtype not in (None, "float32"):
+        raise ConversionError(f"dtype={dtype!r} is not possible for {converter}: {float32_only}",
+                              fix="Leave dtype unset or pass 'float32'.")
+
+
+def check_opset(options: Mapping[str, Any], highest: int, converter: str) -> int | None:
+    """The ``target_opset`` option, if it is an int the converter can reach."""
+    opset = options.get("target_opset")
+    if opset is not None and (not isinstance(opset, int) or isinstance(opset, bool) or opset > highest):
+        raise ConversionError(f"target_opset={opset!r} is beyond what {converter} converts",
+                              fix=f"Pass an int up to {highest}, or leave it unset.")
+    return opset
 
 
 @dataclass(frozen=True)

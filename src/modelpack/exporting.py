@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConversionError, FidelityError, ModelpackError

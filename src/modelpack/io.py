@@ -87,7 +87,7 @@ class InputAdapter:
             return self._from_records(data)
         if isinstance(data, tuple) and self._single is None and len(data) == len(self.specs):
             # Positional inputs, in the model's order, as a multi-input network takes them.
-            return {s.name: self.adapt(s, _as_array(v, s, self.package)) for s, v in zip(self.specs, data)}
+            return {s.name: self.adapt(s, _as_array(v, s, self.package)) for s, v in zip(self.specs, data, strict=True)}
         if self._single is None:
             raise InputError(f"the model has {len(self.specs)} inputs {list(self.names)}",
                              expected="a dict of input name -> array, a DataFrame or records",
@@ -182,7 +182,7 @@ class InputAdapter:
                    else f"Reshape the data to rank {len(shape)}.")
             raise ShapeError(f"wrong rank {arr.ndim}", input=spec.name, expected=_expected(spec),
                              got=_describe(given), package=self.package, fix=fix)
-        for axis, (want, have) in enumerate(zip(shape, arr.shape)):
+        for axis, (want, have) in enumerate(zip(shape, arr.shape, strict=True)):
             if isinstance(want, int) and want > 0 and want != have and axis > 0:
                 raise ShapeError(f"axis {axis} has {have} values where the model takes {want}",
                                  input=spec.name, expected=_expected(spec), got=_describe(given),

@@ -51,9 +51,8 @@ def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Prov
     ['CPUExecutionProvider']
     """
     from .model import Model
-    from .runtime import open_backend
-
     from .remote import resolve
+    from .runtime import open_backend
 
     source = str(path)
     package = _open(resolve(path))

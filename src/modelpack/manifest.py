@@ -26,9 +26,10 @@ import json
 import types
 import typing
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ManifestError, SchemaVersionError
 
@@ -52,8 +53,8 @@ FORMATS = ("onnx", "pmml")
 ROLES = ("label", "probabilities", "value", "cluster", "distances", "scores")
 KINDS = ("tensor", "sequence", "map", "optional")
 
-Scalar = typing.Union[str, int, float, bool]
-Dim = typing.Union[int, str, None]
+Scalar = str | int | float | bool
+Dim = int | str | None
 
 
 @dataclass(frozen=True)

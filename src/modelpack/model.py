@@ -10,8 +10,9 @@ always in :attr:`Model.classes` order. Backends only map feeds to outputs.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ class Model:
         (2, 3)
         """
         values = self._backend.run(self._adapt(X), None)
-        return dict(zip(self._output_names, values))
+        return dict(zip(self._output_names, values, strict=True))
 
     def predict(self, X: InputData) -> np.ndarray:
         """Labels for a classifier or clusterer, values for a regressor.
@@ -160,7 +161,7 @@ class Model:
             raise TaskError(f"run_on_device() needs an ONNX model, not {self.manifest.model.format}",
                             package=self.manifest.name, fix="Use run().")
         names = list(outputs) if outputs is not None else self._output_names
-        return dict(zip(names, run_bound(feeds, names)))
+        return dict(zip(names, run_bound(feeds, names), strict=True))
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:

@@ -18,7 +18,7 @@ import modelpack
 from modelpack.manifest import Manifest, ModelInfo, TensorSpec
 from modelpack.package import write_package
 
-CORPORA = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parents[1] / "data" / "corpora"
 FEATURES = 4
 _W = np.array([[1.0, -0.5, 0.25, 0.0], [-1.0, 0.5, 0.0, 0.75], [0.5, 0.5, -1.0, -0.25]])
 _B = np.array([0.1, -0.2, 0.05])

@@ -34,7 +34,7 @@ from modelpack.formats.pmml import describe
 from modelpack.manifest import Manifest
 from modelpack.package import Package
 
-CORPORA = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora" / "pmml"
+CORPORA = Path(__file__).resolve().parents[1] / "data" / "corpora" / "pmml"
 DMG = CORPORA / "pmml4s-dmg-examples"
 PYPMML = CORPORA / "pypmml-tests"
 TOLERANCE = 1e-6

@@ -20,7 +20,7 @@ onnx = pytest.importorskip("onnx")
 import modelpack  # noqa: E402
 from modelpack.serve import create_app  # noqa: E402
 
-CORPORA = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parents[1] / "data" / "corpora"
 V2_CORPUS = CORPORA / "v2-protocol"
 IRIS_WEIGHTS = np.array([[0.5, -1, 0], [1, 0, 2], [0, 0.25, -1], [3, 1, 0]], dtype=np.float32)
 

@@ -64,7 +64,7 @@ def test_real_responses_fit_the_documented_schemas(document: dict[str, Any], ser
 
 def test_corpus_requests_fit_the_request_schema(document: dict[str, Any]) -> None:
     if not V2_CORPUS.is_dir():
-        pytest.skip(f"the shared V2 corpus is absent ({V2_CORPUS})")
+        pytest.skip(f"the V2 corpus is absent ({V2_CORPUS})")
     validator = _validator(document, "InferenceRequest")
     request = json.loads((V2_CORPUS / "mlserver-testdata" / "inference-request.json").read_text())
     assert not list(validator.iter_errors(request))

@@ -200,11 +200,11 @@ def test_concurrent_requests_all_get_their_own_answer(server: str) -> None:
     assert results == [(k, [2 * k] * (k % 3 + 1)) for k in range(32)]
 
 
-# -- the shared V2 corpus ---------------------------------------------------------------
+# -- the V2 corpus ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def corpus_server(tmp_path_factory: pytest.TempPathFactory):
     if not V2_CORPUS.is_dir():
-        pytest.skip(f"the shared V2 corpus is absent ({V2_CORPUS})")
+        pytest.skip(f"the V2 corpus is absent ({V2_CORPUS})")
     from .conftest import create_app, make_iris, make_sum_model, running
 
     folder = tmp_path_factory.mktemp("corpus")

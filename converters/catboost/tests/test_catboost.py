@@ -161,7 +161,7 @@ class TestBadPaths:
 
     def test_pmml_is_not_written(self, data):
         reg = catboost.CatBoostRegressor(**SMALL).fit(data["X"], data["value"])
-        with pytest.raises(ConversionError, match="ONNX only"):
+        with pytest.raises(ConversionError, match="onnx only"):
             converter.convert(reg, data["X"], format="pmml", options={})
 
     def test_sample_with_wrong_width(self, data, tmp_path):

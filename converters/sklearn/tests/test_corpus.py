@@ -1,6 +1,6 @@
 """ONNX files made by skl2onnx's own test suite, with scikit-learn's expected outputs.
 
-Each case of the shared corpus ``onnx/skl2onnx-generated`` holds ``model.onnx`` and
+Each case of the corpus ``onnx/skl2onnx-generated`` holds ``model.onnx`` and
 ``data.npz`` (``X`` and ``expected_0..n``: scikit-learn's predict, predict_proba or
 transform on ``X``, computed when the file was made). Every case goes through
 ``modelpack.pack`` -> ``modelpack.load`` -> ``predict``/``predict_proba``/``run`` and
@@ -21,7 +21,7 @@ import modelpack
 from modelpack.fidelity import compare
 
 # tests -> sklearn -> converters -> repository root; the corpora sit beside the repository.
-CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpora" / "onnx" / "skl2onnx-generated"
+CORPUS = Path(__file__).resolve().parents[3] / "tests" / "data" / "corpora" / "onnx" / "skl2onnx-generated"
 DEFAULT_DECIMALS = 5
 
 # Cases whose expected values the ONNX file does not reproduce for a known reason.

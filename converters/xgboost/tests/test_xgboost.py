@@ -205,7 +205,7 @@ class TestBadPaths:
 
     def test_pmml_is_not_written(self, data):
         reg = xgboost.XGBRegressor(n_estimators=2).fit(data["X"], data["value"])
-        with pytest.raises(ConversionError, match="ONNX only"):
+        with pytest.raises(ConversionError, match="onnx only"):
             converter.convert(reg, data["X"], format="pmml", options={})
 
     def test_sample_with_wrong_width(self, data, tmp_path):

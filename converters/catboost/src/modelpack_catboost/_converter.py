@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.converting import check_options
+from modelpack.converting import check_request
 from modelpack.errors import ConversionError
 from modelpack.formats.onnx import declare_signature
 from modelpack.manifest import ColumnSpec, Source, TensorSpec
@@ -98,15 +98,8 @@ class CatBoostConverter:
 
 
 def _check_request(format: str, options: Mapping[str, Any]) -> bool:
-    if format != "onnx":
-        raise ConversionError(f"the CatBoost converter writes ONNX only, not {format!r}",
-                              fix="Export with format='onnx'.")
-    check_options(options, OPTIONS, "CatBoost")
-    dtype = options.get("dtype")
-    if dtype not in (None, "float32"):
-        raise ConversionError(
-            f"dtype={dtype!r} is not possible for CatBoost: its ONNX export is float32, as are its own "
-            "feature comparisons, so nothing is lost", fix="Leave dtype unset or pass 'float32'.")
+    check_request(format, options, OPTIONS, "CatBoost", float32_only=(
+        "its ONNX export is float32, as are its own feature comparisons, so nothing is lost"))
     zipmap = options.get("zipmap", True)
     if not isinstance(zipmap, bool):
         raise ConversionError(f"zipmap={zipmap!r} must be True or False",

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from modelpack.converting import OutputPlan, check_options, plan_outputs
 from modelpack.errors import ConversionError
 from modelpack.manifest import Source
 from modelpack.registry import Conversion
 
-from modelpack.converting import OutputPlan, check_options, plan_outputs
 from ._targets import Target, target_for
 from ._tf2onnx import convert_function, feeds_for, flatten, serving_function
 

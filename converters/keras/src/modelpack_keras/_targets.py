@@ -13,7 +13,6 @@ Four kinds of model reach this converter, and each becomes a :class:`Target`:
 
 from __future__ import annotations
 
-
 import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence

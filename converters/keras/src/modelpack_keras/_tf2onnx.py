@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from modelpack.converting import OutputPlan
 from modelpack.errors import ConversionError, InputError
 
-from modelpack.converting import OutputPlan
 from ._targets import Target, sample_arrays
 
 __all__ = ["convert_function", "feeds_for", "flatten", "serving_function", "unsupported_ops"]

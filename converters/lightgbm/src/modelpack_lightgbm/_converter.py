@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.converting import check_options
+from modelpack.converting import check_opset, check_request
 from modelpack.errors import ConversionError
 from modelpack.formats.onnx import declare_signature
 from modelpack.manifest import ColumnSpec, Source, TensorSpec
@@ -98,20 +98,11 @@ class LightGBMConverter:
 
 
 def _check_request(format: str, options: Mapping[str, Any]) -> None:
-    if format != "onnx":
-        raise ConversionError(f"the LightGBM converter writes ONNX only, not {format!r}",
-                              fix="Export with format='onnx'.")
-    check_options(options, OPTIONS, "LightGBM")
-    dtype = options.get("dtype")
-    if dtype not in (None, "float32"):
-        raise ConversionError(
-            f"dtype={dtype!r} is not possible for LightGBM: onnxmltools' tree converters take float32 "
-            "inputs and thresholds only",
-            fix="Leave dtype unset; the fidelity check at export measures the float32 difference.")
-    opset, split = options.get("target_opset"), options.get("split")
-    if opset is not None and (not isinstance(opset, int) or opset > MAX_OPSET):
-        raise ConversionError(f"target_opset={opset!r} is beyond what onnxmltools converts for trees",
-                              fix=f"Pass an int up to {MAX_OPSET}, or leave it unset.")
+    check_request(format, options, OPTIONS, "LightGBM", float32_only=(
+        "onnxmltools' tree converters take float32 inputs and thresholds only (the fidelity check at "
+        "export measures the difference)"))
+    check_opset(options, MAX_OPSET, "onnxmltools' tree converter")
+    split = options.get("split")
     if split is not None and (not isinstance(split, int) or split < 1):
         raise ConversionError(f"split={split!r} must be a positive number of trees",
                               fix="Pass e.g. split=100, or leave it unset.")

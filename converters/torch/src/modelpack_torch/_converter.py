@@ -7,12 +7,12 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+from modelpack.converting import OutputPlan, check_options, plan_outputs
 from modelpack.errors import ConversionError
 from modelpack.manifest import Source
 from modelpack.registry import Conversion
 
 from ._export import EXPORTERS, INLINE_LIMIT, Exported, dynamic_axes, export_onnx, weights_size
-from modelpack.converting import OutputPlan, check_options, plan_outputs
 from ._sample import Inputs, read_sample
 
 __all__ = ["OPTIONS", "TorchConverter"]

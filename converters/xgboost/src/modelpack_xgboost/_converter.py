@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.converting import check_options
+from modelpack.converting import check_opset, check_request
 from modelpack.errors import ConversionError
 from modelpack.formats.onnx import declare_signature
 from modelpack.manifest import ColumnSpec, Source, TensorSpec
@@ -100,21 +100,10 @@ class XGBoostConverter:
 
 
 def _check_request(format: str, options: Mapping[str, Any]) -> int | None:
-    if format != "onnx":
-        raise ConversionError(f"the XGBoost converter writes ONNX only, not {format!r}",
-                              fix="Export with format='onnx'.")
-    check_options(options, OPTIONS, "XGBoost")
-    dtype = options.get("dtype")
-    if dtype not in (None, "float32"):
-        raise ConversionError(
-            f"dtype={dtype!r} is not possible for XGBoost: onnxmltools' tree converters take float32 "
-            "inputs only (XGBoost itself compares features as float32, so nothing is lost)",
-            fix="Leave dtype unset or pass 'float32'.")
-    opset = options.get("target_opset")
-    if opset is not None and (not isinstance(opset, int) or opset > MAX_OPSET):
-        raise ConversionError(f"target_opset={opset!r} is beyond what onnxmltools converts for trees",
-                              fix=f"Pass an int up to {MAX_OPSET}, or leave it unset.")
-    return opset
+    check_request(format, options, OPTIONS, "XGBoost", float32_only=(
+        "onnxmltools' tree converters take float32 inputs only (XGBoost itself compares features as "
+        "float32, so nothing is lost)"))
+    return check_opset(options, MAX_OPSET, "onnxmltools' tree converter")
 
 
 def _booster(model: Any, xgboost: Any) -> Any:
