@@ -154,3 +154,57 @@ def test_a_tuple_feeds_a_multi_input_model_positionally(multi):
     assert out["total"].tolist() == [[3.0]] and out["echo"].reshape(-1).tolist() == ["w"]
     with pytest.raises(modelpack.InputError, match="the model has 3 inputs"):
         multi.run(([[1.0, 2.0]], ["w"]))
+
+
+@pytest.fixture
+def per_field(tmp_path):
+    """One input per field, as PMML and skl2onnx's ColumnTransformer models take them."""
+    from onnx import helper
+
+    from .conftest import save_model
+
+    path = save_model(
+        tmp_path / "fields.onnx",
+        [helper.make_node("Identity", [n], [n.upper()]) for n in ("a", "b", "w")],
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 1]),
+         helper.make_tensor_value_info("b", TensorProto.DOUBLE, ["N"]),
+         helper.make_tensor_value_info("w", TensorProto.STRING, ["N", 1])],
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["N", 1]),
+         helper.make_tensor_value_info("B", TensorProto.DOUBLE, ["N"]),
+         helper.make_tensor_value_info("W", TensorProto.STRING, ["N", 1])])
+    modelpack.pack(path, tmp_path / "fields.mpk")
+    with modelpack.load(tmp_path / "fields.mpk") as m:
+        yield m
+
+
+@pytest.mark.parametrize("record", [
+    {"a": 1.5, "b": 2.25, "w": "x"},          # plain floats and strings: the one-record fast path
+    {"w": "x", "b": 2.25, "a": 1.5},          # any key order
+    {"a": 1.5, "b": np.float64(2.25), "w": "x"},  # numpy scalars take the general path
+    {"a": 3 / 2, "b": 9 / 4, "w": np.str_("x")},
+])
+def test_one_record_equals_the_same_row_as_columns(per_field, record):
+    pd = pytest.importorskip("pandas")
+    got = per_field.run(record)
+    frame = per_field.run(pd.DataFrame([record]))
+    for name, shape, dtype in (("A", (1, 1), np.float32), ("B", (1,), np.float64), ("W", (1, 1), object)):
+        assert got[name].shape == shape and got[name].dtype == dtype
+        np.testing.assert_array_equal(got[name], frame[name])
+    assert got["W"][0, 0] == "x" and got["A"][0, 0] == np.float32(1.5)
+
+
+def test_one_record_with_an_int_follows_the_cast_policy(per_field):
+    assert per_field.run({"a": 2, "b": 3, "w": "x"})["A"][0, 0] == 2.0
+    with pytest.raises(modelpack.DTypeError, match="16777216"):
+        per_field.run({"a": 2**24 + 1, "b": 3.0, "w": "x"})
+
+
+@pytest.mark.parametrize("record, error, match", [
+    ({"a": 1.5, "b": 2.0}, modelpack.MissingColumnError, r"missing field\(s\) \['w'\]"),
+    ({"a": 1.5, "bb": 2.0, "w": "x"}, modelpack.MissingColumnError, "did you mean 'bb' for 'b'"),
+    ({"a": 1.5, "b": 2.0, "w": 7.0}, modelpack.DTypeError, "non-string values such as 7.0"),
+    ({"a": "1.5", "b": 2.0, "w": "x"}, modelpack.DTypeError, "'a'"),
+])
+def test_one_record_errors_name_the_field(per_field, record, error, match):
+    with pytest.raises(error, match=match):
+        per_field.run(record)

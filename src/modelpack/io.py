@@ -71,6 +71,9 @@ class InputAdapter:
         # sliced from one frame share it, so the name check is done once, not per call.
         self._frame_columns: Any = None
         self._frame_wanted: Any = None
+        # One record of plain floats and strings, one input per field (PMML, skl2onnx
+        # ColumnTransformers): (name, dtype, value type, shape) per input, or None.
+        self._record_plan = _record_plan(self.specs, self._dtypes)
 
     # -- entry point -------------------------------------------------------------
     def __call__(self, data: Any) -> dict[str, np.ndarray]:
@@ -105,7 +108,7 @@ class InputAdapter:
             if values.dtype is self._dtype and (self._width is None or values.shape[1] == self._width):
                 return {self._name: values}  # type: ignore[dict-item]
             return {self._name: self.adapt(self._single, values)}  # type: ignore[arg-type, dict-item]
-        return self._from_columns({str(c): df[c] for c in columns}, len(df), "column")
+        return self._from_columns(_frame_columns(df), len(df), "column")
 
     def _frame_matches(self, columns: Any) -> bool:
         """True if the frame's columns are exactly the input's features, in order."""
@@ -119,11 +122,24 @@ class InputAdapter:
     def _from_mapping(self, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         values = list(data.values())
         if values and all(_is_scalar(v) for v in values):  # one record: a dict of scalars
-            return self._from_columns({k: [v] for k, v in data.items()}, 1, "field")
+            return self._from_record(data)
         if set(self.names) <= set(data):
             return {s.name: self.adapt(s, _as_array(data[s.name], s, self.package)) for s in self.specs}
         n = len(values[0]) if values and hasattr(values[0], "__len__") else 0
         return self._from_columns(data, n, "key")
+
+    def _from_record(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        plan = self._record_plan
+        if plan is not None and len(record) == len(plan):
+            feeds = {}
+            for name, dtype, kind, shape in plan:
+                value = record.get(name)
+                if value.__class__ is not kind:
+                    break
+                feeds[name] = np.array([value], dtype=dtype).reshape(shape)
+            else:
+                return feeds
+        return self._from_columns({k: [v] for k, v in record.items()}, 1, "field")
 
     def _from_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         keys: dict[str, None] = {}
@@ -195,22 +211,54 @@ def _frame_values(df: Any) -> np.ndarray:
     """``df.to_numpy()``, without its fixed cost when the frame is one numpy block.
 
     ``to_numpy`` costs several microseconds even for one row, more than the whole
-    ONNX Runtime call of a small model. A frame of one dtype usually holds its
-    data as one 2-D block whose rows are the columns in order: its transpose is
-    the answer. Anything else (several blocks, reordered locations, extension
-    arrays, a pandas whose internals moved) takes the public path.
+    ONNX Runtime call of a small model.
+    """
+    block = _one_block(df)
+    return np.ascontiguousarray(block.T) if block is not None else df.to_numpy()
+
+
+def _frame_columns(df: Any) -> dict[str, Any]:
+    """The frame's columns by name: rows of its block when it has one, else Series.
+
+    Selecting a Series costs tens of microseconds per column in pandas 3; a row of
+    the block is the same data, contiguous, for nothing.
+    """
+    names = df.columns.tolist()
+    block = _one_block(df)
+    if block is not None:
+        return {str(c): block[j] for j, c in enumerate(names)}
+    return {str(c): df[c] for c in names}
+
+
+def _one_block(df: Any) -> np.ndarray | None:
+    """The frame's data as one ``(columns, rows)`` numpy array, if pandas holds it so.
+
+    A frame of one dtype usually holds its data as one 2-D block whose rows are the
+    columns in order. Anything else (several blocks, reordered locations, extension
+    arrays, a pandas whose internals moved) gives None, and the public path is taken.
     """
     try:
         blocks = df._mgr.blocks
         if len(blocks) == 1:
             block = blocks[0]
             values, locs = block.values, block.mgr_locs
-            if (type(values) is np.ndarray and locs.is_slice_like
+            if (type(values) is np.ndarray and values.ndim == 2 and locs.is_slice_like
                     and locs.as_slice == slice(0, len(df.columns), 1)):
-                return np.ascontiguousarray(values.T)
+                return values
     except AttributeError:
         pass
-    return df.to_numpy()  # type: ignore[no-any-return]
+    return None
+
+
+def _record_plan(specs: Sequence[TensorSpec], dtypes: Mapping[str, np.dtype]) -> list[Any] | None:
+    plan = []
+    for spec in specs:
+        dtype, shape = dtypes[spec.name], spec.shape
+        kind = float if dtype.kind == "f" else str if dtype == _STRING else None
+        if kind is None or shape is None or not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            return None
+        plan.append((spec.name, dtype, kind, (1,) * len(shape)))
+    return plan
 
 
 _SCALARS = frozenset({int, float, str, bool, bytes, type(None)})
