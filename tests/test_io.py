@@ -208,3 +208,24 @@ def test_one_record_with_an_int_follows_the_cast_policy(per_field):
 def test_one_record_errors_name_the_field(per_field, record, error, match):
     with pytest.raises(error, match=match):
         per_field.run(record)
+
+
+def test_frame_columns_read_from_blocks_equal_the_public_columns():
+    """Whatever pandas holds (numpy blocks, Arrow strings, nullable ints, categoricals), same data."""
+    pd = pytest.importorskip("pandas")
+    from modelpack.io import _frame_columns
+
+    base = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4, 5, 6], "c": ["x", "y", "z"],
+                         "d": pd.array([1, None, 3], dtype="Int64"),
+                         "e": pd.Categorical(["p", "q", "p"]), "f": np.float32([7, 8, 9])})
+    variants = [base, base.iloc[1:], base[["f", "c", "a", "e", "d", "b"]], base.T.T.infer_objects(),
+                pd.concat([base[["a"]], base[["c", "b"]]], axis=1), base.astype({"c": object}),
+                pd.DataFrame(np.arange(6.0).reshape(3, 2), columns=[10, 20])]
+    for df in variants:
+        got = _frame_columns(df)
+        assert list(got) == [str(c) for c in df.columns]
+        for c in df.columns:
+            ours = pd.Series(np.asarray(got[str(c)], dtype=object))
+            assert ours.equals(pd.Series(df[c].to_numpy(dtype=object))), (c, ours)
+    duplicated = pd.DataFrame([[1.0, 2.0]], columns=["a", "a"])
+    assert list(_frame_columns(duplicated)) == ["a"]  # the public path, as before
