@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import statistics
@@ -19,12 +20,22 @@ def interleaved(funcs: dict[str, Callable[[], object]], *, rounds: int = 30, num
         for _ in range(max(3, number // 10)):
             f()
     samples: dict[str, list[float]] = {name: [] for name in funcs}
-    for _ in range(rounds):
-        for name, f in funcs.items():
-            start = time.perf_counter()
-            for _ in range(number):
-                f()
-            samples[name].append((time.perf_counter() - start) / number)
+    # As timeit does: no garbage collection inside a timed stretch, so one function's
+    # garbage is not collected on another's clock.
+    enabled = gc.isenabled()
+    try:
+        for _ in range(rounds):
+            for name, f in funcs.items():
+                gc.collect()
+                gc.disable()
+                start = time.perf_counter()
+                for _ in range(number):
+                    f()
+                samples[name].append((time.perf_counter() - start) / number)
+                gc.enable()
+    finally:
+        if enabled:
+            gc.enable()
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
