@@ -369,3 +369,42 @@ def test_the_report_advises_what_to_install(checks, runtimes, gpus, expected):
     found = (Gpu(0, "NVIDIA H100", 81559, "580.1"),) if gpus else ()
     advice = _advice(ort, tuple(ProviderCheck(*c) for c in checks), runtimes, found)
     assert any(re.search(expected, line) for line in advice), advice
+
+
+# -- CUDA: the same promises on an NVIDIA GPU -------------------------------------------------------------------
+CUDA = "CUDAExecutionProvider"
+needs_cuda = pytest.mark.skipif(CUDA not in AVAILABLE, reason="needs onnxruntime-gpu and an NVIDIA GPU")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_report_proves_cuda_works():
+    assert "cuda" in devices().working
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_dense_mlp_runs_on_cuda_with_the_cpu_numbers(mlp):
+    with modelpack.load(mlp, device="cuda", fallback=False) as m:
+        assert m.providers[0] == CUDA
+        placement = m.backend.placement()
+        assert placement is None or placement[CUDA]["nodes"] >= 3
+        np.testing.assert_allclose(m.run(X8)["Y"], _cpu_reference(mlp, X8), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_tree_model_on_cuda_runs_on_the_cpu_and_the_user_is_told(tree):
+    with pytest.warns(PlacementWarning, match="TreeEnsembleRegressor"):
+        m = modelpack.load(tree, device="cuda", fallback=False)  # allowed: the provider did load
+    with m:
+        assert m.providers == [CPU]
+        x = np.array([[0.2, 0, 0], [0.9, 0, 0]], dtype=np.float32)
+        np.testing.assert_array_equal(m.run(x)["Y"].ravel(), [1.0, 2.0])
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_missing_gpu_index_is_an_error_when_strict(mlp):
+    with pytest.raises(modelpack.DeviceUnavailableError):
+        modelpack.load(mlp, device="cuda:97", fallback=False)
