@@ -90,7 +90,8 @@ class InputAdapter:
             return self._from_records(data)
         if isinstance(data, tuple) and self._single is None and len(data) == len(self.specs):
             # Positional inputs, in the model's order, as a multi-input network takes them.
-            return {s.name: self.adapt(s, _as_array(v, s, self.package)) for s, v in zip(self.specs, data, strict=True)}
+            return {s.name: self.adapt(s, _as_array(v, s, self.package))
+                    for s, v in zip(self.specs, data, strict=True)}
         if self._single is None:
             raise InputError(f"the model has {len(self.specs)} inputs {list(self.names)}",
                              expected="a dict of input name -> array, a DataFrame or records",

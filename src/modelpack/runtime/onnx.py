@@ -118,14 +118,13 @@ class OnnxBackend:
         self._placement = of_session(session)
         self.providers: list[str] = _running(session.get_providers(), self._placement)
         self.output_names = [o.name for o in session.get_outputs()]
-        self._every = list(self.output_names)
         self.input_names = [i.name for i in session.get_inputs()]
         self._input_types = {i.name: i.type for i in session.get_inputs()}
         self._tensor_outputs = {o.name for o in session.get_outputs() if o.type.startswith("tensor")}
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
         try:
-            return self._run(outputs or self._every, feeds, None)  # type: ignore[no-any-return]
+            return self._run(outputs or self.output_names, feeds, None)  # type: ignore[no-any-return]
         except Exception as exc:
             if self._session is None:
                 raise RuntimeBackendError("the model was closed", package=self._package,
