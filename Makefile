@@ -63,20 +63,20 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/python examples/quickstart.py
 
 test: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
-	$(BIN)/python -m pytest
-	$(OV_VENV)/bin/python -m pytest tests/test_devices.py tests/runtime/test_onnx.py
-	$(KS_VENV)/bin/python -m pytest tests/serve/test_clients.py -k kserve
+	$(BIN)/python -X faulthandler -m pytest
+	$(OV_VENV)/bin/python -X faulthandler -m pytest tests/test_devices.py tests/runtime/test_onnx.py
+	$(KS_VENV)/bin/python -X faulthandler -m pytest tests/serve/test_clients.py -k kserve
 
 test-openvino: $(OV_VENV)/.installed
-	$(OV_VENV)/bin/python -m pytest tests/test_devices.py tests/runtime/test_onnx.py
+	$(OV_VENV)/bin/python -X faulthandler -m pytest tests/test_devices.py tests/runtime/test_onnx.py
 
 test-kserve: $(KS_VENV)/.installed
-	$(KS_VENV)/bin/python -m pytest tests/serve/test_clients.py -k kserve
+	$(KS_VENV)/bin/python -X faulthandler -m pytest tests/serve/test_clients.py -k kserve
 
 test-all: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
-	$(BIN)/python -m pytest -m ""
-	$(OV_VENV)/bin/python -m pytest -m "" tests/test_devices.py tests/runtime/test_onnx.py
-	$(KS_VENV)/bin/python -m pytest -m "" tests/serve/test_clients.py -k kserve
+	$(BIN)/python -X faulthandler -m pytest -m ""
+	$(OV_VENV)/bin/python -X faulthandler -m pytest -m "" tests/test_devices.py tests/runtime/test_onnx.py
+	$(KS_VENV)/bin/python -X faulthandler -m pytest -m "" tests/serve/test_clients.py -k kserve
 
 bench: $(VENV)/.dev-installed $(OV_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
