@@ -5,6 +5,8 @@
 #   make test      set up the full environment and run the default test suite
 #   make test-all  everything, including slow tests (GPU tests skip without a GPU)
 #   make bench     run the benchmarks and rewrite docs/benchmarks.md
+#   make test-plugins  each converter plugin alone: its own environment with the core, the
+#                  plugin and its framework only, running the plugin's tests
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -29,7 +31,7 @@ OV_PIP := $(OV_VENV)/bin/python -m pip --disable-pip-version-check -q
 KS_VENV ?= .venv-kserve
 KS_PIP := $(KS_VENV)/bin/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test test-all test-openvino test-kserve bench clean
+.PHONY: install demo test test-all test-openvino test-kserve test-plugins bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,8 +80,24 @@ test-all: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
 	$(OV_VENV)/bin/python -X faulthandler -m pytest -m "" tests/test_devices.py tests/runtime/test_onnx.py
 	$(KS_VENV)/bin/python -X faulthandler -m pytest -m "" tests/serve/test_clients.py -k kserve
 
+# plugin:frameworks (comma-separated); a plugin whose requirements bring its framework names
+# none. XGBoost's and LightGBM's estimator classes need scikit-learn; pandas comes with the
+# core's [pandas] extra, as DataFrames carry the feature names.
+ALONE := sklearn: xgboost:xgboost-cpu,scikit-learn lightgbm:scikit-learn catboost: \
+         torch:torch==2.13.0 keras:tensorflow-cpu
+
+test-plugins:
+	@set -e; for spec in $(ALONE); do \
+	    name=$${spec%%:*}; frameworks=$$(echo $${spec#*:} | tr , ' '); env=.venv-plugin-$$name; \
+	    echo "== $$name alone ($$env)"; \
+	    [ -x $$env/bin/python ] || $(PYTHON) -m venv $$env; \
+	    $$env/bin/python -m pip --disable-pip-version-check -q install pytest -e ".[cpu,pandas]" \
+	        -e converters/$$name $$frameworks; \
+	    $$env/bin/python -X faulthandler -m pytest -q converters/$$name/tests; \
+	done
+
 bench: $(VENV)/.dev-installed $(OV_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(OV_VENV) $(KS_VENV) .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) $(OV_VENV) $(KS_VENV) .venv-plugin-* .pytest_cache .hypothesis build dist
