@@ -229,3 +229,18 @@ def test_frame_columns_read_from_blocks_equal_the_public_columns():
             assert ours.equals(pd.Series(df[c].to_numpy(dtype=object))), (c, ours)
     duplicated = pd.DataFrame([[1.0, 2.0]], columns=["a", "a"])
     assert list(_frame_columns(duplicated)) == ["a"]  # the public path, as before
+
+
+def test_renamed_or_reordered_columns_are_read_by_their_new_names(per_field):
+    """The column names are listed once per Index: a new Index must be listed again."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "w": ["x", "y"]})
+    first = per_field.run(df)
+    assert first["B"].tolist() == [3.0, 4.0] and per_field.run(df.iloc[1:])["B"].tolist() == [4.0]
+    swapped = df.copy()
+    swapped.columns = ["b", "a", "w"]  # same frame shape, new names
+    got = per_field.run(swapped)
+    assert got["A"].reshape(-1).tolist() == [3.0, 4.0] and got["B"].tolist() == [1.0, 2.0]
+    reordered = per_field.run(df[["w", "b", "a"]])
+    for name in ("A", "B", "W"):
+        np.testing.assert_array_equal(reordered[name], first[name])

@@ -71,8 +71,9 @@ class InputAdapter:
         # sliced from one frame share it, so the name check is done once, not per call.
         self._frame_columns: Any = None
         self._frame_wanted: Any = None
+        self._last_names: tuple[Any, list[Any]] = (None, [])
         # One record of plain floats and strings, one input per field (PMML, skl2onnx
-        # ColumnTransformers): (name, dtype, value type, shape) per input, or None.
+        # ColumnTransformers): (name, dtype, value type, is [N, 1]) per input, or None.
         self._record_plan = _record_plan(self.specs, self._dtypes)
 
     # -- entry point -------------------------------------------------------------
@@ -109,7 +110,16 @@ class InputAdapter:
             if values.dtype is self._dtype and (self._width is None or values.shape[1] == self._width):
                 return {self._name: values}  # type: ignore[dict-item]
             return {self._name: self.adapt(self._single, values)}  # type: ignore[arg-type, dict-item]
-        return self._from_columns(_frame_columns(df), len(df), "column")
+        return self._from_columns(_frame_columns(df, self._names_of(columns)), len(df), "column")
+
+    def _names_of(self, columns: Any) -> list[Any]:
+        # Listing an Arrow-backed Index costs microseconds; an Index is immutable, and rows
+        # sliced from one frame share it, so the list is kept for the last one seen.
+        index, names = self._last_names
+        if index is not columns:
+            names = columns.tolist()
+            self._last_names = (columns, names)  # one assignment: safe for threads
+        return names
 
     def _frame_matches(self, columns: Any) -> bool:
         """True if the frame's columns are exactly the input's features, in order."""
@@ -121,26 +131,30 @@ class InputAdapter:
         return bool(len(columns) == len(wanted) and columns.equals(self._frame_wanted))
 
     def _from_mapping(self, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        feeds = self._planned_record(data)
+        if feeds is not None:
+            return feeds
         values = list(data.values())
         if values and all(_is_scalar(v) for v in values):  # one record: a dict of scalars
-            return self._from_record(data)
+            return self._from_columns({k: [v] for k, v in data.items()}, 1, "field")
         if set(self.names) <= set(data):
             return {s.name: self.adapt(s, _as_array(data[s.name], s, self.package)) for s in self.specs}
         n = len(values[0]) if values and hasattr(values[0], "__len__") else 0
         return self._from_columns(data, n, "key")
 
-    def _from_record(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def _planned_record(self, record: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+        """The feeds for one record of plain floats and strings, or None if it is not one."""
         plan = self._record_plan
-        if plan is not None and len(record) == len(plan):
-            feeds = {}
-            for name, dtype, kind, shape in plan:
-                value = record.get(name)
-                if value.__class__ is not kind:
-                    break
-                feeds[name] = np.array([value], dtype=dtype).reshape(shape)
-            else:
-                return feeds
-        return self._from_columns({k: [v] for k, v in record.items()}, 1, "field")
+        if plan is None or len(record) != len(plan):
+            return None
+        feeds = {}
+        for name, dtype, kind, column in plan:
+            value = record.get(name)
+            if value.__class__ is not kind:  # arrays, lists, other scalars: the general path
+                return None
+            # Built in its final shape: a reshape would cost a third of the array's price.
+            feeds[name] = np.array([[value]] if column else [value], dtype=dtype)
+        return feeds
 
     def _from_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         keys: dict[str, None] = {}
@@ -218,14 +232,15 @@ def _frame_values(df: Any) -> np.ndarray:
     return np.ascontiguousarray(block.T) if block is not None else df.to_numpy()
 
 
-def _frame_columns(df: Any) -> dict[str, Any]:
+def _frame_columns(df: Any, names: list[Any] | None = None) -> dict[str, Any]:
     """The frame's columns by name, in order: numpy rows of its blocks, or extension arrays.
 
     Selecting a Series costs tens of microseconds per column in pandas 3, more than
     a small model's run; the blocks behind the frame hold the same data. A frame
-    whose internals look unfamiliar takes the public path.
+    whose internals look unfamiliar takes the public path. ``names`` is
+    ``df.columns.tolist()``, if the caller has it already.
     """
-    names = df.columns.tolist()
+    names = df.columns.tolist() if names is None else names
     try:
         if len(set(names)) == len(names):
             found: list[Any] = [None] * len(names)
@@ -273,7 +288,7 @@ def _record_plan(specs: Sequence[TensorSpec], dtypes: Mapping[str, np.dtype]) ->
         kind = float if dtype.kind == "f" else str if dtype == _STRING else None
         if kind is None or shape is None or not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
             return None
-        plan.append((spec.name, dtype, kind, (1,) * len(shape)))
+        plan.append((spec.name, dtype, kind, len(shape) == 2))
     return plan
 
 
