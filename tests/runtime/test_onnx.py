@@ -293,3 +293,31 @@ def test_cuda_inputs_and_outputs_stay_on_the_gpu(dense):
         out = torch.from_dlpack(y)
         assert out.is_cuda
         np.testing.assert_allclose(out.cpu().numpy(), _reference(dense), rtol=1e-4, atol=1e-5)
+
+
+class _PublicOnly:
+    """A real InferenceSession seen through its public methods only, as an onnxruntime
+    whose wrapper keeps no ``_sess`` binding would show it."""
+
+    def __init__(self, session: object) -> None:
+        self._inner = session
+
+    def __getattr__(self, name: str) -> object:
+        if name == "_sess":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def test_a_session_without_the_private_binding_runs_through_the_public_method(dense):
+    from modelpack.runtime.onnx import OnnxBackend
+
+    with modelpack.load(dense) as m:
+        public = OnnxBackend(_PublicOnly(m.backend._session), ort, m.backend._package)
+        assert public._run.__func__ is ort.InferenceSession.run
+        np.testing.assert_array_equal(public.run({"X": X})[0], m.backend.run({"X": X})[0])
+        errors = []
+        for backend in (public, m.backend):  # ONNX Runtime's own errors, mapped the same way
+            with pytest.raises(modelpack.InputError, match=r"tensor\(double\)") as caught:
+                backend.run({"X": X.astype(np.float64)})
+            errors.append(str(caught.value))
+        assert errors[0] == errors[1]
