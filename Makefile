@@ -12,6 +12,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+# faulthandler from the start, not pytest's plugin (off in pyproject.toml: it removes the PMML
+# runtime's JVM signal handler at the end of a run).
+PYTEST := -X faulthandler -m pytest
 
 PLUGINS := converters/sklearn converters/xgboost converters/lightgbm converters/catboost \
            converters/torch converters/keras
@@ -65,20 +68,20 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/python examples/quickstart.py
 
 test: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
-	$(BIN)/python -X faulthandler -m pytest
-	$(OV_VENV)/bin/python -X faulthandler -m pytest tests/test_devices.py tests/runtime/test_onnx.py
-	$(KS_VENV)/bin/python -X faulthandler -m pytest tests/serve/test_clients.py -k kserve
+	$(BIN)/python $(PYTEST)
+	$(OV_VENV)/bin/python $(PYTEST) tests/test_devices.py tests/runtime/test_onnx.py
+	$(KS_VENV)/bin/python $(PYTEST) tests/serve/test_clients.py -k kserve
 
 test-openvino: $(OV_VENV)/.installed
-	$(OV_VENV)/bin/python -X faulthandler -m pytest tests/test_devices.py tests/runtime/test_onnx.py
+	$(OV_VENV)/bin/python $(PYTEST) tests/test_devices.py tests/runtime/test_onnx.py
 
 test-kserve: $(KS_VENV)/.installed
-	$(KS_VENV)/bin/python -X faulthandler -m pytest tests/serve/test_clients.py -k kserve
+	$(KS_VENV)/bin/python $(PYTEST) tests/serve/test_clients.py -k kserve
 
 test-all: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
-	$(BIN)/python -X faulthandler -m pytest -m ""
-	$(OV_VENV)/bin/python -X faulthandler -m pytest -m "" tests/test_devices.py tests/runtime/test_onnx.py
-	$(KS_VENV)/bin/python -X faulthandler -m pytest -m "" tests/serve/test_clients.py -k kserve
+	$(BIN)/python $(PYTEST) -m ""
+	$(OV_VENV)/bin/python $(PYTEST) -m "" tests/test_devices.py tests/runtime/test_onnx.py
+	$(KS_VENV)/bin/python $(PYTEST) -m "" tests/serve/test_clients.py -k kserve
 
 # plugin:frameworks (comma-separated); a plugin whose requirements bring its framework names
 # none. XGBoost's and LightGBM's estimator classes need scikit-learn; pandas comes with the
@@ -93,7 +96,7 @@ test-plugins:
 	    [ -x $$env/bin/python ] || $(PYTHON) -m venv $$env; \
 	    $$env/bin/python -m pip --disable-pip-version-check -q install pytest -e ".[cpu,pandas]" \
 	        -e converters/$$name $$frameworks; \
-	    $$env/bin/python -X faulthandler -m pytest -q converters/$$name/tests; \
+	    $$env/bin/python $(PYTEST) -q converters/$$name/tests; \
 	done
 
 bench: $(VENV)/.dev-installed $(OV_VENV)/.installed
