@@ -68,19 +68,25 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/python examples/quickstart.py
 
 test: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
+	$(BIN)/python -m ruff check src converters tests benchmarks examples
+	$(BIN)/python -m mypy
+	$(BIN)/python $(PYTEST) --doctest-modules src/modelpack
 	$(BIN)/python $(PYTEST)
-	$(OV_VENV)/bin/python $(PYTEST) tests/test_devices.py tests/runtime/test_onnx.py
+	$(OV_VENV)/bin/python $(PYTEST) tests/devices/test_devices.py tests/runtime/test_onnx.py
 	$(KS_VENV)/bin/python $(PYTEST) tests/serve/test_clients.py -k kserve
 
 test-openvino: $(OV_VENV)/.installed
-	$(OV_VENV)/bin/python $(PYTEST) tests/test_devices.py tests/runtime/test_onnx.py
+	$(OV_VENV)/bin/python $(PYTEST) tests/devices/test_devices.py tests/runtime/test_onnx.py
 
 test-kserve: $(KS_VENV)/.installed
 	$(KS_VENV)/bin/python $(PYTEST) tests/serve/test_clients.py -k kserve
 
 test-all: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
+	$(BIN)/python -m ruff check src converters tests benchmarks examples
+	$(BIN)/python -m mypy
+	$(BIN)/python $(PYTEST) -m "" --doctest-modules src/modelpack
 	$(BIN)/python $(PYTEST) -m ""
-	$(OV_VENV)/bin/python $(PYTEST) -m "" tests/test_devices.py tests/runtime/test_onnx.py
+	$(OV_VENV)/bin/python $(PYTEST) -m "" tests/devices/test_devices.py tests/runtime/test_onnx.py
 	$(KS_VENV)/bin/python $(PYTEST) -m "" tests/serve/test_clients.py -k kserve
 
 # plugin:frameworks (comma-separated); a plugin whose requirements bring its framework names

@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_section  # noqa: E402
 
-LAUNCH = ("import argparse, sys; from modelpack.serve.cli import add_parser; "
+LAUNCH = ("import argparse, sys; from modelpack._cli.serve import add_parser; "
           "p = argparse.ArgumentParser(prog='modelpack'); add_parser(p.add_subparsers()); "
           "a = p.parse_args(sys.argv[1:]); sys.exit(a.handler(a))")
 FEATURES = 64

@@ -4,9 +4,9 @@ import modelpack
 
 DOCUMENTED = {
     # functions
-    "load", "pack", "export", "inspect", "verify", "register", "list_converters", "devices",
+    "load", "pack", "export", "inspect", "verify", "fetch", "register", "list_converters", "devices",
     # types
-    "Model", "Manifest", "TensorSpec", "VerifyReport",
+    "Model", "Manifest", "TensorSpec", "VerifyReport", "DeviceReport",
     # errors
     "ModelpackError", "PackageError", "PackageNotFoundError", "PackageIntegrityError", "UnsafePackageError",
     "SignatureError", "ManifestError", "SchemaVersionError", "InputError", "MissingColumnError", "DTypeError",
@@ -30,7 +30,7 @@ def test_exported_objects_present_themselves_as_modelpack():
 
 
 def test_every_public_function_has_a_docstring_with_an_example():
-    for name in ("load", "pack", "export", "inspect", "verify", "register"):
+    for name in ("load", "pack", "export", "inspect", "verify", "fetch", "register"):
         doc = getattr(modelpack, name).__doc__
         assert doc and "Example" in doc, name
 

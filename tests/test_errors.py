@@ -33,7 +33,7 @@ def test_errors_survive_pickling_with_their_fields():
 
 def test_every_onnxruntime_exception_is_mapped():
     ort = pytest.importorskip("onnxruntime")
-    from modelpack.runtime.onnx import _error_map
+    from modelpack._runtime.onnx import _error_map
 
     state = ort.capi.onnxruntime_pybind11_state
     theirs = {obj for _, obj in inspect.getmembers(state, inspect.isclass) if issubclass(obj, BaseException)}

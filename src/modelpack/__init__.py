@@ -12,9 +12,14 @@ training framework and without pickle.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .devices import DeviceWarning, PlacementWarning, devices
+from ._devices import DeviceReport, DeviceWarning, PlacementWarning, devices
+from ._export import export, pack
+from ._load import inspect, load
+from ._model import Model
+from ._package import fetch
+from ._registry import list_converters, register
+from ._verify import VerifyReport, verify
+from ._version import __version__
 from .errors import (
     ConversionError,
     DeviceError,
@@ -36,19 +41,13 @@ from .errors import (
     TaskError,
     UnsafePackageError,
 )
-from .exporting import export
-from .loading import load
 from .manifest import Manifest, TensorSpec
-from .model import Model
-from .package import inspect
-from .packing import pack
-from .registry import list_converters, register
-from .verification import VerifyReport, verify
 
 __all__ = [
     "ConversionError",
     "DTypeError",
     "DeviceError",
+    "DeviceReport",
     "DeviceUnavailableError",
     "DeviceWarning",
     "FidelityError",
@@ -74,6 +73,7 @@ __all__ = [
     "__version__",
     "devices",
     "export",
+    "fetch",
     "inspect",
     "list_converters",
     "load",
@@ -82,7 +82,7 @@ __all__ = [
     "verify",
 ]
 
-# Reprs and docs say modelpack.Model, not modelpack.model.Model.
+# Reprs and docs say modelpack.Model, not modelpack._model.Model.
 for _name in __all__:
     _obj = globals()[_name]
     if hasattr(_obj, "__module__") and not isinstance(_obj, str):

@@ -22,23 +22,22 @@ so a failed run leaves no partial file.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._atomic import replacing_file
 from .errors import InputError, MissingColumnError, TaskError
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from ._model import Model
     from ._types import PathLike
-    from .model import Model
 
 __all__ = ["RESULTS", "check_result", "predict_file", "score"]
 
@@ -273,10 +272,8 @@ class _Writer:
         self._rows_written = 0
 
     def __enter__(self) -> _Writer:
-        self.dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.dest.name}.", suffix=".tmp", dir=self.dest.parent)
-        self.tmp = Path(name)
-        self.fh = os.fdopen(fd, "wb")
+        self._replacing = replacing_file(self.dest)
+        self.fh = self._replacing.__enter__()
         if self.kind == "json":
             self.fh.write(b"[")
         return self
@@ -309,17 +306,16 @@ class _Writer:
                                  fix="Give the input columns one type throughout.") from exc
         self._parquet.write_table(table)
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             if exc_type is None:
                 self._finish()
             if self._parquet is not None:
                 self._parquet.close()
-            self.fh.close()
-            if exc_type is None:
-                os.replace(self.tmp, self.dest)
-        finally:
-            self.tmp.unlink(missing_ok=True)
+        except BaseException as failure:
+            self._replacing.__exit__(type(failure), failure, failure.__traceback__)
+            raise
+        self._replacing.__exit__(exc_type, exc, tb)  # replaces the destination only on success
 
     def _finish(self) -> None:
         if self.kind == "json":

@@ -77,12 +77,12 @@ class ModelpackError(Exception):
             text = f"{text.rstrip('.')}. {self.fix}"
         return text
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self):
         # Errors cross process boundaries (multiprocessing, Spark); keep the fields.
         return _rebuild, (type(self), self.__dict__)
 
 
-def _rebuild(cls: type[ModelpackError], state: dict) -> ModelpackError:  # type: ignore[type-arg]
+def _rebuild(cls: type[ModelpackError], state: dict) -> ModelpackError:
     error = cls.__new__(cls)
     error.__dict__.update(state)
     Exception.__init__(error, error._format())

@@ -174,6 +174,7 @@ class Manifest:
 
     Example
     -------
+    >>> from modelpack.manifest import Manifest, ModelInfo, TensorSpec
     >>> m = Manifest(name="iris", task="classification",
     ...              model=ModelInfo(format="onnx", file="model.onnx"),
     ...              inputs=(TensorSpec("X", "float32", ("N", 4)),),
@@ -356,7 +357,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return {k: _coerce(item, v, f"{where}.{k}") for k, v in value.items()}
     if hint is Any:
         return value
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _from_dict(hint, value, where)
     return _check_scalar(hint, value, where)
 
@@ -395,7 +396,7 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     major, minor = _parse_version(data["schema_version"])
     ours_major, ours_minor = _parse_version(SCHEMA_VERSION)
     if major > ours_major:
-        from . import __version__
+        from ._version import __version__
 
         writer = data.get("generator") or "a newer modelpack"
         raise SchemaVersionError(
@@ -426,8 +427,8 @@ def _drop_unknown(data: Any, cls: type, where: str, dropped: list[str]) -> Any:
     out = {}
     for key in [k for k in data if k in hints]:
         value, hint = data[key], hints[key]
-        inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
-        target = hint if dataclasses.is_dataclass(hint) else (inner[0] if inner else None)
+        inner = [a for a in typing.get_args(hint) if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        target = hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else (inner[0] if inner else None)
         if target is not None and isinstance(value, dict):
             value = _drop_unknown(value, target, f"{where}.{key}", dropped)
         elif target is not None and isinstance(value, list):

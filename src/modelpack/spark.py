@@ -8,7 +8,7 @@ manifest on the driver, so nothing runs there.
 Where the package lives:
 
 * a URL (``s3://``, ``gs://``, ``https://``...): every worker fetches it
-  (:func:`modelpack.remote.fetch`), so the executors need the credentials;
+  (:func:`modelpack.fetch`), so the executors need the credentials;
 * a local path with a ``local[...]`` master: the workers open that path;
 * a local path on a cluster: it is shipped with ``SparkContext.addFile``.
 
@@ -34,8 +34,8 @@ from .manifest import Manifest, TensorSpec
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ._model import Model
     from ._types import DeviceSpec, PathLike
-    from .model import Model
 
 __all__ = ["predict_udf", "result_type"]
 
@@ -102,8 +102,8 @@ def _udf_hints(result: str) -> dict[str, Any]:
 # -- the driver side -----------------------------------------------------------------------
 def _locate(spark: Any, package: PathLike, ship: bool | None) -> tuple[tuple[str, str], Manifest]:
     """Where the workers find the package, and its manifest."""
-    from .package import inspect
-    from .remote import fetch, is_url
+    from ._load import inspect
+    from ._package import fetch, is_url
 
     if is_url(package):
         return ("url", str(package)), inspect(fetch(str(package)))
@@ -193,11 +193,11 @@ def _model(where: tuple[str, str, str]) -> Model:
     """The worker process's model for ``where``, loaded on first use."""
     with _LOCK:
         if where not in _MODELS:
-            from .loading import load
+            from ._load import load
 
             kind, location, device = where
             if kind == "url":
-                from .remote import fetch
+                from ._package import fetch
 
                 location = str(fetch(location))
             elif kind == "sparkfile":

@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .exporting import export
-from .fidelity import summary
-from .loading import load
-from .model import Model
-from .verification import verify
+from ._export import export
+from ._fidelity import compare, measure, summary
+from ._load import load
+from ._model import Model
+from ._verify import verify
+from .manifest import OutputFidelity
 
-__all__ = ["assert_roundtrip", "assert_outputs_close"]
+__all__ = ["assert_outputs_close", "assert_roundtrip", "compare_outputs", "missing_java"]
 
 
 def assert_outputs_close(model: Model, X: Any, expected: Mapping[str, Any], *,
@@ -30,8 +31,6 @@ def assert_outputs_close(model: Model, X: Any, expected: Mapping[str, Any], *,
     Labels must be identical; numeric outputs within ``atol = rtol = tolerance``
     (default: the tolerance recorded in the package, else 1e-4).
     """
-    from .fidelity import measure
-
     recorded = ({o.output: o.tolerance for o in model.manifest.fidelity.outputs if o.tolerance is not None}
                 if model.manifest.fidelity else {})
     if tolerance is None:
@@ -65,3 +64,37 @@ def assert_roundtrip(model: Any, sample: Any, directory: str | Path, *, X: Any =
     return loaded
 
 
+def compare_outputs(name: str, got: Any, reference: Any, tolerance: float) -> OutputFidelity:
+    """Compare one output with its reference as the fidelity certificate does.
+
+    Numbers within ``atol = rtol = tolerance`` (the relative part floored at the
+    tolerance); labels (``tolerance`` 0 and non-float data) must be equal.
+    ``.passed`` says whether they agree; the other fields say by how much.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> compare_outputs("value", np.array([1.0, 2.0]), np.array([1.0, 2.00001]), 1e-4).passed
+    True
+    """
+    return compare(name, got, reference, tolerance)
+
+
+def missing_java() -> str | None:
+    """Why no Java virtual machine can be found for PMML, or None when one can.
+
+    For plugin tests that need Java (PMML export) to skip with the reason.
+
+    Example
+    -------
+    >>> reason = missing_java()   # doctest: +SKIP
+    >>> if reason: pytest.skip(reason)   # doctest: +SKIP
+    """
+    from ._runtime.pmml import find_libjvm
+    from .errors import RuntimeBackendError
+
+    try:
+        find_libjvm()
+    except RuntimeBackendError as exc:
+        return str(exc)
+    return None

@@ -15,8 +15,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import modelpack
+from modelpack._package import write_package
 from modelpack.manifest import Manifest, ModelInfo, TensorSpec
-from modelpack.package import write_package
 
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "corpora"
 FEATURES = 4

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import modelpack
+from modelpack._cli import main
 from modelpack.batch import _read, predict_file, score
-from modelpack.cli import main
 from modelpack.errors import DTypeError, InputError, MissingColumnError, TaskError
 
 pd = pytest.importorskip("pandas")

@@ -6,9 +6,10 @@ import argparse
 
 import pytest
 
-from modelpack.deploy import add_parser, inference_service, to_yaml, write_storage
+from modelpack._cli.deploy import add_parsers as add_parser
+from modelpack._package import open_package
+from modelpack.deploy import inference_service, to_yaml, write_storage
 from modelpack.errors import ConversionError, ModelpackError
-from modelpack.package import open_package
 
 yaml = pytest.importorskip("yaml")
 jsonschema = pytest.importorskip("jsonschema")

@@ -13,10 +13,8 @@ import numpy as np
 import pytest
 
 import modelpack
-from modelpack import remote
+from modelpack._package import fetch, is_url, open_package, remote, resolve
 from modelpack.errors import ModelpackError, PackageIntegrityError, PackageNotFoundError, UnsafePackageError
-from modelpack.package import open_package
-from modelpack.remote import fetch, is_url, resolve
 
 fsspec = pytest.importorskip("fsspec", reason="modelpack[remote] is not installed")
 

@@ -10,7 +10,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import modelpack
-from modelpack.deploy import add_parser, export_triton, triton_config
+from modelpack._cli.deploy import add_parsers as add_parser
+from modelpack.deploy import export_triton, triton_config
 from modelpack.errors import ConversionError, PackageError
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",

@@ -11,8 +11,9 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper  # noqa: E402
 
+from modelpack._formats.onnx import describe  # noqa: E402
+from modelpack._formats.onnx_edits import declare_signature, rename_values  # noqa: E402
 from modelpack.errors import ConversionError  # noqa: E402
-from modelpack.formats.onnx import declare_signature, describe, rename_values  # noqa: E402
 from modelpack.manifest import TensorSpec  # noqa: E402
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from modelpack._formats import describe as describe_any
+from modelpack._formats.pmml import check_safe, describe, typed_value
 from modelpack.errors import PackageError, UnsafePackageError
-from modelpack.formats import describe as describe_any
-from modelpack.formats.pmml import check_safe, describe, typed_value
 
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "corpora" / "pmml"
 DMG = CORPORA / "pmml4s-dmg-examples" / "models"

@@ -10,10 +10,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import modelpack
-from modelpack import _cgroup
-from modelpack.devices import CPU, DeviceWarning
+from modelpack._devices import CPU, DeviceWarning
+from modelpack._devices import cgroup as _cgroup
+from modelpack._package import write_package
 from modelpack.manifest import Runtime
-from modelpack.package import write_package
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -309,7 +309,7 @@ class _PublicOnly:
 
 
 def test_a_session_without_the_private_binding_runs_through_the_public_method(dense):
-    from modelpack.runtime.onnx import OnnxBackend
+    from modelpack._runtime.onnx import OnnxBackend
 
     with modelpack.load(dense) as m:
         public = OnnxBackend(_PublicOnly(m.backend._session), ort, m.backend._package)

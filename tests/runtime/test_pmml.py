@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 
 import modelpack
+from modelpack._formats.pmml import describe
+from modelpack._package import Package
 from modelpack.errors import (
     DeviceError,
     DeviceUnavailableError,
@@ -30,9 +32,7 @@ from modelpack.errors import (
     ShapeError,
     UnsafePackageError,
 )
-from modelpack.formats.pmml import describe
 from modelpack.manifest import Manifest
-from modelpack.package import Package
 
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "corpora" / "pmml"
 DMG = CORPORA / "pmml4s-dmg-examples"
@@ -43,7 +43,7 @@ TOLERANCE = 1e-6
 @pytest.fixture(scope="module")
 def java() -> Any:
     pytest.importorskip("pypmml", reason="pypmml is not installed: pip install 'modelpack[pmml]'")
-    from modelpack.runtime.pmml import runtime
+    from modelpack._runtime.pmml import runtime
 
     try:
         return runtime()
@@ -66,7 +66,7 @@ def dmg_cases() -> list[dict[str, Any]]:
 
 def open_backend(data: bytes, name: str = "model.pmml", **options: Any) -> Any:
     """The backend over a package held in memory, its manifest from describe()."""
-    from modelpack.runtime.pmml import open
+    from modelpack._runtime.pmml import open
 
     d = describe(data, name="model.pmml")
     manifest = Manifest(name="t", task=d.task or "other", model=d.model, inputs=d.inputs, outputs=d.outputs,
@@ -287,7 +287,7 @@ def test_hostile_document_never_reaches_java(java: Any) -> None:
     good = describe(corpus(PYPMML / "single_iris_dectree.xml").read_bytes(), name="model.pmml")
     manifest = Manifest(name="t", task="classification", model=good.model, inputs=good.inputs,
                         outputs=good.outputs, classes=good.classes)
-    from modelpack.runtime.pmml import open
+    from modelpack._runtime.pmml import open
 
     with pytest.raises(UnsafePackageError):
         open(Package(path=Path("evil"), manifest=manifest, manifest_bytes=b"", _data={"model.pmml": evil}))
@@ -322,7 +322,7 @@ def test_without_java_the_error_says_how_to_install_it(tmp_path: Path) -> None:
 
 
 def test_a_wrong_java_home_is_named(tmp_path: Path) -> None:
-    from modelpack.runtime.pmml import find_libjvm
+    from modelpack._runtime.pmml import find_libjvm
 
     with pytest.raises(RuntimeBackendError, match="is not a Java installation"):
         find_libjvm({"JAVA_HOME": str(tmp_path)})

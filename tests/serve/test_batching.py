@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelpack.serve.batching import MicroBatcher
+from modelpack.serve._batching import MicroBatcher
 
 from .conftest import create_app, make_arith, make_fixed, running
 

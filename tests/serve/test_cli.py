@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from modelpack import ModelpackError
-from modelpack.serve.cli import add_parser
+from modelpack._cli.serve import add_parser
 
 from .conftest import create_app
 
 httpx = pytest.importorskip("httpx")
 
 # The sub-command as the `modelpack` command wires it: through add_parser(subparsers).
-LAUNCH = ("import argparse, sys; from modelpack.serve.cli import add_parser; "
+LAUNCH = ("import argparse, sys; from modelpack._cli.serve import add_parser; "
           "p = argparse.ArgumentParser(prog='modelpack'); add_parser(p.add_subparsers()); "
           "a = p.parse_args(sys.argv[1:]); sys.exit(a.handler(a))")
 
@@ -105,7 +105,7 @@ def test_serve_runs_until_interrupted_with_renamed_packages(packages: dict[str, 
 
 
 def test_the_command_module_imports_no_web_stack() -> None:
-    code = ("import sys, modelpack.serve, modelpack.serve.cli\n"
+    code = ("import sys, modelpack.serve, modelpack._cli.serve\n"
             "print(','.join(m for m in ('fastapi', 'starlette', 'uvicorn', 'pydantic', 'onnxruntime') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

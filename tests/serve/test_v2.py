@@ -10,9 +10,9 @@ import pytest
 
 from modelpack import InputError
 from modelpack.manifest import TensorSpec
-from modelpack.serve.body import inflate
-from modelpack.serve.errors import ModelNotFoundError, RequestError, RequestTooLargeError, status_of
-from modelpack.serve.v2 import (
+from modelpack.serve._body import inflate
+from modelpack.serve._errors import ModelNotFoundError, RequestError, RequestTooLargeError, status_of
+from modelpack.serve._v2 import (
     OutputTensor,
     datatype_of,
     decode_infer_request,

@@ -12,8 +12,8 @@ pd = pytest.importorskip("pandas")
 from modelpack_catboost import CatBoostConverter, converter  # noqa: E402
 
 import modelpack  # noqa: E402
-from modelpack.errors import ConversionError, TaskError  # noqa: E402
-from modelpack.registry import available_converters, find_converter  # noqa: E402
+from modelpack import ConversionError, TaskError  # noqa: E402
+from modelpack.plugin import available_converters, find_converter  # noqa: E402
 from modelpack.testing import assert_roundtrip  # noqa: E402
 
 N_SAMPLES = 160

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import modelpack
-from modelpack.registry import find_converter
+from modelpack.plugin import find_converter
 from modelpack.testing import assert_roundtrip
 
 tf = pytest.importorskip("tensorflow")

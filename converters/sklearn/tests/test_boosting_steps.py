@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import modelpack  # noqa: E402
-from modelpack.errors import FidelityError  # noqa: E402
+from modelpack import FidelityError  # noqa: E402
 
 N_TRAIN = 160
 # float32 trees sum float32 leaf values: what float64 features can still give.

@@ -26,8 +26,8 @@ from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
-from modelpack.errors import ConversionError, InputError, MissingColumnError, ModelpackError, ShapeError  # noqa: E402
-from modelpack.registry import find_converter  # noqa: E402
+from modelpack import ConversionError, InputError, MissingColumnError, ModelpackError, ShapeError  # noqa: E402
+from modelpack.plugin import find_converter  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import modelpack
-from modelpack.fidelity import compare
+from modelpack.testing import compare_outputs as compare
 
 # tests -> sklearn -> converters -> repository root; the corpora sit beside the repository.
 CORPUS = Path(__file__).resolve().parents[3] / "tests" / "data" / "corpora" / "onnx" / "skl2onnx-generated"

@@ -23,17 +23,15 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import modelpack  # noqa: E402
-from modelpack.errors import ConversionError, RuntimeBackendError  # noqa: E402
+from modelpack import ConversionError  # noqa: E402
+from modelpack.testing import missing_java  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def java() -> None:
-    from modelpack.runtime.pmml import find_libjvm
-
-    try:
-        find_libjvm()
-    except RuntimeBackendError as exc:
-        pytest.skip(f"sklearn2pmml needs Java: {exc}")
+    reason = missing_java()
+    if reason:
+        pytest.skip(f"sklearn2pmml needs Java: {reason}")
 
 
 @pytest.fixture(scope="module")

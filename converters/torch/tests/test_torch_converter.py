@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import modelpack
-from modelpack.registry import find_converter
+from modelpack.plugin import find_converter
 from modelpack.testing import assert_outputs_close, assert_roundtrip
 
 torch = pytest.importorskip("torch")

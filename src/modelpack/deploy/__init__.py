@@ -10,17 +10,7 @@ PosixPath('model_repository/churn')
 
 from __future__ import annotations
 
-import argparse
+from ._kserve import inference_service, to_yaml, write_storage
+from ._triton import export_triton, triton_config
 
-from .kserve import inference_service, to_yaml, write_storage
-from .triton import export_triton, triton_config
-
-__all__ = ["add_parser", "export_triton", "inference_service", "to_yaml", "triton_config", "write_storage"]
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``export-triton`` and ``export-kserve`` sub-commands to the ``modelpack`` command."""
-    from . import kserve, triton
-
-    triton.add_parser(subparsers)
-    kserve.add_parser(subparsers)
+__all__ = ["export_triton", "inference_service", "to_yaml", "triton_config", "write_storage"]

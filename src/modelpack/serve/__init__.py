@@ -13,19 +13,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .app import create_app
-    from .cli import serve
+    from ._app import create_app
+    from ._server import serve
 
 __all__ = ["create_app", "serve"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from .app import create_app
+        from ._app import create_app
 
         return create_app
     if name == "serve":
-        from .cli import serve
+        from ._server import serve
 
         return serve
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelpack.formats.onnx import rename_values
+from modelpack.plugin import rename_values
 
 __all__ = ["add_exp", "drop_zipmap"]
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modelpack.manifest import Manifest
+from modelpack.plugin import Manifest
 
 from ._converter import OPTIONS, KerasConverter
 

@@ -7,10 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.converting import OutputPlan, check_options, plan_outputs
-from modelpack.errors import ConversionError
-from modelpack.manifest import Source
-from modelpack.registry import Conversion
+from modelpack.plugin import Conversion, ConversionError, OutputPlan, Source, check_options, plan_outputs
 
 from ._targets import Target, target_for
 from ._tf2onnx import convert_function, feeds_for, flatten, serving_function
@@ -128,7 +125,7 @@ def _conversion(model: Any, target: Target, data: bytes, plan: OutputPlan, refer
     import tensorflow as tf
     import tf2onnx
 
-    from modelpack.formats import describe
+    from modelpack.plugin import describe_model
 
     if target.framework == "keras":
         import keras
@@ -145,6 +142,6 @@ def _conversion(model: Any, target: Target, data: bytes, plan: OutputPlan, refer
                       model_class=model_class,
                       converter="tf2onnx", converter_version=tf2onnx.__version__),
         reference=reference, classes=classes,
-        outputs=plan.with_roles(describe("onnx", data, name="model.onnx").outputs),
+        outputs=plan.with_roles(describe_model(data).outputs),
         dtype=floats[0] if floats else None,
         metadata={"keras_source": target.kind, "tensorflow_version": tf.__version__})

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.errors import ConversionError, InputError
+from modelpack.plugin import ConversionError, InputError
 
 __all__ = ["Target", "target_for"]
 

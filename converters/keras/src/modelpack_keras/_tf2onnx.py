@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.converting import OutputPlan
-from modelpack.errors import ConversionError, InputError
+from modelpack.plugin import ConversionError, InputError, OutputPlan
 
 from ._targets import Target, sample_arrays
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelpack.errors import ConversionError
-from modelpack.registry import Conversion
+from modelpack.plugin import Conversion, ConversionError
 
 __all__ = ["SklearnConverter"]
 

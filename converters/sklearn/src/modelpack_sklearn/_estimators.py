@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from modelpack.errors import ConversionError
+from modelpack.plugin import ConversionError
 
 __all__ = ["check_fitted", "classes_of", "describe_step", "encoder_categories", "final_estimator",
            "has_column_transformer", "leaf_classes", "task_of", "walk", "without_passthrough"]

@@ -17,11 +17,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelpack.converting import check_options
-from modelpack.errors import ConversionError, ModelpackError
-from modelpack.formats.onnx import rename_values
-from modelpack.manifest import Source
-from modelpack.registry import Conversion
+from modelpack.plugin import (
+    Conversion,
+    ConversionError,
+    ModelpackError,
+    Source,
+    adapt_sample,
+    check_options,
+    describe_model,
+    rename_values,
+)
 
 from ._estimators import (
     check_fitted,
@@ -293,8 +298,6 @@ def _rename_inputs(graph: Any, names: list[str]) -> None:
 
 # -- checking the result -------------------------------------------------------------------------------
 def _run_once(data: bytes, plan: InputPlan, dtype: str) -> list[Any]:
-    from modelpack.io import InputAdapter
-
     try:
         import onnxruntime as ort
     except ImportError as exc:  # not a hard dependency: GPU and OpenVINO builds replace it
@@ -302,7 +305,7 @@ def _run_once(data: bytes, plan: InputPlan, dtype: str) -> list[Any]:
                               fix="pip install 'modelpack[cpu]' (or the onnxruntime build for your "
                                   "hardware).") from exc
 
-    feeds = InputAdapter(plan.inputs, "sample")(plan.data)
+    feeds = adapt_sample(plan.inputs, plan.data)
     options = ort.SessionOptions()
     options.log_severity_level = 4  # failures are raised below with the fix; notices are noise
     try:
@@ -316,9 +319,7 @@ def _run_once(data: bytes, plan: InputPlan, dtype: str) -> list[Any]:
 
 
 def _described_outputs(data: bytes) -> tuple[Any, ...]:
-    from modelpack.formats.onnx import describe
-
-    return tuple(_named_batch(o) for o in describe(data, name="model.onnx").outputs)
+    return tuple(_named_batch(o) for o in describe_model(data).outputs)
 
 
 def _named_batch(spec: Any) -> Any:

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.errors import InputError
-from modelpack.manifest import TensorSpec
+from modelpack.plugin import InputError, TensorSpec
 
 from ._estimators import final_estimator
 

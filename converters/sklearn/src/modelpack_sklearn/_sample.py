@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.errors import InputError, MissingColumnError, ShapeError
-from modelpack.manifest import ColumnSpec, TensorSpec
+from modelpack.plugin import ColumnSpec, InputError, MissingColumnError, ShapeError, TensorSpec
 
 from ._estimators import encoder_categories, has_column_transformer
 

@@ -31,8 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.errors import ConversionError, InputError
-from modelpack.registry import Conversion
+from modelpack.plugin import Conversion, ConversionError, InputError
 
 from ._estimators import check_fitted, classes_of, describe_step, task_of, walk
 
@@ -114,10 +113,9 @@ def _matrix_input(data: Any, fields: list[str], document: bytes) -> tuple[Any, .
     """One [N, n_features] input for a numeric array sample; None keeps one input per field."""
     if hasattr(data, "columns") or data.dtype.kind not in "fiub":
         return None
-    from modelpack.formats.pmml import describe
-    from modelpack.manifest import ColumnSpec, TensorSpec
+    from modelpack.plugin import ColumnSpec, TensorSpec, describe_model
 
-    described = {i.name: i.columns[0] for i in describe(document, name="model.pmml").inputs if i.columns}
+    described = {i.name: i.columns[0] for i in describe_model(document, "pmml").inputs if i.columns}
     columns = tuple(described.get(f, ColumnSpec(f, "float64", optype="continuous")) for f in fields)
     return (TensorSpec("X", "float64", ("N", len(fields)), columns=columns),)
 
@@ -182,7 +180,7 @@ def _reference(model: Any, data: Any, task: str) -> dict[str, np.ndarray]:
 def _source(model: Any, sklearn2pmml: Any) -> Any:
     import sklearn
 
-    from modelpack.manifest import Source
+    from modelpack.plugin import Source
 
     cls = type(model)
     return Source(framework="scikit-learn", framework_version=sklearn.__version__,

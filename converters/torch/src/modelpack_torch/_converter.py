@@ -7,10 +7,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from modelpack.converting import OutputPlan, check_options, plan_outputs
-from modelpack.errors import ConversionError
-from modelpack.manifest import Source
-from modelpack.registry import Conversion
+from modelpack.plugin import Conversion, ConversionError, OutputPlan, Source, check_options, plan_outputs
 
 from ._export import EXPORTERS, INLINE_LIMIT, Exported, dynamic_axes, export_onnx, weights_size
 from ._sample import Inputs, read_sample
@@ -136,9 +133,9 @@ def _conversion(model: Any, exported: Exported, plan: OutputPlan, reference: dic
                 classes: tuple[Any, ...] | None, values: list[Any]) -> Conversion:
     import torch
 
-    from modelpack.formats import describe
+    from modelpack.plugin import describe_model
 
-    description = describe("onnx", exported.model, name="model.onnx")
+    description = describe_model(exported.model)
     metadata: dict[str, Any] = {"torch_exporter": exported.exporter}
     if exported.fallback_reason:
         metadata["torch_dynamo_error"] = exported.fallback_reason

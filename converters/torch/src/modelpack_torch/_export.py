@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelpack.errors import ConversionError
+from modelpack.plugin import ConversionError
 
 __all__ = ["EXPORTERS", "Exported", "export_onnx", "dynamic_axes", "weights_size"]
 

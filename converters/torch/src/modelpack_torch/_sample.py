@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.errors import ConversionError, InputError
+from modelpack.plugin import ConversionError, InputError
 
 __all__ = ["Inputs", "read_sample"]
 

@@ -20,11 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from modelpack.converting import check_opset, check_request
-from modelpack.errors import ConversionError
-from modelpack.formats.onnx import declare_signature
-from modelpack.manifest import ColumnSpec, Source, TensorSpec
-from modelpack.registry import Conversion
+from modelpack.plugin import (
+    ColumnSpec,
+    Conversion,
+    ConversionError,
+    Source,
+    TensorSpec,
+    check_opset,
+    check_request,
+    declare_signature,
+)
 
 __all__ = ["XGBoostConverter"]
 

@@ -1,0 +1,32 @@
+"""``modelpack predict``: score a CSV, Parquet or JSON file in batches."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``predict``."""
+    p = subparsers.add_parser("predict", help="predict a CSV, Parquet or JSON file in batches")
+    p.add_argument("package")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=65_536)
+    p.add_argument("--result", choices=["label", "proba", "all"], default="label")
+    p.add_argument("--keep", nargs="+", default=[], help="input columns copied to the output (e.g. an id)")
+    p.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .._load import load
+    from ..batch import predict_file
+
+    with load(args.package, device=args.device) as model:
+        rows = predict_file(model, args.input, args.output, batch_size=args.batch_size, result=args.result,
+                            keep=args.keep)
+    sys.stderr.write(f"wrote {rows} rows to {args.output}\n")
+    return 0

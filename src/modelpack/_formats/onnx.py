@@ -1,0 +1,180 @@
+"""What an ONNX file declares: inputs, outputs, opsets, external data, classes.
+
+The graph is parsed with ``onnx`` (never run). External-data locations are
+checked here: a location that is absolute or climbs out of the package folder
+is refused, because ONNX readers would otherwise open any file on the machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..errors import PackageError, UnsafePackageError
+from ..manifest import Dim, ModelInfo, TensorSpec
+from .description import Description
+
+__all__ = ["assign_roles", "check_external_data", "describe", "onnx_dtype_name"]
+
+CLASSIFIER_OPS = {"TreeEnsembleClassifier", "LinearClassifier", "SVMClassifier", "ZipMap"}
+REGRESSOR_OPS = {"TreeEnsembleRegressor", "LinearRegressor", "SVMRegressor"}
+
+
+def onnx_dtype_name(elem_type: int) -> str:
+    """ONNX element type -> the dtype name used in manifests ("float32", "string"...)."""
+    import onnx
+
+    if elem_type == onnx.TensorProto.STRING:
+        return "string"
+    if elem_type == onnx.TensorProto.BFLOAT16:
+        return "bfloat16"
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError):
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
+def _type_spec(tp: Any) -> tuple[str, str, tuple[Dim, ...] | None]:
+    """(kind, dtype, shape) of an onnx TypeProto."""
+    which = tp.WhichOneof("value")
+    if which == "tensor_type":
+        tt = tp.tensor_type
+        shape = None
+        if tt.HasField("shape"):
+            shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                          for d in tt.shape.dim)
+        return "tensor", onnx_dtype_name(tt.elem_type), shape
+    if which == "sequence_type":
+        kind, dtype, _ = _type_spec(tp.sequence_type.elem_type)
+        return "sequence", dtype if kind == "tensor" else f"{kind}:{dtype}", None
+    if which == "map_type":
+        mt = tp.map_type
+        _, value, _ = _type_spec(mt.value_type)
+        return "map", f"{onnx_dtype_name(mt.key_type)}->{value}", None
+    if which == "optional_type":
+        _, dtype, shape = _type_spec(tp.optional_type.elem_type)
+        return "optional", dtype, shape
+    return "tensor", "unknown", None
+
+
+def _spec(value_info: Any) -> TensorSpec:
+    kind, dtype, shape = _type_spec(value_info.type)
+    return TensorSpec(name=value_info.name, dtype=dtype, shape=shape, kind=kind,
+                      description=value_info.doc_string or None)
+
+
+def _load(data: bytes, name: str) -> Any:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise PackageError(f"{name} is not a valid ONNX model ({exc})", package=name,
+                           fix="Check that the file is an .onnx model, e.g. with onnx.checker.") from exc
+    if not model.graph.node and not model.graph.output:
+        raise PackageError(f"{name} is not a valid ONNX model (empty graph)", package=name,
+                           fix="Check that the file is an .onnx model, e.g. with onnx.checker.")
+    return model
+
+
+def _external_locations(model: Any, name: str) -> tuple[str, ...]:
+    import onnx
+
+    locations = []
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        path = PurePosixPath(location.replace("\\", "/"))
+        if not location or path.is_absolute() or ".." in path.parts or ":" in location:
+            raise UnsafePackageError(
+                f"tensor {tensor.name!r} keeps its data at {location!r}, outside the package",
+                package=name, fix="Do not load this model; external data must sit beside the model file.")
+        if location not in locations:
+            locations.append(location)
+    return tuple(locations)
+
+
+def check_external_data(data: bytes, listed: tuple[str, ...], package: str) -> None:
+    """Refuse a model whose tensors read data from files the manifest does not list.
+
+    Runtimes resolve a location against the model's folder, or against the working
+    directory when the model is given as bytes: an unlisted location could read any
+    file. The byte search is a fast pre-check: a graph with external data always
+    holds the key ``location``, so most models are never parsed here.
+    """
+    if b"location" not in data:
+        return
+    for location in _external_locations(_load(data, package), package):
+        if location not in listed:
+            raise UnsafePackageError(
+                f"a tensor keeps its data in {location!r}, which the manifest does not list",
+                package=package, fix="Do not load this package; ask its author to re-export it.")
+
+
+def _classes(model: Any) -> tuple[Any, ...] | None:
+    for node in model.graph.node:
+        if node.op_type not in CLASSIFIER_OPS:
+            continue
+        for attr in node.attribute:
+            if attr.name in ("classlabels_strings", "classlabels_int64s", "classlabels_ints") and (attr.strings or attr.ints):
+                if attr.strings:
+                    return tuple(s.decode() for s in attr.strings)
+                return tuple(int(i) for i in attr.ints)
+    return None
+
+
+def _task(model: Any) -> str | None:
+    ops = {node.op_type for node in model.graph.node}
+    if ops & CLASSIFIER_OPS:
+        return "classification"
+    if ops & REGRESSOR_OPS:
+        return "regression"
+    return None
+
+
+def assign_roles(outputs: tuple[TensorSpec, ...], task: str | None) -> tuple[TensorSpec, ...]:
+    """Give classifier and regressor outputs their role when the graph makes it plain."""
+    if any(o.role for o in outputs) or task not in ("classification", "regression"):
+        return outputs
+    roles: dict[str, str] = {}
+    if task == "regression":
+        floats = [o for o in outputs if o.kind == "tensor" and o.dtype.startswith("float")]
+        if len(floats) == 1:
+            roles[floats[0].name] = "value"
+    else:
+        for o in outputs:
+            rank = len(o.shape) if o.shape is not None else None
+            if o.kind == "sequence" and "map" in o.dtype and "probabilities" not in roles.values():
+                roles[o.name] = "probabilities"
+            elif (o.kind == "tensor" and o.dtype.startswith("float") and rank == 2
+                  and "probabilities" not in roles.values()):
+                roles[o.name] = "probabilities"
+            elif (o.kind == "tensor" and rank in (1, None) and not o.dtype.startswith("float")
+                  and "label" not in roles.values()):
+                roles[o.name] = "label"
+    return tuple(o if o.name not in roles else _with_role(o, roles[o.name]) for o in outputs)
+
+
+def _with_role(spec: TensorSpec, role: str) -> TensorSpec:
+    from dataclasses import replace
+
+    return replace(spec, role=role)
+
+
+def describe(data: bytes, *, name: str) -> Description:
+    """Describe an ONNX model file from its bytes."""
+    model = _load(data, name)
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = tuple(_spec(v) for v in model.graph.input if v.name not in initializers)
+    task = _task(model)
+    outputs = assign_roles(tuple(_spec(v) for v in model.graph.output), task)
+    info = ModelInfo(
+        format="onnx", file=name, ir_version=int(model.ir_version),
+        opsets={(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
+        producer=model.producer_name or None, producer_version=model.producer_version or None,
+        external_data=_external_locations(model, name))
+    metadata = {p.key: p.value for p in model.metadata_props}
+    return Description(model=info, inputs=inputs, outputs=outputs, task=task,
+                       classes=_classes(model), metadata=metadata)

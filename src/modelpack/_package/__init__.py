@@ -1,0 +1,26 @@
+"""The package container: a folder, or the same folder as a ``.mpk`` zip archive.
+
+This part knows files, checksums, limits and signatures, and nothing of models:
+
+* :mod:`.container`: :class:`Package` and reading (:func:`open_package` verifies every
+  file before any byte is handed on; :func:`read_manifest` reads the manifest only);
+* :mod:`.guards`: the checks against hostile archives and folders, run before parsing;
+* :mod:`.limits`: the names and safety limits;
+* :mod:`.writer`: :func:`write_package` and :func:`write_signature`, atomic;
+* :mod:`.remote`: packages at URLs, copied locally under the same limits;
+* :mod:`.signing`: Ed25519 signatures over the manifest.
+
+Other parts import from here, never from the modules inside.
+"""
+
+from __future__ import annotations
+
+from .container import FileSource, Package, open_package, read_manifest
+from .limits import ARCHIVE_SUFFIX, MANIFEST_NAME, SIGNATURE_NAME
+from .remote import fetch, is_url, resolve
+from .signing import generate_key, key_id, sign, verify_signature
+from .writer import write_package, write_signature
+
+__all__ = ["ARCHIVE_SUFFIX", "MANIFEST_NAME", "SIGNATURE_NAME", "FileSource", "Package", "fetch",
+           "generate_key", "is_url", "key_id", "open_package", "read_manifest", "resolve", "sign",
+           "verify_signature", "write_package", "write_signature"]

@@ -1,0 +1,406 @@
+"""The ONNX Runtime backend: sessions, the device policy, placement, IO binding.
+
+Every call into onnxruntime goes through :func:`translate_errors` (at session
+creation) or the ``except`` clause of :meth:`OnnxBackend.run`, which turn
+onnxruntime's exceptions into modelpack errors chained to the original, so no
+raw onnxruntime error reaches the user. ``run`` uses a bare ``try`` rather than
+a context manager because it is the hot path: a ``try`` costs nothing when no
+exception is raised.
+
+Sessions are created with onnxruntime's own fallback off (``enable_fallback=0``):
+it would print to stdout and retry on the CPU behind the caller's back. The
+device policy of :mod:`modelpack._devices.policy` decides instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._devices import CPU, PlacementWarning, ProviderSpec, is_auto, provider_name, resolve_providers, warn
+from .._devices.placement import of_session, off_device_message, short_error
+from ..errors import (
+    DeviceError,
+    DeviceUnavailableError,
+    DTypeError,
+    InputError,
+    MissingColumnError,
+    ModelpackError,
+    PackageError,
+    RuntimeBackendError,
+)
+from .settings import (
+    SAVABLE,
+    build_session_options,
+    cache_dir,
+    cache_path,
+    cached_session,
+    merge_settings,
+    options_for,
+    with_engine_caches,
+)
+
+if TYPE_CHECKING:
+    from .._package import Package
+
+__all__ = ["OnnxBackend", "build_session_options", "import_onnxruntime", "open", "translate_errors"]
+
+RUNTIME_EXTRAS = ("Install a runtime: pip install 'modelpack[cpu]' (or [gpu] / [openvino]; only "
+                  "one of them per environment, their wheels overwrite each other).")
+_DEVICE_OUTPUTS = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda",
+                   "DmlExecutionProvider": "dml"}
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise RuntimeBackendError("ONNX Runtime is not installed", fix=RUNTIME_EXTRAS) from exc
+    return onnxruntime
+
+
+def _error_map(ort: Any) -> dict[type[BaseException], type[ModelpackError]]:
+    state = ort.capi.onnxruntime_pybind11_state
+    names = {"InvalidArgument": InputError, "InvalidGraph": PackageError, "InvalidProtobuf": PackageError,
+             "NoModel": PackageError, "NoSuchFile": PackageError, "ModelLoaded": RuntimeBackendError,
+             "NotImplemented": RuntimeBackendError, "EPFail": DeviceError, "DeviceReset": DeviceError,
+             "Fail": RuntimeBackendError, "RuntimeException": RuntimeBackendError,
+             "EngineError": RuntimeBackendError, "ModelLoadCanceled": RuntimeBackendError,
+             "ModelRequiresCompilation": RuntimeBackendError, "NotFound": RuntimeBackendError}
+    # Older onnxruntime builds (e.g. the OpenVINO flavour) lack some of the newer classes.
+    return {getattr(state, n): ours for n, ours in names.items() if hasattr(state, n)}
+
+
+_FIXES: dict[type[ModelpackError], str] = {
+    InputError: "Check the inputs against Model.inputs (names, dtypes, shapes).",
+    PackageError: "The model file is not a model ONNX Runtime can read; re-export it.",
+    DeviceError: "Try another device, or device='cpu'.",
+    RuntimeBackendError: "Upgrade onnxruntime, or re-export the model with an older opset.",
+}
+
+
+def translate(exc: BaseException, package: str, ort: Any) -> ModelpackError:
+    """The modelpack error for an onnxruntime exception (``RuntimeBackendError`` if unknown)."""
+    ours = next((o for t, o in _error_map(ort).items() if isinstance(exc, t)), RuntimeBackendError)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ours(f"ONNX Runtime: {text}", package=package, fix=_FIXES[ours])
+
+
+@contextlib.contextmanager
+def translate_errors(package: str, ort: Any) -> Iterator[None]:
+    """Raise onnxruntime's errors (and its plain RuntimeErrors) as modelpack errors."""
+    caught: tuple[type[BaseException], ...] = (*_error_map(ort), RuntimeError, ValueError)
+    try:
+        yield
+    except ModelpackError:
+        raise
+    except caught as exc:
+        raise translate(exc, package, ort) from exc
+
+
+class OnnxBackend:
+    """One ONNX Runtime session over a verified package."""
+
+    def __init__(self, session: Any, ort: Any, package: str) -> None:
+        self._session = session
+        self._ort = ort
+        self._package = package
+        # The binding under InferenceSession.run, with the same arguments: the wrapper
+        # re-validates input names and rebuilds the output list on every call (about
+        # 1.5 µs, a fifth of a small model's run) after our adapter has checked them. Its
+        # other duty, retrying on the CPU when a provider fails, is the placement
+        # layer's. An onnxruntime without the attribute keeps the public method.
+        self._run = getattr(getattr(session, "_sess", None), "run", None) or session.run
+        self._placement = of_session(session)
+        self.providers: list[str] = _running(session.get_providers(), self._placement)
+        self.output_names = [o.name for o in session.get_outputs()]
+        self.input_names = [i.name for i in session.get_inputs()]
+        self._input_types = {i.name: i.type for i in session.get_inputs()}
+        self._tensor_outputs = {o.name for o in session.get_outputs() if o.type.startswith("tensor")}
+
+    def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
+        try:
+            return self._run(outputs or self.output_names, feeds, None)
+        except Exception as exc:
+            if self._session is None:
+                raise RuntimeBackendError("the model was closed", package=self._package,
+                                          fix="Load the package again with modelpack.load().") from exc
+            raise translate(exc, self._package, self._ort) from exc
+
+    def placement(self) -> dict[str, dict[str, Any]] | None:
+        """Nodes and operator types per provider, as this session really runs them.
+
+        None when the installed onnxruntime keeps no record of it (before 1.24).
+
+        Example
+        -------
+        >>> modelpack.load("forest.mpk", device="openvino").backend.placement()   # doctest: +SKIP
+        {'OpenVINOExecutionProvider': {'nodes': 0, 'ops': {}},
+         'CPUExecutionProvider': {'nodes': 2, 'ops': {'ai.onnx.ml.TreeEnsembleClassifier': 1, ...}}}
+        """
+        if self._placement is None:
+            return None
+        return {p: {"nodes": s["nodes"], "ops": dict(s["ops"])} for p, s in self._placement.items()}
+
+    def run_bound(self, feeds: Mapping[str, Any] | Any, outputs: Sequence[str] | None = None) -> list[Any]:
+        """Run on inputs that may already live on the device; outputs stay on the device.
+
+        ``feeds`` maps input names to numpy arrays, ``onnxruntime.OrtValue``s, or any
+        DLPack tensor (``torch``, ``cupy``, ``jax``), taken without a copy; a single
+        value is accepted for a one-input model. Outputs are ``OrtValue``s bound on
+        the device of the first provider (the GPU for CUDA), so a GPU pipeline makes
+        no host round trip: ``torch.from_dlpack(value)`` or ``value.numpy()``.
+
+        Example
+        -------
+        >>> (y,) = model.backend.run_bound({"x": torch.ones(2, 4, device="cuda")})   # doctest: +SKIP
+        >>> torch.from_dlpack(y).device   # doctest: +SKIP
+        device(type='cuda', index=0)
+        """
+        session = self._session
+        if session is None:
+            raise RuntimeBackendError("the model was closed", package=self._package,
+                                      fix="Load the package again with modelpack.load().")
+        names = self._check_bound_names(feeds, outputs)
+        try:
+            binding = session.io_binding()
+            for name, value in names[0].items():
+                binding.bind_ortvalue_input(name, self._input_value(name, value))
+            device, device_id = self._output_device()
+            for name in names[1]:
+                if name in self._tensor_outputs:
+                    binding.bind_output(name, device, device_id)
+                else:
+                    binding.bind_output(name)
+            session.run_with_iobinding(binding)
+            return list(binding.get_outputs())
+        except ModelpackError:
+            raise
+        except Exception as exc:
+            raise translate(exc, self._package, self._ort) from exc
+
+    def _check_bound_names(self, feeds: Any, outputs: Sequence[str] | None) -> tuple[dict[str, Any], list[str]]:
+        if not isinstance(feeds, Mapping):
+            if len(self.input_names) != 1:
+                raise MissingColumnError("a single value was given to a model with several inputs",
+                                         expected=f"a dict with {self.input_names}", got=type(feeds).__name__,
+                                         package=self._package, fix="Pass {input name: tensor}.")
+            feeds = {self.input_names[0]: feeds}
+        unknown = [n for n in feeds if n not in self.input_names]
+        missing = [n for n in self.input_names if n not in feeds]
+        if unknown or missing:
+            raise MissingColumnError("inputs do not match the model", expected=str(self.input_names),
+                                     got=str(list(feeds)), package=self._package,
+                                     fix="Pass exactly the inputs listed in Model.inputs.")
+        wanted = list(outputs) if outputs is not None else list(self.output_names)
+        strange = [n for n in wanted if n not in self.output_names]
+        if strange:
+            raise InputError(f"unknown output(s) {strange}", expected=str(self.output_names),
+                             package=self._package, fix="Ask for outputs listed in Model.outputs.")
+        return dict(feeds), wanted
+
+    def _input_value(self, name: str, value: Any) -> Any:
+        """``value`` as an OrtValue sharing its memory, of the input's element type."""
+        ort = self._ort
+        if isinstance(value, ort.OrtValue):
+            ov = value
+        elif hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray):
+            ov = _from_dlpack(ort, value)
+        else:
+            ov = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value))
+        if ov.data_type() != self._input_types[name]:
+            raise DTypeError(expected=self._input_types[name], got=ov.data_type(), input=name,
+                             package=self._package, fix="Convert the tensor to the input's type first.")
+        return ov
+
+    def _output_device(self) -> tuple[str, int]:
+        first = self.providers[0] if self.providers else CPU
+        device = _DEVICE_OUTPUTS.get(first, "cpu")
+        if device == "cpu":
+            return "cpu", 0
+        options = self._session.get_provider_options().get(first, {})
+        return device, int(options.get("device_id", 0) or 0)
+
+    @property
+    def session(self) -> Any:
+        """The underlying ``onnxruntime.InferenceSession``, for expert use."""
+        return self._session
+
+    def close(self) -> None:
+        self._session = None
+        self._run = _closed
+
+    def __getstate__(self) -> None:
+        raise TypeError("an ONNX Runtime session cannot be pickled; pickle the Model, which re-opens its package")
+
+
+def _closed(*args: Any) -> None:
+    raise RuntimeError("closed")
+
+
+def _running(providers: list[str], placement: Mapping[str, Any] | None) -> list[str]:
+    """Providers that run at least one node (all the session's when that is not recorded)."""
+    if placement is None:
+        return list(providers)
+    busy = [p for p in providers if placement.get(p, {}).get("nodes")]
+    return busy or list(providers)
+
+
+def _from_dlpack(ort: Any, value: Any) -> Any:
+    """An OrtValue sharing the tensor's memory (onnxruntime 1.24 has it only in its C layer)."""
+    if hasattr(ort.OrtValue, "from_dlpack"):
+        return ort.OrtValue.from_dlpack(value)
+    c_value = ort.capi._pybind_state.OrtValue.from_dlpack(value.__dlpack__(), False)
+    return ort.OrtValue(c_value)
+
+
+# -- opening a session ---------------------------------------------------------------------------
+def _model_source(package: Package) -> Any:
+    from .._formats.onnx import check_external_data
+
+    info = package.manifest.model
+    data = package.read_bytes(info.file)
+    check_external_data(data, info.external_data, str(package.path))
+    if not info.external_data:
+        return data
+    # External tensors are read by path, relative to the model file: give both a folder.
+    for name in info.external_data:
+        package.local_path(name)
+    return str(package.local_path(info.file))
+
+
+def open(package: Package, *, device: str | Sequence[str] = "cpu",
+         providers: Sequence[ProviderSpec] | None = None, fallback: bool = True,
+         session_options: Mapping[str, Any] | None = None, **ignored: Any) -> OnnxBackend:
+    """Create an ONNX Runtime session for ``package`` on the requested device(s).
+
+    See :mod:`modelpack._devices.policy` for the policy; ``session_options`` are described
+    in :mod:`.settings` and ``docs/devices.md``.
+    """
+    ort = import_onnxruntime()
+    name = str(package.path)
+    auto = providers is None and is_auto(device)
+    plan = resolve_providers(device, providers, fallback or auto, ort.get_available_providers())
+    settings = merge_settings(package.manifest.runtime.session, session_options, name)
+    source = _model_source(package)
+    make = _session_maker(ort, source, settings, lambda: _model_sha256(package, source))
+    with translate_errors(name, ort), warnings.catch_warnings():
+        # Availability was resolved above; onnxruntime's own warning about it would repeat it.
+        warnings.simplefilter("ignore", UserWarning)
+        session = _negotiate(make, plan, strict=not fallback and not auto, auto=auto, package=name, ort=ort)
+    backend = OnnxBackend(session, ort, name)
+    requested = list(dict.fromkeys(provider_name(s) for s in plan if provider_name(s) != CPU))
+    message = None if auto or backend._placement is None else off_device_message(backend._placement, requested)
+    if message:
+        warn(f"{name}: {message}. Model.providers lists what runs.", PlacementWarning)
+    return backend
+
+
+def _negotiate(make: Callable[[list[ProviderSpec]], Any], plan: list[ProviderSpec], *, strict: bool,
+               auto: bool, package: str, ort: Any) -> Any:
+    """A session on the first workable providers of ``plan``, under the fallback policy."""
+    head, spare = _split_duplicates(plan)
+    wanted = [provider_name(s) for s in head if provider_name(s) != CPU]
+    while True:
+        try:
+            session = make(head)
+        except Exception as exc:
+            culprit = next((provider_name(s) for s in head if provider_name(s) != CPU), None)
+            if culprit is None:
+                raise
+            reason = f"fails on this model: {short_error(exc)}"
+            if strict:
+                _raise_model_error_if_cpu_fails_too(make, package, ort, exc)
+            _give_up(_label(head, culprit), reason, strict=strict, quiet=auto, package=package, cause=exc)
+            head, spare = _replace(head, spare, culprit)
+            continue
+        loaded = session.get_providers()
+        absent = [provider_name(s) for s in head if provider_name(s) not in loaded]
+        if not absent:
+            break
+        for provider in absent:
+            _give_up(_label(head, provider), "did not load (its libraries or device are missing here; run "
+                     "`modelpack devices` to see why)", strict=strict, quiet=auto, package=package)
+        if not any(p == provider_name(s) for p in absent for s in spare):
+            break
+        head, spare = _replace(head, spare, absent[0])
+    if auto and wanted and not any(p in session.get_providers() for p in wanted):
+        warn(f"{package}: device='auto' found {wanted} installed but none of them runs here; running on the "
+             "CPU. Run `modelpack devices` to see why.")
+    return session
+
+
+def _label(plan: list[ProviderSpec], provider: str) -> str:
+    """The provider with the options it was asked with, e.g. "OpenVINOExecutionProvider (device_type=GPU)"."""
+    spec = next(s for s in plan if provider_name(s) == provider)
+    if isinstance(spec, str) or not spec[1]:
+        return provider
+    return f"{provider} ({', '.join(f'{k}={v}' for k, v in spec[1].items())})"
+
+
+def _split_duplicates(plan: list[ProviderSpec]) -> tuple[list[ProviderSpec], list[ProviderSpec]]:
+    """(first spec of each provider, later specs kept as fallbacks); a session takes a provider once."""
+    head: list[ProviderSpec] = []
+    spare: list[ProviderSpec] = []
+    for spec in plan:
+        (spare if provider_name(spec) in [provider_name(s) for s in head] else head).append(spec)
+    return head, spare
+
+
+def _replace(head: list[ProviderSpec], spare: list[ProviderSpec],
+             provider: str) -> tuple[list[ProviderSpec], list[ProviderSpec]]:
+    """Drop ``provider`` from ``head``, putting its next spare spec (if any) in its place."""
+    index = [provider_name(s) for s in head].index(provider)
+    following = next((s for s in spare if provider_name(s) == provider), None)
+    rest = [s for s in spare if s is not following]
+    head = head[:index] + ([following] if following is not None else []) + head[index + 1:]
+    if CPU not in [provider_name(s) for s in head]:
+        head.append(CPU)
+    return head, rest
+
+
+def _give_up(provider: str, reason: str, *, strict: bool, quiet: bool, package: str,
+             cause: BaseException | None = None) -> None:
+    message = f"{provider} {reason}"
+    if strict:
+        raise DeviceUnavailableError(message, package=package,
+                                     fix="Pass fallback=True to run on the next device, or fix the device "
+                                         "(`modelpack devices` tells what is missing).") from cause
+    if not quiet:
+        warn(f"{package}: {message}; running on the next device in the list.")
+
+
+def _raise_model_error_if_cpu_fails_too(make: Callable[[list[ProviderSpec]], Any], package: str, ort: Any,
+                                        first: BaseException) -> None:
+    """In strict mode, blame the provider only if the CPU can run the model."""
+    try:
+        make([CPU])
+    except Exception as exc:
+        raise translate(exc, package, ort) from first
+
+
+def _session_maker(ort: Any, source: bytes | str, settings: Mapping[str, Any],
+                   sha256: Callable[[], str]) -> Callable[[list[ProviderSpec]], Any]:
+    def make(providers: list[ProviderSpec]) -> Any:
+        cache = settings.get("optimized_model_cache")
+        if cache and isinstance(source, bytes):
+            folder = cache_dir(cache)
+            providers = with_engine_caches(providers, folder)
+            if all(provider_name(s) in SAVABLE for s in providers):
+                path = cache_path(folder, sha256(), providers, ort.__version__, settings)
+                return cached_session(ort, source, path, providers, settings)
+        options = options_for(ort, settings)
+        return ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
+    return make
+
+
+def _model_sha256(package: Package, source: bytes | str) -> str:
+    entry = next((f for f in package.manifest.files if f.path == package.manifest.model.file), None)
+    if entry is not None:
+        return entry.sha256
+    return hashlib.sha256(source if isinstance(source, bytes) else b"").hexdigest()

@@ -1,0 +1,117 @@
+"""``verify``: check a package on the machine and device where it will run.
+
+Checks the checksums (by opening the package), then re-runs the stored sample
+inputs and compares with the outputs recorded when the package was written,
+and with the source model's outputs recorded at export.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._fidelity import compare, measure, summary
+from .errors import ModelpackError
+from .manifest import OutputFidelity
+
+if TYPE_CHECKING:
+    from ._model import Model
+    from ._types import DeviceSpec, PathLike
+
+__all__ = ["VerifyReport", "verify"]
+
+#: Recorded outputs vs a re-run may differ across CPUs and providers by this much (atol = rtol).
+RERUN_TOLERANCE = {"float16": 1e-2, "float32": 1e-4, "float64": 1e-9}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` found; ``ok`` is True when every check passed."""
+
+    path: str
+    ok: bool
+    checks: tuple[tuple[str, bool, str], ...]
+    providers: tuple[str, ...] = ()
+    outputs: tuple[OutputFidelity, ...] = field(default=())
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: {'OK' if self.ok else 'FAILED'}"
+                 + (f" (on {', '.join(self.providers)})" if self.providers else "")]
+        lines += [f"  [{'ok' if ok else 'FAIL'}] {name}: {detail}" for name, ok, detail in self.checks]
+        return "\n".join(lines)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def _load_npz(model: Model, name: str) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(model._package.read_bytes(name)), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _rerun(model: Model) -> list[OutputFidelity]:
+    samples = model.manifest.samples
+    if samples is None:
+        return []
+    feeds = _load_npz(model, samples.inputs)
+    recorded = _load_npz(model, samples.outputs)
+    got = model.run(feeds)
+    results = []
+    for name, ref in recorded.items():
+        tol = RERUN_TOLERANCE.get(str(ref.dtype), 1e-4) if ref.dtype.kind == "f" else 0.0
+        results.append(compare(name, got[name], ref, tol))
+    return results
+
+
+def verify(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Any] | None = None,
+           trusted_keys: Sequence[Any] | None = None) -> VerifyReport:
+    """Verify checksums and re-run the stored samples on this machine and device.
+
+    Example
+    -------
+    >>> import modelpack
+    >>> report = modelpack.verify("churn.mpk")   # doctest: +SKIP
+    >>> report.ok                                # doctest: +SKIP
+    True
+    """
+    from ._load import load
+
+    checks: list[tuple[str, bool, str]] = []
+    try:
+        model = load(path, device=device, providers=providers, trusted_keys=trusted_keys)
+    except ModelpackError as exc:
+        return VerifyReport(str(path), False, (("load", False, str(exc)),))
+    with model:
+        checks.append(("checksums", True, f"{len(model.manifest.files)} files match the manifest"))
+        outputs: list[OutputFidelity] = []
+        if model.manifest.samples is None:
+            checks.append(("samples", True, "no samples stored; nothing to re-run"))
+        else:
+            outputs = _rerun(model)
+            bad = [o.output for o in outputs if not o.passed]
+            worst = max((o.max_abs_diff for o in outputs), default=0.0)
+            checks.append(("recorded outputs", not bad,
+                           f"{model.manifest.samples.rows} rows re-run, max abs diff {worst:.3g}"
+                           + (f"; outside tolerance: {bad}" if bad else "")))
+            checks.extend(_reference_check(model))
+        return VerifyReport(str(path), all(ok for _, ok, _ in checks), tuple(checks),
+                            tuple(model.providers), tuple(outputs))
+
+
+def _reference_check(model: Model) -> list[tuple[str, bool, str]]:
+    manifest = model.manifest
+    if manifest.samples is None or manifest.samples.reference is None:
+        return []
+    feeds = _load_npz(model, manifest.samples.inputs)
+    reference = _load_npz(model, manifest.samples.reference)
+    rows = manifest.samples.rows
+    reference = {k: v[:rows] for k, v in reference.items()}
+    tolerance = {o.output: o.tolerance for o in manifest.fidelity.outputs
+                 if o.tolerance is not None} if manifest.fidelity else None
+    fid = measure(model, feeds, reference, tolerance=tolerance,
+                  dtype=manifest.fidelity.dtype if manifest.fidelity else None)
+    return [("source model outputs", fid.passed, summary(fid))]

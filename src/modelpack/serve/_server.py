@@ -1,0 +1,45 @@
+""":func:`serve`: run the server until interrupted (the ``modelpack serve`` command calls it).
+
+Imports no web framework until it runs, so ``import modelpack.serve`` works
+without the ``serve`` extra, and serving then says what to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelpackError
+
+if TYPE_CHECKING:
+    from ._repository import ModelSource
+
+__all__ = ["import_or_explain", "serve"]
+
+_INSTALL = "Install the serving extra: pip install 'modelpack[serve]'."
+
+
+def serve(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, host: str = "127.0.0.1",
+          port: int = 8080, log_level: str = "info", **options: Any) -> None:
+    """Serve packages over HTTP until interrupted (Ctrl-C).
+
+    ``options`` go to :func:`~modelpack.serve.create_app` (``device``, ``threads``,
+    ``max_batch_size``, ``max_latency_ms``, ``max_body_bytes``).
+
+    Example
+    -------
+    >>> serve(["iris.mpk", "churn.mpk"], port=8080, max_batch_size=64)   # doctest: +SKIP
+    """
+    uvicorn = import_or_explain("uvicorn")
+    from ._app import create_app
+
+    app = create_app(models, **options)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def import_or_explain(module: str) -> Any:
+    """Import a module of the serving extra, or say how to install it."""
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        raise ModelpackError(f"{module} is not installed", fix=_INSTALL) from exc
