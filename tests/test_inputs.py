@@ -134,7 +134,7 @@ def test_records_and_single_record(iris_onnx, tmp_path):
 def test_dataframe_fast_path_keeps_column_order(iris_onnx, tmp_path):
     """Frames of one block, of several blocks, and with reordered columns give the same rows."""
     pd = pytest.importorskip("pandas")
-    from modelpack._inputs import _frame_values
+    from modelpack._inputs.frames import frame_values as _frame_values
 
     X = np.random.default_rng(1).normal(size=(6, 4))
     base = pd.DataFrame(X, columns=list("abcd"))
@@ -213,7 +213,7 @@ def test_one_record_errors_name_the_field(per_field, record, error, match):
 def test_frame_columns_read_from_blocks_equal_the_public_columns():
     """Whatever pandas holds (numpy blocks, Arrow strings, nullable ints, categoricals), same data."""
     pd = pytest.importorskip("pandas")
-    from modelpack._inputs import _frame_columns
+    from modelpack._inputs.frames import frame_columns as _frame_columns
 
     base = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4, 5, 6], "c": ["x", "y", "z"],
                          "d": pd.array([1, None, 3], dtype="Int64"),
