@@ -179,3 +179,129 @@ def test_the_manifest_entry_is_what_the_checksum_covers(kit) -> None:
     path = write(kit, "pkg", "weights.bin", {"weights.bin": WEIGHTS.tobytes()}, ("weights.bin",))
     entry = modelpack.inspect(path).file("weights.bin")
     assert entry == FileEntry("weights.bin", hashlib.sha256(WEIGHTS.tobytes()).hexdigest(), 16)
+
+
+# Every place of a graph that holds a tensor can point it at a file. Each builder returns
+# Y = X + W of X's shape [N, 4], W's four values read from ``location`` (the attacker's wish).
+
+def _external(name: str, location: str, dims: list[int], dtype: int = TensorProto.FLOAT) -> onnx.TensorProto:
+    size = helper.tensor_dtype_to_np_dtype(dtype).itemsize * int(np.prod(dims))
+    tensor = helper.make_tensor(name, dtype, dims, b"\0" * size, raw=True)
+    onnx.external_data_helper.set_external_data(tensor, location=location, offset=0, length=16)
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    return tensor
+
+
+def _sparse(location: str, external: str) -> onnx.SparseTensorProto:
+    values = helper.make_tensor("W", TensorProto.FLOAT, [4], WEIGHTS.tobytes(), raw=True)
+    indices = helper.make_tensor("W_indices", TensorProto.INT64, [4], [0, 1, 2, 3])
+    if external == "values":
+        values = _external("W", location, [4])
+    else:
+        indices = _external("W_indices", location, [2], TensorProto.INT64)
+    return helper.make_sparse_tensor(values, indices, [4])
+
+
+def _model(nodes: list, initializer=(), sparse=(), functions=()) -> bytes:
+    graph = helper.make_graph([*nodes, helper.make_node("Add", ["X", "W"], ["Y"])], "hostile",
+                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 4])],
+                              initializer=list(initializer), sparse_initializer=list(sparse))
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("hostile", 1)] if functions else [])
+    model = helper.make_model(graph, opset_imports=opsets, functions=list(functions))
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _in_subgraph(location: str) -> bytes:
+    def branch(tensor: onnx.TensorProto) -> onnx.GraphProto:
+        out = helper.make_tensor_value_info("B", TensorProto.FLOAT, [4])
+        return helper.make_graph([helper.make_node("Identity", [tensor.name], ["B"])], "branch", [], [out],
+                                 initializer=[tensor])
+    zeros = helper.make_tensor("Z", TensorProto.FLOAT, [4], np.zeros(4, np.float32).tobytes(), raw=True)
+    cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
+    node = helper.make_node("If", ["cond"], ["W"], then_branch=branch(_external("S", location, [4])),
+                            else_branch=branch(zeros))
+    return _model([node], initializer=[cond])
+
+
+def _in_function(location: str) -> bytes:
+    body = helper.make_node("Constant", [], ["out"], value=_external("S", location, [4]))
+    function = helper.make_function("hostile", "leak", [], ["out"], [body], [helper.make_opsetid("", 17)])
+    return _model([helper.make_node("leak", [], ["W"], domain="hostile")], functions=[function])
+
+
+PLACEMENTS = {
+    "initializer": lambda loc: _model([], initializer=[_external("W", loc, [4])]),
+    "sparse initializer values": lambda loc: _model([], sparse=[_sparse(loc, "values")]),
+    "sparse initializer indices": lambda loc: _model([], sparse=[_sparse(loc, "indices")]),
+    "Constant value": lambda loc: _model([helper.make_node("Constant", [], ["W"], value=_external("S", loc, [4]))]),
+    "Constant sparse_value": lambda loc: _model([helper.make_node("Constant", [], ["W"],
+                                                                  sparse_value=_sparse(loc, "values"))]),
+    "ConstantOfShape value": lambda loc: _model(
+        [helper.make_node("ConstantOfShape", ["shape"], ["W"], value=_external("S", loc, [1]))],
+        initializer=[helper.make_tensor("shape", TensorProto.INT64, [1], [4])]),
+    "If branch initializer": _in_subgraph,
+    "function body Constant": _in_function,
+}
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_describe_refuses_external_data_wherever_the_tensor_sits(placement: str, secrets: Path) -> None:
+    with pytest.raises(UnsafePackageError, match="outside the package"):
+        describe("onnx", PLACEMENTS[placement]("../secret.bin"), name="model.onnx")
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_pack_refuses_external_data_wherever_the_tensor_sits(tmp_path: Path, placement: str, secrets: Path) -> None:
+    model_file = tmp_path / "evil.onnx"
+    model_file.write_bytes(PLACEMENTS[placement]("../secret.bin"))
+    with pytest.raises(UnsafePackageError):
+        modelpack.pack(model_file, tmp_path / "evil.mpk")
+    assert not (tmp_path / "evil.mpk").exists()
+
+
+@pytest.mark.parametrize("form", ["pkg.mpk", "pkg"])
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_load_refuses_unlisted_external_data_wherever_the_tensor_sits(kit, secrets: Path, form: str,
+                                                                      placement: str) -> None:
+    # The manifest lists nothing; weights.bin with the secret waits in the working directory.
+    dest = kit.root / form
+    write_package(dest, kit_manifest(()), {"model.onnx": PLACEMENTS[placement]("weights.bin")})
+    assert_no_leak(dest)
+
+
+@pytest.mark.parametrize("form", ["pkg.mpk", "pkg"])
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_load_refuses_a_lying_manifest_wherever_the_tensor_sits(kit, secrets: Path, form: str,
+                                                                placement: str) -> None:
+    dest = kit.root / form
+    write_package(dest, kit_manifest(("weights.bin",)), {"model.onnx": PLACEMENTS[placement]("../secret.bin"),
+                                                         "weights.bin": WEIGHTS.tobytes()})
+    assert_no_leak(dest)
+
+
+@pytest.mark.parametrize("placement", ["initializer", "sparse initializer values", "Constant sparse_value"])
+def test_the_runtime_reads_no_file_for_a_model_given_as_bytes(kit, secrets: Path, placement: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second wall: were the graph check to miss a tensor, onnxruntime still finds no file to read.
+
+    A model without declared external data goes to onnxruntime as bytes, and onnxruntime would
+    resolve a location against the working directory; it is told to look in a folder that
+    cannot exist instead.
+    """
+    from modelpack._formats import onnx as onnx_format
+
+    monkeypatch.setattr(onnx_format, "check_external_data", lambda *args: None)
+    dest = kit.root / "pkg.mpk"
+    write_package(dest, kit_manifest(()), {"model.onnx": PLACEMENTS[placement]("weights.bin")})
+    try:
+        model = modelpack.load(dest)
+    except ModelpackError as exc:
+        assert isinstance(exc, UnsafePackageError) and "weights.bin" in str(exc), exc
+        assert "Do not load this package" in str(exc)
+        return
+    with model:
+        leaked = model.predict(np.zeros((1, 4), np.float32))
+    assert not np.isin(SECRET, leaked).any(), f"the working directory's weights.bin was read: {leaked}"

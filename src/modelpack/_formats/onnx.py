@@ -7,6 +7,7 @@ is refused, because ONNX readers would otherwise open any file on the machine.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..errors import PackageError, UnsafePackageError
 from ..manifest import Dim, ModelInfo, TensorSpec
 from .description import Description
 
-__all__ = ["assign_roles", "check_external_data", "describe", "onnx_dtype_name"]
+__all__ = ["all_tensors", "assign_roles", "check_external_data", "describe", "onnx_dtype_name"]
 
 CLASSIFIER_OPS = {"TreeEnsembleClassifier", "LinearClassifier", "SVMClassifier", "ZipMap"}
 REGRESSOR_OPS = {"TreeEnsembleRegressor", "LinearRegressor", "SVMRegressor"}
@@ -78,11 +79,51 @@ def _load(data: bytes, name: str) -> Any:
     return model
 
 
+def _graph_tensors(graph: Any) -> Iterator[Any]:
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes: Any) -> Iterator[Any]:
+    for node in nodes:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            for sparse in (*((attribute.sparse_tensor,) if attribute.HasField("sparse_tensor") else ()),
+                           *attribute.sparse_tensors):
+                yield sparse.values
+                yield sparse.indices
+            if attribute.HasField("g"):
+                yield from _graph_tensors(attribute.g)
+            for graph in attribute.graphs:
+                yield from _graph_tensors(graph)
+
+
+def all_tensors(model: Any) -> Iterator[Any]:
+    """Every TensorProto a runtime could read from ``model``, wherever it sits.
+
+    ``onnx.external_data_helper`` walks dense initializers and tensor attributes only;
+    a runtime also reads sparse initializers (values and indices), sparse attributes
+    (``Constant``'s ``sparse_value``), the graphs inside control-flow nodes, functions and
+    training graphs, and each of them may keep its bytes in a file.
+    """
+    yield from _graph_tensors(model.graph)
+    for function in model.functions:
+        yield from _node_tensors(function.node)
+    for info in model.training_info:
+        yield from _graph_tensors(info.initialization)
+        yield from _graph_tensors(info.algorithm)
+
+
 def _external_locations(model: Any, name: str) -> tuple[str, ...]:
     import onnx
 
     locations = []
-    for tensor in onnx.external_data_helper._get_all_tensors(model):
+    for tensor in all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")

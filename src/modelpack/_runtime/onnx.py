@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,8 +34,10 @@ from ..errors import (
     ModelpackError,
     PackageError,
     RuntimeBackendError,
+    UnsafePackageError,
 )
 from .settings import (
+    NO_EXTERNAL_DATA,
     SAVABLE,
     build_session_options,
     cache_dir,
@@ -81,13 +84,19 @@ _FIXES: dict[type[ModelpackError], str] = {
     PackageError: "The model file is not a model ONNX Runtime can read; re-export it.",
     DeviceError: "Try another device, or device='cpu'.",
     RuntimeBackendError: "Upgrade onnxruntime, or re-export the model with an older opset.",
+    UnsafePackageError: "Do not load this package; ask its author to re-export it with its data inside.",
 }
+# onnxruntime's own refusal of an external-data path (outside the model's folder, or none at
+# all for a model given as bytes): the package asked for a file it may not read.
+_EXTERNAL_PATH = "External data path"
 
 
 def translate(exc: BaseException, package: str, ort: Any) -> ModelpackError:
     """The modelpack error for an onnxruntime exception (``RuntimeBackendError`` if unknown)."""
     ours = next((o for t, o in _error_map(ort).items() if isinstance(exc, t)), RuntimeBackendError)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if _EXTERNAL_PATH in text:
+        ours = UnsafePackageError
     return ours(f"ONNX Runtime: {text}", package=package, fix=_FIXES[ours])
 
 
@@ -288,7 +297,8 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
     plan = resolve_providers(device, providers, fallback or auto, ort.get_available_providers())
     settings = merge_settings(package.manifest.runtime.session, session_options, name)
     source = _model_source(package)
-    make = _session_maker(ort, source, settings, lambda: _model_sha256(package, source))
+    folder = os.path.dirname(source) if isinstance(source, str) else NO_EXTERNAL_DATA
+    make = _session_maker(ort, source, settings, lambda: _model_sha256(package, source), folder)
     with translate_errors(name, ort), warnings.catch_warnings():
         # Availability was resolved above; onnxruntime's own warning about it would repeat it.
         warnings.simplefilter("ignore", UserWarning)
@@ -385,16 +395,16 @@ def _raise_model_error_if_cpu_fails_too(make: Callable[[list[ProviderSpec]], Any
 
 
 def _session_maker(ort: Any, source: bytes | str, settings: Mapping[str, Any],
-                   sha256: Callable[[], str]) -> Callable[[list[ProviderSpec]], Any]:
+                   sha256: Callable[[], str], folder: str) -> Callable[[list[ProviderSpec]], Any]:
     def make(providers: list[ProviderSpec]) -> Any:
         cache = settings.get("optimized_model_cache")
         if cache and isinstance(source, bytes):
-            folder = cache_dir(cache)
-            providers = with_engine_caches(providers, folder)
+            cache_folder = cache_dir(cache)
+            providers = with_engine_caches(providers, cache_folder)
             if all(provider_name(s) in SAVABLE for s in providers):
-                path = cache_path(folder, sha256(), providers, ort.__version__, settings)
+                path = cache_path(cache_folder, sha256(), providers, ort.__version__, settings)
                 return cached_session(ort, source, path, providers, settings)
-        options = options_for(ort, settings)
+        options = options_for(ort, settings, folder)
         return ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
     return make
 

@@ -25,7 +25,7 @@ from .._devices import ProviderSpec, usable_cpus, warn
 from .._devices.placement import RECORD, supported
 from ..errors import DeviceError
 
-__all__ = ["SETTINGS", "build_session_options", "cache_dir", "cache_path", "cached_session", "merge_settings",
+__all__ = ["NO_EXTERNAL_DATA", "SETTINGS", "build_session_options", "cache_dir", "cache_path", "cached_session", "merge_settings",
            "options_for", "with_engine_caches"]
 
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
@@ -179,15 +179,28 @@ def _cpu_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def options_for(ort: Any, settings: Mapping[str, Any]) -> Any:
+# onnxruntime's key for where a model given as bytes may read external data from.
+EXTERNAL_FOLDER = "session.model_external_initializers_file_folder_path"
+# A folder that cannot exist (a child of the null device): for a model without external data,
+# so that nothing a graph names is resolved against the working directory.
+NO_EXTERNAL_DATA = os.path.join(os.devnull, "no-external-data")
+
+
+def options_for(ort: Any, settings: Mapping[str, Any], external_folder: str = NO_EXTERNAL_DATA) -> Any:
+    """Session options from settings, external data confined to ``external_folder``.
+
+    The graph's locations were checked before (``_formats.onnx.check_external_data``);
+    this is the second lock: onnxruntime itself is told where the only data may be.
+    """
     options = build_session_options(ort, settings)
+    options.add_session_config_entry(EXTERNAL_FOLDER, external_folder)
     if supported(ort):
         options.add_session_config_entry(RECORD, "1")
     return options
 
 
 def cached_session(ort: Any, source: bytes, path: Any, providers: list[ProviderSpec],
-                    settings: Mapping[str, Any]) -> Any:
+                   settings: Mapping[str, Any]) -> Any:
     """Load the optimized model from the cache, or create the session and fill the cache."""
     if path.is_file():
         options = options_for(ort, settings)
