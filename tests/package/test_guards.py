@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 import sys
 import threading
 import tracemalloc
@@ -79,6 +80,41 @@ def test_a_nul_byte_in_a_name_is_refused(kit) -> None:
     archive.write_bytes(archive.read_bytes().replace(b"evilXtxt", b"evil\x00txt"))
     with pytest.raises(UnsafePackageError):
         open_package(archive)
+
+
+def test_a_nul_that_would_cut_a_name_down_to_a_listed_one_is_refused(kit) -> None:
+    # zipfile reads "model.onnx\0.exe" as "model.onnx": listed, checksum right. It is still refused.
+    files = kit.files()
+    entries = [(MANIFEST_NAME, kit.manifest_json(files)),
+               *(("model.onnxX.exe" if n == "model.onnx" else n, d) for n, d in files.items())]
+    archive = kit.zip(entries)
+    archive.write_bytes(archive.read_bytes().replace(b"model.onnxX.exe", b"model.onnx\x00.exe"))
+    with zipfile.ZipFile(archive) as zf:
+        assert "model.onnx" in zf.namelist()  # what zipfile alone would have let through
+    assert_refused(archive, "NUL character")
+
+
+WINDOWS_NAMES = ["CON", "nul.txt", "extra/aux.json", "com1", "LPT9.bin", "Com\u00b9", "conin$", "extra/a.",
+                 "extra/a "]
+
+
+@pytest.mark.parametrize("name", WINDOWS_NAMES)
+def test_names_windows_reserves_are_refused(kit, name: str) -> None:
+    archive = kit.zip(kit.entries(**{name: b"x"}))
+    assert_refused(archive, "Windows device")
+
+
+@pytest.mark.parametrize("name", WINDOWS_NAMES[:3])
+def test_the_writer_refuses_names_windows_reserves(kit, name: str) -> None:
+    with pytest.raises(PackageError, match="Rename the file"):
+        kit.package("pkg.mpk", files=kit.files(**{name: b"x"}))
+    assert not (kit.root / "pkg.mpk").exists()
+
+
+@pytest.mark.parametrize("name", ["console.txt", "conduct", "nullable", "com10", "extra/a.b", "aux_data"])
+def test_names_near_windows_devices_are_fine(kit, name: str) -> None:
+    with open_package(kit.package("pkg.mpk", files=kit.files(**{name: b"x"}))) as pkg:
+        assert pkg.read_bytes(name) == b"x"
 
 
 # -- links and special files ----------------------------------------------------------------
@@ -341,6 +377,80 @@ def test_a_huge_central_directory_is_refused_before_it_is_parsed(kit, monkeypatc
         info.comment = b"c" * 0xFFFF
         entries.append((info, b""))
     assert_refused(kit.zip(entries), "bytes of directory")
+
+
+def _append_end_records(archive: Path, *, entries: int, cd_size: int, zip64: bool, comment: bytes = b"") -> Path:
+    """Rewrite the archive's end: its central directory, then (zip64) records, then a plain end record."""
+    data = archive.read_bytes()
+    at = data.rfind(b"PK\x05\x06")
+    real_entries, real_size, real_offset = struct.unpack_from("<2xH2L", data, at + 8)
+    body = data[:at]
+    if not zip64:
+        plain = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, entries, entries, cd_size, real_offset, len(comment))
+    else:
+        record = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, cd_size,
+                             real_offset)
+        locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, len(body), 1)
+        plain = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, real_entries, real_entries, real_size,
+                            real_offset, len(comment))  # the plain record looks honest
+        body += record + locator
+    archive.write_bytes(body + plain + comment)
+    return archive
+
+
+def test_a_zip64_record_behind_an_honest_end_record_is_held_to_the_limit(kit) -> None:
+    # zipfile believes the zip64 record right before the end record, 0xFFFF marker or not.
+    archive = _append_end_records(kit.zip(kit.entries()), entries=2**40, cd_size=2**45, zip64=True)
+    assert_refused(archive, "entries")
+
+
+def test_a_directory_of_more_records_than_it_declares_is_refused_before_zipfile_parses_it(kit, monkeypatch) -> None:
+    entries = kit.entries() + [(f"extra/{i}.txt", b"") for i in range(60)]
+    archive = kit.zip(entries)
+    data = archive.read_bytes()
+    at = data.rfind(b"PK\x05\x06")
+    data = data[:at + 8] + struct.pack("<2H", 3, 3) + data[at + 12:]  # claims three entries
+    archive.write_bytes(data)
+    monkeypatch.setattr(pkgmod, "MAX_FILES", 20)
+    monkeypatch.setattr(zipfile, "ZipFile", None)  # reaching zipfile would be a TypeError, not a refusal
+    assert_refused(archive, "more than 20 entries")
+
+
+def test_an_end_signature_inside_the_end_record_is_read_as_zipfile_reads_it(kit, monkeypatch) -> None:
+    # zipfile ignores the directory offset of a comment-less end record (it counts back from the
+    # record); an offset field spelling the end signature made a backwards search stop there.
+    archive = kit.zip(kit.entries() + [(f"extra/{i}.txt", b"") for i in range(30)])
+    data = archive.read_bytes()
+    at = data.rfind(b"PK\x05\x06")
+    archive.write_bytes(data[:at + 16] + b"PK\x05\x06" + data[at + 20:])
+    with zipfile.ZipFile(archive) as zf:
+        assert len(zf.infolist()) == 34  # zipfile still reads the whole directory
+    monkeypatch.setattr(pkgmod, "MAX_FILES", 20)
+    monkeypatch.setattr(zipfile, "ZipFile", None)  # the refusal comes before zipfile
+    assert_refused(archive, "entries")
+
+
+@pytest.mark.parametrize("count, zip64", [(300_000, False), (1_000_000, True)])
+def test_a_directory_of_a_million_records_is_refused_fast_and_small(kit, count: int, zip64: bool) -> None:
+    # 46-byte records under an end record claiming three entries: 14 MB within the byte limit
+    # (counted, not parsed), or 46 MB declared by a zip64 record behind an honest-looking end
+    # record. zipfile alone takes seconds and hundreds of megabytes on either.
+    record = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    directory = record * count
+    tail = b""
+    if zip64:
+        tail = (struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, 3, 3, len(directory), 0)
+                + struct.pack("<4sLQL", b"PK\x06\x07", 0, len(directory), 1))
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 3, 3, 0 if zip64 else len(directory), 0, 0)
+    archive = kit.root / "huge-directory.mpk"
+    archive.write_bytes(directory + tail + end)
+    tracemalloc.start()
+    try:
+        assert_refused(archive, "entries")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"refusing took {peak / 2**20:.0f} MiB"
 
 
 def test_a_huge_manifest_is_refused(kit) -> None:

@@ -28,6 +28,9 @@ __all__ = ["check_central_directory", "check_member_name", "check_names", "check
 # NUL and control characters, DEL, the Windows separator and ':' (drive letters and
 # NTFS alternate streams): none has a portable meaning in a file name.
 _FORBIDDEN = frozenset([chr(c) for c in range(32)] + ["\x7f", "\\", ":"])
+# Device names Windows reserves in every folder, whatever the extension ("nul.txt" too).
+_WINDOWS_DEVICES = frozenset(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+                              *(f"{port}{n}" for port in ("COM", "LPT") for n in [*"123456789", "\u00b9", "\u00b2", "\u00b3"])])
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _EOCD = struct.Struct("<4s4H2LH")
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
@@ -70,6 +73,11 @@ def check_member_name(name: str, package: Path | str, *, writing: bool = False) 
                           writing)
     if len(encoded) > MAX_NAME_BYTES or any(len(p.encode()) > MAX_PART_BYTES for p in parts):
         raise _name_error(package, f"entry name {name[:60]!r}... is too long", writing)
+    for part in parts:
+        # Windows opens the device for these, and drops a trailing dot or space ("a." is "a").
+        if part.split(".")[0].rstrip(" ").upper() in _WINDOWS_DEVICES or part[-1] in ". ":
+            raise _name_error(package, f"entry {name!r} names a Windows device or ends in a dot or "
+                                       "space", writing)
     return name
 
 
@@ -155,25 +163,65 @@ def check_central_directory(fh: IO[bytes], size: int, package: Path, max_entries
     """Refuse an archive whose central directory is too large, before zipfile reads it.
 
     :mod:`zipfile` loads the whole central directory and builds one object per
-    entry; a few megabytes of it would cost gigabytes of memory.
+    entry; a few megabytes of it would cost gigabytes of memory. The end records
+    are found the way zipfile finds them (the last end signature, and a zip64
+    locator right before it, whatever the plain record says), and the directory's
+    records are counted without parsing them, so the limit holds for what zipfile
+    would read, not for what the archive claims.
     """
-    tail_len = min(size, _EOCD.size + 0xFFFF)
-    fh.seek(size - tail_len)
-    tail = fh.read(tail_len)
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or at + _EOCD.size > len(tail):
+    extent = _directory_extent(fh, size)
+    if extent is None:
         return  # not a zip archive: zipfile says so, with its own words
-    entries, cd_size = _EOCD.unpack_from(tail, at)[4:6]
-    if (entries == 0xFFFF or cd_size == 0xFFFFFFFF) and at >= _ZIP64_LOCATOR.size:
-        signature, _, offset, _ = _ZIP64_LOCATOR.unpack_from(tail, at - _ZIP64_LOCATOR.size)
-        if signature == b"PK\x06\x07" and offset + _ZIP64_EOCD.size <= size:
-            fh.seek(offset)
-            record = fh.read(_ZIP64_EOCD.size)
-            if record[:4] == b"PK\x06\x06":
-                entries, cd_size = _ZIP64_EOCD.unpack(record)[7:9]
+    start, entries, cd_size = extent
     if entries > max_entries or cd_size > max_entries * _CD_BYTES_PER_ENTRY:
         raise refuse(package, f"the archive has {entries} entries ({cd_size} bytes of directory); "
                               f"the limit is {max_entries}")
+    if 0 <= start <= size:
+        fh.seek(start)
+        records = _count_records(fh.read(cd_size), max_entries + 1)
+        if records > max_entries:
+            raise refuse(package, f"the archive's directory holds more than {max_entries} entries "
+                                  f"(its end record says {entries})")
+
+
+def _directory_extent(fh: IO[bytes], size: int) -> tuple[int, int, int] | None:
+    """(start, entries, bytes) of the central directory as zipfile will read it; None if no end record."""
+    if size < _EOCD.size:
+        return None
+    fh.seek(size - _EOCD.size)
+    last = fh.read(_EOCD.size)
+    if last[:4] == b"PK\x05\x06" and last[-2:] == b"\0\0":  # zipfile's first guess: no comment
+        at, record = size - _EOCD.size, last
+    else:
+        window = max(size - 0x10000 - _EOCD.size, 0)
+        fh.seek(window)
+        tail = fh.read()
+        found = tail.rfind(b"PK\x05\x06")
+        if found < 0 or found + _EOCD.size > len(tail):
+            return None
+        at, record = window + found, tail[found:found + _EOCD.size]
+    entries, cd_size = _EOCD.unpack(record)[4:6]
+    start = at - cd_size
+    # zipfile takes a zip64 locator right before the end record, and the zip64 record
+    # right before the locator, even when the plain record holds no 0xFFFF marker.
+    before = at - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size
+    if before >= 0:
+        fh.seek(before)
+        block = fh.read(_ZIP64_EOCD.size + _ZIP64_LOCATOR.size)
+        if block[_ZIP64_EOCD.size:_ZIP64_EOCD.size + 4] == b"PK\x06\x07" and block[:4] == b"PK\x06\x06":
+            entries, cd_size = _ZIP64_EOCD.unpack_from(block)[7:9]
+            start = before - cd_size
+    return start, entries, cd_size
+
+
+def _count_records(directory: bytes, stop: int) -> int:
+    """The central-directory records in ``directory``, counted up to ``stop``."""
+    count = at = 0
+    while at + 46 <= len(directory) and count < stop and directory[at:at + 4] == b"PK\x01\x02":
+        name, extra, comment = struct.unpack_from("<3H", directory, at + 28)
+        at += 46 + name + extra + comment
+        count += 1
+    return count
 
 
 def check_zip_members(zf: zipfile.ZipFile, package: Path, *, max_files: int,
@@ -200,6 +248,9 @@ def check_zip_members(zf: zipfile.ZipFile, package: Path, *, max_files: int,
 
 def _check_entry(info: zipfile.ZipInfo, package: Path) -> None:
     name = info.filename
+    if "\0" in info.orig_filename:
+        # zipfile cuts a name at its first NUL: "model.onnx\0.exe" would pass as "model.onnx".
+        raise refuse(package, f"entry name {info.orig_filename!r} holds a NUL character")
     if info.flag_bits & 0x800 == 0 and not name.isascii():
         raise refuse(package, f"entry name {name!r} is not UTF-8")
     kind = stat.S_IFMT(info.external_attr >> 16)
