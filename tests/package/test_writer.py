@@ -119,8 +119,12 @@ def state(dest: Path) -> str:
         return version.decode()
 
 
-def kill_many(helper: Helper, dest: Path, kills: int, seed: int) -> tuple[Counter[str], int]:
-    """SIGKILL writers at random moments; (versions seen after each kill, kills that left a sibling)."""
+def kill_many(helper: Helper, dest: Path, kills: int, seed: int, mid_writes: int = 1) -> tuple[Counter[str], int]:
+    """SIGKILL writers at random moments; (versions seen after each kill, kills that left a sibling).
+
+    After ``kills`` kills it goes on until ``mid_writes`` of them landed in the middle of a
+    write: on a fast machine a write is short next to the fork, and a fixed count may miss it.
+    """
     rng = random.Random(seed)
     started = time.perf_counter()
     pid = helper.write(dest, "old", times=1)
@@ -129,7 +133,8 @@ def kill_many(helper: Helper, dest: Path, kills: int, seed: int) -> tuple[Counte
     window = 2.5 * (time.perf_counter() - started)
     seen: Counter[str] = Counter()
     mid_write = 0
-    for _ in range(kills):
+    done = 0
+    while done < kills or (mid_write < mid_writes and done < kills + 400):
         pid = helper.write(dest, "new")
         time.sleep(rng.uniform(0.0, window))
         os.kill(pid, signal.SIGKILL)
@@ -139,13 +144,14 @@ def kill_many(helper: Helper, dest: Path, kills: int, seed: int) -> tuple[Counte
         assert current == "old" or current.startswith("new-"), current
         seen[current] += 1
         mid_write += bool(siblings(dest))  # a sibling left behind: the kill landed mid-write
+        done += 1
     return seen, mid_write
 
 
 @pytest.mark.parametrize("form", ["pkg.mpk", "pkg"])
 def test_killed_writers_leave_a_complete_package(helper, tmp_path, form: str) -> None:
     seen, mid_write = kill_many(helper, tmp_path / form, kills=12, seed=1)
-    assert sum(seen.values()) == 12
+    assert sum(seen.values()) >= 12
     assert len(seen) > 1, f"no write ever finished: {seen}"  # the kills were spread over writes
     assert mid_write, "no kill landed in the middle of a write"
 
@@ -183,8 +189,8 @@ def siblings(dest: Path) -> list[Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["pkg.mpk", "pkg"])
 def test_killed_writers_leave_a_complete_package_many_times(helper, tmp_path, form: str) -> None:
-    seen, mid_write = kill_many(helper, tmp_path / form, kills=300, seed=2)
-    assert sum(seen.values()) == 300
+    seen, mid_write = kill_many(helper, tmp_path / form, kills=300, seed=2, mid_writes=101)
+    assert sum(seen.values()) >= 300
     assert len(seen) >= 3, f"the kills did not spread over several writes: {seen}"
     assert mid_write > 100, "too few kills landed in the middle of a write"
 
