@@ -244,3 +244,54 @@ def test_renamed_or_reordered_columns_are_read_by_their_new_names(per_field):
     reordered = per_field.run(df[["w", "b", "a"]])
     for name in ("A", "B", "W"):
         np.testing.assert_array_equal(reordered[name], first[name])
+
+
+# -- caller data that cannot be one batch: refused before the runtime sees it -----------------
+@pytest.mark.parametrize("data, error, match", [
+    ({"a": [1.0, 2.0], "b": [3.0], "w": ["x", "y"]}, modelpack.ShapeError, "'N' is 2 in input 'a' but 1 here"),
+    ([{"a": 1.0, "b": 2.0, "w": "x"}, {"a": 1.0, "b": 2.0, "w": "y", "c": 3.0}],
+     modelpack.MissingColumnError, r"lack the field\(s\) \['c'\]"),
+    ({"a": [1.0], "b": [2.0], "w": ["x"], "ww": ["y"]}, modelpack.MissingColumnError, r"unknown input\(s\) \['ww'\]"),
+    ({"a": 1.0, "b": 2.0, "w": "x", "extra": 1.0}, modelpack.InputError, r"unknown field\(s\) \['extra'\]"),
+])
+def test_columns_that_cannot_be_one_batch_are_refused(per_field, data, error, match):
+    with pytest.raises(error, match=match):
+        per_field.run(data)
+
+
+def test_a_dataframe_may_carry_columns_the_model_does_not_use(per_field):
+    pd = pytest.importorskip("pandas")
+    got = per_field.run(pd.DataFrame({"a": [1.0], "b": [2.0], "w": ["x"], "id": [17]}))
+    assert got["B"].tolist() == [2.0]
+
+
+def test_inputs_of_one_named_batch_dimension_must_agree(multi):
+    with pytest.raises(modelpack.ShapeError, match="dimension 'N' is 2 in input 'num' but 1 here"):
+        multi.run({"num": [[1.0, 2.0], [3.0, 4.0]], "word": ["x"], "count": [1]})
+
+
+def test_an_unknown_key_beside_every_input_is_refused_with_a_hint(multi):
+    with pytest.raises(modelpack.InputError, match="did you mean 'count' for 'counts'"):
+        multi.run({"num": [[1.0, 2.0]], "word": ["x"], "count": [1], "counts": [2]})
+
+
+def test_per_column_inputs_share_rows_even_when_the_batch_dimension_is_unnamed(tmp_path):
+    from onnx import helper
+
+    from .conftest import save_model
+
+    path = save_model(
+        tmp_path / "cols.onnx", [helper.make_node("Concat", ["a", "b"], ["Y"], axis=1)],
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 1]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 2])])
+    modelpack.pack(path, tmp_path / "cols.mpk")
+    with modelpack.load(tmp_path / "cols.mpk") as m:
+        assert m.run({"a": [[1.0], [2.0]], "b": [[3.0], [4.0]]})["Y"].tolist() == [[1, 3], [2, 4]]
+        with pytest.raises(modelpack.ShapeError, match="different numbers of rows"):
+            m.run({"a": [[1.0], [2.0]], "b": [[3.0]]})
+
+
+def test_ragged_rows_are_refused(add):
+    with pytest.raises(modelpack.ModelpackError, match="ragged|same length|rows"):
+        add.run([[1.0, 2.0, 3.0, 4.0], [1.0]])

@@ -14,7 +14,6 @@ outputs under ``samples/``, forecast the placement, write the package atomically
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 
 from ._fidelity import measure, summary
 from ._formats import build_manifest, describe, read_model_file
+from ._formats.samples import MAX_SAMPLE_ROWS, write_samples
 from ._load import load_memory
 from ._package import write_package
 from ._registry import Conversion, find_converter
@@ -38,21 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["export", "pack", "write_with_samples"]
 
-MAX_SAMPLE_ROWS = 1_000  # rows kept in samples/ (fidelity is measured on the whole sample)
-
-
-def _npz(arrays: Mapping[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    # Strings are stored as fixed-width unicode: object arrays would need pickle to load.
-    np.savez_compressed(buffer, **{k: _storable(v) for k, v in arrays.items()})  # type: ignore[arg-type]
-    return buffer.getvalue()
-
-
-def _storable(value: Any) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype == object:
-        arr = arr.astype(str)
-    return arr[:MAX_SAMPLE_ROWS] if arr.ndim else arr
 
 
 def sample_files(model: Model, sample: InputData, reference: Mapping[str, Any] | None) -> tuple[dict[str, bytes], Samples]:
@@ -61,10 +46,10 @@ def sample_files(model: Model, sample: InputData, reference: Mapping[str, Any] |
     outputs = model.run(feeds)
     tensors = {k: v for k, v in outputs.items() if isinstance(v, np.ndarray)}
     rows = min(len(next(iter(feeds.values()))) if feeds else 0, MAX_SAMPLE_ROWS)
-    files = {"samples/inputs.npz": _npz(feeds), "samples/outputs.npz": _npz(tensors)}
+    files = {"samples/inputs.npz": write_samples(feeds), "samples/outputs.npz": write_samples(tensors)}
     samples = Samples(rows=rows)
     if reference:
-        files["samples/reference.npz"] = _npz(reference)
+        files["samples/reference.npz"] = write_samples(reference)
         samples = replace(samples, reference="samples/reference.npz")
     return files, samples
 

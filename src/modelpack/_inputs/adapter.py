@@ -13,7 +13,7 @@ path of a few attribute checks: this is the hot path of single-row predict.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,12 @@ class InputAdapter:
         self._rank = len(s.shape) if s and s.shape is not None else None
         self._width = s.shape[-1] if s and s.shape and isinstance(s.shape[-1], int) and len(s.shape) > 1 else None
         self._columns = {s.name: tuple(c.name for c in s.columns) for s in self.specs if s.columns}
+        self._shapes = {s.name: s.shape for s in self.specs}
+        # One [N, 1] input per column, as skl2onnx makes them: the inputs share their rows,
+        # even where the graph leaves the batch dimension unnamed. (1-D inputs need not:
+        # a sequence and its split sizes are both 1-D.)
+        self._per_column = len(self.specs) > 1 and all(
+            s.shape is not None and len(s.shape) == 2 and s.shape[1] == 1 for s in self.specs)
         # The columns Index of the last DataFrame found to match the single 2-D input: rows
         # sliced from one frame share it, so the name check is done once, not per call.
         self._frame_columns: Any = None
@@ -60,6 +66,32 @@ class InputAdapter:
                     and (self._width is None or data.shape[-1] == self._width)):
                 return {self._name: data}  # type: ignore[dict-item]
             return {self._name: self.adapt(self._single, data)}  # type: ignore[dict-item]
+        if self._single is not None:
+            return self._feeds(data)
+        feeds = self._planned_record(data) if isinstance(data, Mapping) else None
+        if feeds is not None:  # one record: one row in every input by construction
+            return feeds
+        feeds = self._feeds(data)
+        self.check_named_dims(feeds)
+        return feeds
+
+    def check_named_dims(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """A dimension named alike in several inputs ("N") must have one size in ``feeds``."""
+        seen: dict[str, tuple[str, int]] = {}
+        for name, array in feeds.items():
+            shape = self._shapes.get(name)
+            if shape is None or len(shape) != array.ndim:
+                continue
+            for dim, size in zip(shape, array.shape, strict=True):
+                if not isinstance(dim, str):
+                    continue
+                first = seen.setdefault(dim, (name, size))
+                if first[1] != size:
+                    raise ShapeError(f"dimension {dim!r} is {first[1]} in input {first[0]!r} but {size} here",
+                                     input=name, package=self.package,
+                                     fix="Send the same number of rows for every input.")
+
+    def _feeds(self, data: Any) -> dict[str, np.ndarray]:
         if is_dataframe(data):
             return self._from_frame(data)
         if isinstance(data, Mapping):
@@ -115,6 +147,9 @@ class InputAdapter:
         if values and all(_is_scalar(v) for v in values):  # one record: a dict of scalars
             return self._from_columns({k: [v] for k, v in data.items()}, 1, "field")
         if set(self.names) <= set(data):
+            self._refuse_unknown(self.names, data, "input")
+            if self._per_column:
+                self._check_lengths(data, 0, "input")
             return {s.name: self.adapt(s, as_array(data[s.name], s, self.package)) for s in self.specs}
         n = len(values[0]) if values and hasattr(values[0], "__len__") else 0
         return self._from_columns(data, n, "key")
@@ -145,20 +180,55 @@ class InputAdapter:
         return self._from_columns(columns, len(records), "field")
 
     def _from_columns(self, columns: Mapping[str, Any], n: int, what: str) -> dict[str, np.ndarray]:
+        # A DataFrame's columns are its own (extra ones are left out, as scikit-learn's
+        # ColumnTransformer does); a dict's or a record's keys are the caller's words for
+        # the inputs, so one that names nothing the model takes is a mistake.
+        from_frame = what == "column"
+        if not from_frame:
+            self._check_lengths(columns, n, what)
         if set(self.names) <= set(columns):  # one input per column (skl2onnx, PMML)
+            if not from_frame:
+                self._refuse_unknown(self.names, columns, what)
             return {s.name: self.adapt(s, column_array(columns[s.name], s, self.package))
                     for s in self.specs}
         if self._single is not None and self._single.name in self._columns:
             wanted = self._columns[self._single.name]
             self._check_present(wanted, columns, what)
+            if not from_frame:
+                self._refuse_unknown(wanted, columns, what)
             stacked = np.column_stack([column_array(columns[c], self._single, self.package).reshape(n)
                                        for c in wanted]) if n else np.empty((0, len(wanted)))
             return {self._single.name: self.adapt(self._single, stacked)}
         if self._single is not None and self._single.shape is not None and len(self._single.shape) == 2:
-            # No names recorded: columns are taken in order, as scikit-learn does with arrays.
+            if not from_frame:
+                raise InputError(f"the {what}s {list(columns)[:10]} name no input, and the package records "
+                                 "no feature names to place them by",
+                                 expected=f"{{{self._single.name!r}: array}} or an array of shape "
+                                          f"{expected(self._single)}",
+                                 got=describe(columns), package=self.package,
+                                 fix=f"Pass {{{self._single.name!r}: rows}}, or an array (or a DataFrame) "
+                                     "whose columns are in training order.")
+            # No names recorded: a frame's columns are taken in order, as scikit-learn takes arrays.
             stacked = np.column_stack([np.asarray(v) for v in columns.values()])
             return {self._single.name: self.adapt(self._single, stacked)}
         raise self._missing(self.names, columns, what)
+
+    def _check_lengths(self, columns: Mapping[str, Any], n: int, what: str) -> None:
+        lengths = {k: len(v) if isinstance(v, Sized) and not isinstance(v, (str, bytes)) else 1
+                   for k, v in columns.items()}
+        if len(set(lengths.values())) > 1:
+            shown = dict(list(lengths.items())[:10])
+            raise ShapeError(f"the {what}s hold different numbers of rows {shown}", package=self.package,
+                             fix=f"Give every {what} the same number of values, one per row.")
+
+    def _refuse_unknown(self, wanted: Sequence[str], given: Mapping[str, Any], what: str) -> None:
+        unknown = [k for k in given if k not in wanted]
+        if unknown:
+            hints = {u: difflib.get_close_matches(str(u), list(wanted), n=1) for u in unknown}
+            hint = "; ".join(f"did you mean {h[0]!r} for {u!r}?" for u, h in hints.items() if h)
+            raise MissingColumnError(f"unknown {what}(s) {unknown[:10]}", expected=f"{what}s {list(wanted)[:20]}",
+                             got=f"{list(given)[:20]}", package=self.package,
+                             fix=(hint + " " if hint else "") + f"Drop the {what}s the model does not take.")
 
     def _check_present(self, wanted: Sequence[str], given: Mapping[str, Any], what: str) -> None:
         if any(c not in given for c in wanted):
@@ -215,4 +285,7 @@ _SCALARS = frozenset({int, float, str, bool, bytes, type(None)})
 
 def _is_scalar(value: Any) -> bool:
     # The exact-type test answers the common cases without np.ndim's cost per call.
-    return value.__class__ in _SCALARS or (np.ndim(value) == 0 and not isinstance(value, (list, tuple)))
+    if value.__class__ in _SCALARS:
+        return True
+    # Lists first: np.ndim of a ragged list raises instead of answering.
+    return not isinstance(value, (list, tuple)) and np.ndim(value) == 0

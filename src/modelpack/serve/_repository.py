@@ -108,7 +108,6 @@ class ServedModel:
             raise MissingColumnError("missing from the request", input=missing[0], expected=f"{list(self._inputs)}",
                                      got=f"{list(feeds)}", package=self.name,
                                      fix=f"Send every input listed by GET /v2/models/{self.name}.")
-        self._check_named_dims(feeds)
         unknown = [n for n in (request.outputs or {}) if n not in self._outputs]
         if unknown:
             raise RequestError(f"unknown output(s) {unknown}; the model has {list(self._outputs)}",
@@ -127,22 +126,6 @@ class ServedModel:
                              fix=f"Send the tensor as {wanted}.")
         _check_shape(spec, array, self.name)
         return array
-
-    def _check_named_dims(self, feeds: dict[str, np.ndarray]) -> None:
-        """A dimension named alike in several inputs ("N") must have one size in the request."""
-        seen: dict[str, tuple[str, int]] = {}
-        for name, array in feeds.items():
-            shape = self._inputs[name].shape
-            if shape is None:
-                continue
-            for dim, size in zip(shape, array.shape, strict=True):  # ranks were checked before
-                if not isinstance(dim, str):
-                    continue
-                first = seen.setdefault(dim, (name, size))
-                if first[1] != size:
-                    raise ShapeError(f"dimension {dim!r} is {first[1]} in input {first[0]!r} but {size} here",
-                                     input=name, package=self.name,
-                                     fix="Send the same number of rows for every input.")
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
         """Every output of the model for these feeds."""

@@ -216,6 +216,10 @@ def _binary_size(item: RequestInput) -> int | None:
     return size
 
 
+_MAX_RANK = 64  # numpy's limit on dimensions
+_MAX_DIM = 2**63 - 1  # a shape's product must fit an int64, as every runtime indexes with one
+
+
 def _target(item: RequestInput) -> np.dtype:
     dtype = DATATYPES.get(item.datatype)
     if dtype is None:
@@ -225,6 +229,10 @@ def _target(item: RequestInput) -> np.dtype:
     if any(d < 0 for d in item.shape):
         raise InputError(f"negative dimension in shape {item.shape}", input=item.name,
                          fix="Send the tensor's actual shape.")
+    if len(item.shape) > _MAX_RANK or any(d > _MAX_DIM for d in item.shape) or math.prod(item.shape) > _MAX_DIM:
+        raise InputError(f"shape {item.shape[:8]}{'...' if len(item.shape) > 8 else ''} of {len(item.shape)} "
+                         f"dimensions cannot be an array (at most {_MAX_RANK} dimensions, and fewer than "
+                         "2**63 elements)", input=item.name, fix="Send the tensor's actual shape.")
     return dtype
 
 
