@@ -69,7 +69,7 @@ def test_export_records_a_passing_certificate(tiny, tmp_path):
         np.testing.assert_allclose(loaded.predict(X), tiny.predict(X), atol=1e-5)
     report = modelpack.verify(tmp_path / "t.mpk")
     assert report.ok, str(report)
-    assert [c[0] for c in report.checks] == ["checksums", "recorded outputs", "source model outputs"]
+    assert [c[0] for c in report.checks] == ["checksums", "signature", "recorded outputs", "source model outputs"]
 
 
 def test_float64_export_is_recorded_and_tighter(tiny, tmp_path):

@@ -90,10 +90,11 @@ def verify(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[An
         return VerifyReport(str(path), False, (("load", False, str(exc)),))
     with model:
         checks.append(("checksums", True, f"{len(model.manifest.files)} files match the manifest"))
+        checks.append(_signature_check(model, trusted_keys))
         outputs: list[OutputFidelity] = []
         if model.manifest.samples is None:
             checks.append(("samples", True, "no samples stored; nothing to re-run"))
-            return VerifyReport(str(path), True, tuple(checks), tuple(model.providers))
+            return VerifyReport(str(path), all(ok for _, ok, _ in checks), tuple(checks), tuple(model.providers))
         try:
             outputs = _rerun(model)
             bad = [o.output for o in outputs if not o.passed]
@@ -106,6 +107,22 @@ def verify(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[An
             checks.append(("samples", False, str(exc)))
         return VerifyReport(str(path), all(ok for _, ok, _ in checks), tuple(checks),
                             tuple(model.providers), tuple(outputs))
+
+
+def _signature_check(model: Model, trusted_keys: Sequence[Any] | None) -> tuple[str, bool, str]:
+    from ._package import signers, verify_signature
+
+    package = model._package
+    if trusted_keys is not None:  # load() has checked it already; this names the key
+        return "signature", True, f"signed by trusted key {verify_signature(package, trusted_keys)[:16]}…"
+    try:
+        claimed = signers(package.signature, str(package.path))
+    except ModelpackError as exc:
+        return "signature", False, str(exc)
+    if not claimed:
+        return "signature", True, "not signed"
+    return "signature", True, (f"signed by key {', '.join(k[:16] + '…' for k in claimed)}, not checked: "
+                               "pass trusted_keys= (--trusted-key KEY.pub) to check it")
 
 
 def _reference_check(model: Model) -> list[tuple[str, bool, str]]:

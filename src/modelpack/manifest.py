@@ -277,9 +277,15 @@ def _check_values(m: Manifest) -> None:
         if spec.role is not None and spec.role not in ROLES:
             raise ManifestError(f"output {spec.name!r} has role {spec.role!r}, not one of {ROLES}",
                                 fix="Use one of those roles or none.")
-    names = [s.name for s in m.inputs]
-    if len(set(names)) != len(names):
-        raise ManifestError(f"input names repeat: {names}", fix="Give each input its own name.")
+    for what, specs in (("input", m.inputs), ("output", m.outputs)):
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ManifestError(f"{what} names repeat: {names[:20]}", fix=f"Give each {what} its own name.")
+    for role in ("label", "value", "cluster"):  # predict() returns the one output of that role
+        holders = [s.name for s in m.outputs if s.role == role]
+        if len(holders) > 1:
+            raise ManifestError(f"outputs {holders[:10]} all have the role {role!r}",
+                                fix=f"Give the role {role!r} to one output only.")
 
 
 # -- generic dataclass <-> JSON -------------------------------------------------

@@ -21,7 +21,7 @@ array column, each row is one feature vector of a single-input model.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Tuple, Union  # noqa: UP035 - PySpark reads typing names
 
@@ -39,13 +39,14 @@ if TYPE_CHECKING:
 
 __all__ = ["predict_udf", "result_type"]
 
-_MODELS: dict[tuple[str, str, str], Model] = {}  # per worker process: (kind, where, device) -> Model
+# Per worker process: (kind, where, device, trusted raw keys) -> Model.
+_MODELS: dict[tuple[str, str, str, tuple[bytes, ...] | None], Model] = {}
 _LOCK = threading.Lock()
 _PREDICT_ROLE = {"classification": "label", "regression": "value", "clustering": "cluster"}
 
 
 def predict_udf(spark: Any, package: PathLike, *, result: str = "label", device: DeviceSpec = "cpu",
-                ship: bool | None = None) -> Any:
+                ship: bool | None = None, trusted_keys: Sequence[Any] | None = None) -> Any:
     """A pandas UDF that scores Spark rows with ``package``, like MLflow's ``spark_udf``.
 
     Parameters
@@ -62,6 +63,10 @@ def predict_udf(spark: Any, package: PathLike, *, result: str = "label", device:
     ship:
         Send a local package to the executors with ``SparkContext.addFile``; by default
         only when the master is not ``local[...]`` (URLs are fetched by each worker).
+    trusted_keys:
+        Ed25519 public keys; when given, the package must be signed by one of them. It
+        is checked here, before the UDF is made, and again by every worker that loads it
+        (the keys travel to the workers as their raw bytes, not as paths).
 
     Example
     -------
@@ -72,11 +77,14 @@ def predict_udf(spark: Any, package: PathLike, *, result: str = "label", device:
     """
     from pyspark.sql.functions import pandas_udf
 
+    from ._package import raw_public_key
+
     check_result(result)
-    location, manifest = _locate(spark, package, ship)
+    keys = None if trusted_keys is None else tuple(raw_public_key(k) for k in trusted_keys)
+    location, manifest = _locate(spark, package, ship, keys)
     returns = result_type(manifest, result)
     names = _argument_names(manifest)
-    where = (*location, str(device))
+    where = (*location, str(device), keys)
 
     def score_batches(batches: Any) -> Any:
         model = _model(where)
@@ -100,21 +108,32 @@ def _udf_hints(result: str) -> dict[str, Any]:
 
 
 # -- the driver side -----------------------------------------------------------------------
-def _locate(spark: Any, package: PathLike, ship: bool | None) -> tuple[tuple[str, str], Manifest]:
-    """Where the workers find the package, and its manifest."""
-    from ._load import inspect
+def _locate(spark: Any, package: PathLike, ship: bool | None,
+            keys: tuple[bytes, ...] | None) -> tuple[tuple[str, str], Manifest]:
+    """Where the workers find the package, and its manifest (checked against ``keys``)."""
     from ._package import fetch, is_url
 
     if is_url(package):
-        return ("url", str(package)), inspect(fetch(str(package)))
+        return ("url", str(package)), _manifest(fetch(str(package)), keys)
     path = Path(package).resolve()
-    manifest = inspect(path)
+    manifest = _manifest(path, keys)
     if ship is None:
         ship = not (spark.sparkContext.master or "").startswith("local")
     if not ship:
         return ("path", str(path)), manifest
     spark.sparkContext.addFile(str(path), recursive=path.is_dir())
     return ("sparkfile", path.name), manifest
+
+
+def _manifest(path: PathLike, keys: tuple[bytes, ...] | None) -> Manifest:
+    from ._load import inspect
+    from ._package import open_package, verify_signature
+
+    if keys is None:
+        return inspect(path)
+    with open_package(path) as package:  # fail here, with the reason, rather than in every task
+        verify_signature(package, keys)
+        return package.manifest
 
 
 def result_type(manifest: Manifest, result: str) -> Any:
@@ -189,13 +208,13 @@ def _argument_names(manifest: Manifest) -> list[str] | None:
 
 
 # -- the worker side ------------------------------------------------------------------------
-def _model(where: tuple[str, str, str]) -> Model:
+def _model(where: tuple[str, str, str, tuple[bytes, ...] | None]) -> Model:
     """The worker process's model for ``where``, loaded on first use."""
     with _LOCK:
         if where not in _MODELS:
             from ._load import load
 
-            kind, location, device = where
+            kind, location, device, keys = where
             if kind == "url":
                 from ._package import fetch
 
@@ -204,7 +223,7 @@ def _model(where: tuple[str, str, str]) -> Model:
                 from pyspark import SparkFiles
 
                 location = SparkFiles.get(location)
-            _MODELS[where] = load(location, device=device)
+            _MODELS[where] = load(location, device=device, trusted_keys=keys)
         return _MODELS[where]
 
 

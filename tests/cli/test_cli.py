@@ -45,3 +45,81 @@ def test_verify_fails_with_status_1_on_a_tampered_package(add_one, tmp_path, cap
     path.write_bytes(path.read_bytes() + b"x")
     assert main(["verify", str(tmp_path / "a")]) == 1
     assert "samples/inputs.npz is larger than the" in capsys.readouterr().out
+
+
+# -- signatures from the command line ------------------------------------------------------------
+def test_trusted_keys_on_verify_predict_and_what_inspect_says(add_one, tmp_path, capsys):
+    pytest.importorskip("cryptography", reason="signing needs the 'sign' extra (cryptography)")
+    from modelpack._package import generate_key, key_id, sign
+
+    alice, mallory = generate_key(tmp_path / "alice"), generate_key(tmp_path / "mallory")
+    modelpack.pack(add_one, tmp_path / "a.mpk", sample=np.ones((2, 4)))
+    assert main(["inspect", str(tmp_path / "a.mpk")]) == 0
+    assert "signature: none" in capsys.readouterr().out
+    sign(tmp_path / "a.mpk", tmp_path / "alice")
+    assert main(["inspect", str(tmp_path / "a.mpk")]) == 0
+    assert f"signature: by key {key_id(alice)[:16]}… (not checked" in capsys.readouterr().out
+
+    assert main(["verify", str(tmp_path / "a.mpk"), "--trusted-key", str(mallory), "--trusted-key", str(alice)]) == 0
+    assert f"[ok] signature: signed by trusted key {key_id(alice)[:16]}" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "a.mpk")]) == 0
+    assert "not checked: pass trusted_keys=" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "a.mpk"), "--trusted-key", str(mallory)]) == 1
+    assert "none of them is trusted" in capsys.readouterr().out
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b,c,d\n1,2,3,4\n")
+    args = ["predict", str(tmp_path / "a.mpk"), "--input", str(rows), "--output", str(tmp_path / "out.csv")]
+    assert main([*args, "--trusted-key", str(mallory)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "none of them is trusted" in err and err.count("\n") == 1
+    assert not (tmp_path / "out.csv").exists()
+    assert main([*args, "--trusted-key", str(alice)]) == 0 and (tmp_path / "out.csv").exists()
+
+
+# -- hostile packages: one line, exit status 2 (verify: a failed report, status 1) ----------------
+def _hostile(kind: str, add_one: Path, tmp_path: Path) -> Path:
+    import os
+    import zipfile
+
+    folder = tmp_path / kind
+    modelpack.pack(add_one, folder)
+    manifest = json.loads((folder / "modelpack.json").read_text())
+    if kind == "hard link":
+        os.link(folder / "model.onnx", tmp_path / "elsewhere.onnx")
+    elif kind == "session setting":
+        manifest["runtime"]["session"] = {"graph_optimization_level": ["all"]}
+    elif kind == "outputs":
+        manifest["outputs"][0]["name"] = "Z"
+    elif kind == "bomb":
+        manifest["files"].append({"path": "pad.bin", "sha256": "0" * 64, "size": 64 * 2**20})
+        archive = tmp_path / "bomb.mpk"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("modelpack.json", json.dumps(manifest))
+            zf.write(folder / "model.onnx", "model.onnx")
+            zf.writestr("pad.bin", b"\0" * 64 * 2**20)
+        return archive
+    (folder / "modelpack.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize("kind, fragment", [
+    ("hard link", "hard link"), ("bomb", "zip bomb"),
+    ("session setting", "runtime.session.graph_optimization_level"), ("outputs", "the model file has"),
+])
+def test_hostile_packages_end_in_one_line_on_every_command(add_one, tmp_path, capsys, kind, fragment):
+    path = _hostile(kind, add_one, tmp_path)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b,c,d\n1,2,3,4\n")
+    commands = [["predict", str(path), "--input", str(rows), "--output", str(tmp_path / "out.csv")]]
+    if kind in ("hard link", "bomb"):  # container problems: inspect sees them too
+        commands.append(["inspect", str(path)])
+    for command in commands:
+        assert main(command) == 2, command
+        captured = capsys.readouterr()
+        assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+        assert fragment in captured.err and str(path) in captured.err and "Traceback" not in captured.err
+    assert main(["verify", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and fragment in out
+    assert not (tmp_path / "out.csv").exists()

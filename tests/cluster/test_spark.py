@@ -120,3 +120,22 @@ def test_wrong_columns_fail_the_job_with_the_fix(spark, frame, classifier, named
         frame.select(predict_udf(spark, named_classifier.path)("f0", "f1")).collect()
     with pytest.raises(TaskError, match="result='proba' needs a classifier"):
         predict_udf(spark, regressor.path, result="proba")
+
+
+@pytest.mark.slow
+def test_trusted_keys_are_checked_on_the_driver_and_the_workers(spark, frame, regressor, features, tmp_path):
+    pytest.importorskip("cryptography", reason="signing needs the 'sign' extra (cryptography)")
+    from modelpack._package import generate_key, sign
+    from modelpack.errors import SignatureError
+
+    public, other = generate_key(tmp_path / "alice"), generate_key(tmp_path / "mallory")
+    signed = tmp_path / "signed.mpk"
+    shutil.copy(regressor.path, signed)
+    sign(signed, tmp_path / "alice")
+    udf = predict_udf(spark, signed, ship=True, trusted_keys=[public])
+    got = collect(frame.select("id", udf(*COLUMNS).alias("p")))
+    np.testing.assert_allclose(np.array(got), regressor.scores(features), rtol=1e-5, atol=1e-5)
+    with pytest.raises(SignatureError, match="none of them is trusted"):
+        predict_udf(spark, signed, trusted_keys=[other])
+    with pytest.raises(SignatureError, match="not signed"):
+        predict_udf(spark, regressor.path, trusted_keys=[public])

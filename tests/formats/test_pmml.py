@@ -185,3 +185,20 @@ def test_not_pmml_is_a_package_error(document: bytes, message: str) -> None:
     with pytest.raises(PackageError, match=message) as caught:
         describe(document, name="bad.pmml")
     assert not isinstance(caught.value, UnsafePackageError) and caught.value.fix
+
+
+@pytest.mark.parametrize("encoding", ["x-unknown", "utf-7", "UTF-32", "cp037", "koi8-r", "EBCDIC", "x" * 100])
+def test_encodings_expat_does_not_read_itself_are_refused(encoding: str) -> None:
+    """Python's codecs (or none) would decode them here, the JVM's parser there: two readings."""
+    document = MINIMAL.replace(b'<?xml version="1.0" encoding="UTF-8"?>', b"").lstrip()
+    document = f'<?xml version="1.0" encoding="{encoding}"?>'.encode() + document
+    with pytest.raises(PackageError, match="encoding") as caught:
+        describe(document, name="odd.pmml")
+    assert "odd.pmml" in str(caught.value) and "UTF-8" in caught.value.fix
+
+
+@pytest.mark.parametrize("encoding", ["UTF-8", "utf-8", "US-ASCII", "ISO-8859-1"])
+def test_the_encodings_expat_reads_itself_are_accepted(encoding: str) -> None:
+    document = MINIMAL.replace(b'<?xml version="1.0" encoding="UTF-8"?>', b"").lstrip()
+    document = f'<?xml version="1.0" encoding="{encoding}"?>'.encode() + document
+    assert [i.name for i in describe(document, name="m.pmml").inputs] == ["x", "colour"]

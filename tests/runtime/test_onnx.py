@@ -13,6 +13,7 @@ import modelpack
 from modelpack._devices import CPU, DeviceWarning
 from modelpack._devices import cgroup as _cgroup
 from modelpack._package import write_package
+from modelpack._runtime.settings import SETTINGS
 from modelpack.manifest import Runtime
 
 ort = pytest.importorskip("onnxruntime")
@@ -110,11 +111,34 @@ def test_a_package_cannot_ask_for_more_threads_than_the_process_may_use(dense, t
 @pytest.mark.parametrize(("settings", "match"), [
     ({"threads": 2}, "unknown session setting"), ({"graph_optimization_level": "max"}, "is not one of"),
     ({"intra_op_num_threads": "2"}, "whole number"), ({"intra_op_num_threads": -1}, "whole number"),
-    ({"enable_cpu_mem_arena": "no"}, "true or false"), ({"config": ["a"]}, "must be a mapping"),
+    ({"enable_cpu_mem_arena": "no"}, "true or false"), ({"config": ["a"]}, "is not a mapping"),
+    ({"graph_optimization_level": ["all"]}, "is not one of"), ({"log_severity_level": 2**70}, "from 0 to 4"),
+    ({"config": {"session.intra_op.allow_spinning": [1]}}, "not name: string or number"),
     ({"execution_mode": "async"}, "is not one of")])
 def test_bad_settings_name_the_setting(add_one, settings, match):
     with pytest.raises(modelpack.DeviceError, match=match):
         modelpack.load(add_one, session_options=settings)
+
+
+HOSTILE_VALUES = [None, "x", [], {}, -1, 2**70, 1.5, True, {"a": [1]}, [1], "1"]
+
+
+def _valid(key: str, value: object) -> bool:
+    """The few of HOSTILE_VALUES that a setting takes."""
+    if key == "optimized_model_cache":  # a path is replaced by the default cache, with a warning
+        return value is None or isinstance(value, (bool, str))
+    if key in ("enable_cpu_mem_arena", "enable_mem_pattern"):
+        return value is True
+    return key == "config" and value == {}
+
+
+@pytest.mark.parametrize("key", [*SETTINGS, "unknown_key"])
+def test_hostile_stored_settings_are_manifest_errors(add_one, tmp_path, key):
+    """A package's JSON can hold any type in any setting: each is refused, naming it, at load."""
+    for i, value in enumerate(v for v in HOSTILE_VALUES if not _valid(key, v)):
+        pkg = _package(add_one, tmp_path / f"s{i}.mpk", {key: value})
+        with pytest.raises(modelpack.ManifestError, match=rf"runtime\.session\.{key} = .*Do not load"):
+            modelpack.load(pkg)
 
 
 # -- CPU quota -------------------------------------------------------------------------------------------

@@ -110,3 +110,23 @@ def test_the_command_module_imports_no_web_stack() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_trusted_keys_refuse_an_unsigned_or_foreign_package_before_listening(packages, tmp_path) -> None:
+    pytest.importorskip("cryptography", reason="signing needs the 'sign' extra (cryptography)")
+    import shutil
+
+    from modelpack import SignatureError
+    from modelpack._package import generate_key, sign
+
+    alice, mallory = generate_key(tmp_path / "alice"), generate_key(tmp_path / "mallory")
+    signed = tmp_path / packages["arith"].name
+    shutil.copy(packages["arith"], signed)
+    sign(signed, tmp_path / "alice")
+    for argv, words in (((str(signed), "--trusted-key", str(mallory)), "none of them is trusted"),
+                        ((str(packages["arith"]), "--trusted-key", str(alice)), "not signed")):
+        args = parse(*argv, "--port", "0")
+        with pytest.raises(SignatureError, match=words):
+            args.handler(args)
+    app = create_app([signed], trusted_keys=[mallory, alice])  # one trusted signer is enough
+    assert app.state.batchers is not None

@@ -12,7 +12,14 @@ from ..manifest import TASKS
 if TYPE_CHECKING:
     from ..manifest import Manifest
 
-__all__ = ["add_parsers", "describe"]
+__all__ = ["add_parsers", "add_trusted_key", "describe"]
+
+
+def add_trusted_key(parser: argparse.ArgumentParser) -> None:
+    """``--trusted-key KEY.pub``, repeatable: the package must be signed by one of them."""
+    parser.add_argument("--trusted-key", action="append", metavar="KEY.pub", dest="trusted_keys",
+                        help="refuse the package unless it is signed by this public key (repeatable; "
+                             "default: signatures are not checked)")
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +31,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("verify", help="check checksums and re-run the stored samples here")
     p.add_argument("package")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="device to re-run the samples on (default: %(default)s)")
+    add_trusted_key(p)
     p.set_defaults(handler=_verify)
 
     p = subparsers.add_parser("pack", help="wrap an .onnx or .pmml file into a package")
@@ -39,13 +47,16 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .._load import inspect
+    from .._package import read_head, resolve, signers
 
-    manifest = inspect(args.package)
+    manifest, signature = read_head(resolve(args.package))
     if args.json:
         sys.stdout.write(manifest.to_json().decode())
         return 0
-    sys.stdout.write(describe(manifest) + "\n")
+    claimed = signers(signature, args.package)
+    signed = (f"  signature: by key {', '.join(k[:16] + '…' for k in claimed)} (not checked; "
+              "`modelpack verify --trusted-key KEY.pub` checks it)" if claimed else "  signature: none")
+    sys.stdout.write(describe(manifest) + "\n" + signed + "\n")
     return 0
 
 
@@ -85,7 +96,7 @@ def describe(m: Manifest) -> str:
 def _verify(args: argparse.Namespace) -> int:
     from .._verify import verify
 
-    report = verify(args.package, device=args.device)
+    report = verify(args.package, device=args.device, trusted_keys=args.trusted_keys)
     sys.stdout.write(f"{report}\n")
     return 0 if report.ok else 1
 

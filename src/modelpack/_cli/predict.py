@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .package import add_trusted_key
+
 __all__ = ["add_parser"]
 
 
@@ -18,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=65_536)
     p.add_argument("--result", choices=["label", "proba", "all"], default="label")
     p.add_argument("--keep", nargs="+", default=[], help="input columns copied to the output (e.g. an id)")
+    add_trusted_key(p)
     p.set_defaults(handler=_predict)
 
 
@@ -25,7 +28,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .._load import load
     from ..batch import predict_file
 
-    with load(args.package, device=args.device) as model:
+    with load(args.package, device=args.device, trusted_keys=args.trusted_keys) as model:
         rows = predict_file(model, args.input, args.output, batch_size=args.batch_size, result=args.result,
                             keep=args.keep)
     sys.stderr.write(f"wrote {rows} rows to {args.output}\n")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelpackError
+from .package import add_trusted_key
 
 __all__ = ["add_parser"]
 
@@ -36,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-size", type=float, default=64.0, metavar="MIB",
                    help="largest request body in MiB; larger ones get HTTP 413 (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    add_trusted_key(p)
     p.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
     p.set_defaults(handler=_run)
 
@@ -56,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     serve(_sources(args.packages), host=args.host, port=args.port, log_level=args.log_level,
           device=args.device, session_options=_session_options(args), threads=args.threads,
           max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms,
-          max_body_bytes=int(args.max_body_size * 2**20))
+          max_body_bytes=int(args.max_body_size * 2**20), trusted_keys=args.trusted_keys)
     return 0
 
 

@@ -18,6 +18,7 @@ model, and ``probability`` with a ``value`` is the probability of that class.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,7 @@ def check_safe(data: bytes, name: str) -> None:
     ...
     modelpack.UnsafePackageError: model.pmml: the PMML document holds a DOCTYPE, ...
     """
+    _check_encoding(data, name)
     parser = expat.ParserCreate()
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.StartDoctypeDeclHandler = _refuser("a DOCTYPE", name)
@@ -69,8 +71,24 @@ def check_safe(data: bytes, name: str) -> None:
     parser.ExternalEntityRefHandler = _refuser("an external entity reference", name)
     try:
         parser.Parse(data, True)
-    except expat.ExpatError as exc:
+    except (expat.ExpatError, LookupError, ValueError) as exc:  # the last two: encodings Python lacks
         raise PackageError(f"{name} is not well-formed XML ({exc})", package=name, fix=_FIX_FILE) from exc
+
+
+# The encodings expat reads itself. Any other is decoded by a Python codec here and by
+# the evaluator's own XML parser in the JVM: two decoders of one file may not agree on
+# what it says, so the file checked would not be the file run.
+_ENCODINGS = frozenset({"utf-8", "utf8", "utf-16", "utf16", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1"})
+_DECLARATION = re.compile(rb"""\A(?:\xef\xbb\xbf)?\s*<\?xml\b[^>]*?\bencoding\s*=\s*["']([^"'>]{0,200})["']""")
+
+
+def _check_encoding(data: bytes, name: str) -> None:
+    found = _DECLARATION.match(data[:512])
+    if found and found.group(1).decode("latin-1").lower() not in _ENCODINGS:
+        declared = found.group(1).decode("latin-1")[:40]
+        raise PackageError(f"{name} declares the encoding {declared!r}; PMML is read in UTF-8, UTF-16, "
+                           "US-ASCII or ISO-8859-1", package=name,
+                           fix="Save the PMML file as UTF-8 (and its XML declaration with encoding=\"UTF-8\").")
 
 
 def _parse(data: bytes, name: str) -> ET.Element:

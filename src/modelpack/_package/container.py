@@ -57,7 +57,7 @@ from .limits import (
     SIGNATURE_NAME,
 )
 
-__all__ = ["FileSource", "Package", "open_package", "read_manifest"]
+__all__ = ["FileSource", "Package", "open_package", "read_head", "read_manifest"]
 
 #: A file's content as bytes, or its location on disk.
 FileSource = bytes | Path
@@ -406,13 +406,18 @@ def open_package(path: str | os.PathLike[str]) -> Package:
 def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     """A package's manifest, without verifying checksums or starting a runtime.
 
-    The container checks (names, links, limits, listing) still run.
+    The container checks (names, links, limits, listing, declared sizes) still run.
 
     Example
     -------
     >>> read_manifest("churn.mpk").task  # doctest: +SKIP
     'classification'
     """
+    return read_head(path)[0]
+
+
+def read_head(path: str | os.PathLike[str]) -> tuple[Manifest, bytes | None]:
+    """A package's manifest and signature file (None if unsigned), as :func:`read_manifest` reads them."""
     p = _resolve(path)
     if p.is_dir():
         names = list_folder(p, MAX_FILES)
@@ -420,10 +425,28 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
             raise PackageError(f"{p} has no {MANIFEST_NAME}", package=str(p),
                                fix="Create a package with modelpack.pack() or modelpack.export().")
         raw = read_capped(p / MANIFEST_NAME, p, MAX_MANIFEST_BYTES, MANIFEST_NAME)
-    else:
-        with _zip(p) as (zf, fh, size):
-            members, raw = _archive_head(zf, fh, size, p)
-        names = set(members)
-    manifest = _parse_manifest(raw, p)
-    _check_listing(manifest, names, p)
-    return manifest
+        manifest = _parse_manifest(raw, p)
+        _check_listing(manifest, names, p)
+        _check_folder_files(manifest, p)
+        signature = (read_capped(p / SIGNATURE_NAME, p, MAX_SIGNATURE_BYTES, SIGNATURE_NAME)
+                     if SIGNATURE_NAME in names else None)
+        return manifest, signature
+    with _zip(p) as (zf, fh, size):
+        members, raw = _archive_head(zf, fh, size, p)
+        manifest = _parse_manifest(raw, p)
+        _check_listing(manifest, set(members), p)
+        _check_declared_sizes(manifest, members, size, p)
+        signature = (_read_entry(zf, members[SIGNATURE_NAME], p, MAX_SIGNATURE_BYTES)
+                     if SIGNATURE_NAME in members else None)
+    return manifest, signature
+
+
+def _check_folder_files(manifest: Manifest, path: Path) -> None:
+    """Each listed file is a regular file, no hard link, of its declared size (nothing is read)."""
+    for entry in manifest.files:
+        with open_regular(path / entry.path, path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+        if size != entry.size:
+            raise PackageIntegrityError(f"{entry.path} holds {size} bytes; the manifest says {entry.size}",
+                                        package=str(path),
+                                        fix="The package was changed after it was written; re-export it.")

@@ -35,7 +35,7 @@ from .writer import write_signature
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-__all__ = ["KeySource", "generate_key", "key_id", "sign", "verify_signature"]
+__all__ = ["KeySource", "generate_key", "key_id", "raw_public_key", "sign", "signers", "verify_signature"]
 
 SIGNATURE_FORMAT = "modelpack-signature/1"
 _CONTEXT = SIGNATURE_FORMAT.encode() + b"\n"
@@ -117,9 +117,19 @@ def key_id(key: KeySource) -> str:
     >>> key_id("release-key.pub")   # doctest: +SKIP
     '3f1c...'
     """
+    return hashlib.sha256(raw_public_key(key)).hexdigest()
+
+
+def raw_public_key(key: KeySource) -> bytes:
+    """The 32 raw bytes of a public key: a form that travels to other processes and machines.
+
+    Example
+    -------
+    >>> len(raw_public_key("release-key.pub"))   # doctest: +SKIP
+    32
+    """
     serialization = _crypto()
-    raw = _public_key(key).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()
+    return bytes(_public_key(key).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
 def _read_key_file(path: Path) -> bytes:
@@ -223,29 +233,41 @@ def _existing(pkg: Package) -> list[dict[str, str]]:
     if pkg.signature is None:
         return []
     try:
-        return _parse(pkg.signature, pkg)
+        return _parse(pkg.signature, str(pkg.path))
     except SignatureError:
         return []  # a malformed file is replaced, not extended
 
 
-def _parse(raw: bytes, pkg: Package) -> list[dict[str, str]]:
+def _parse(raw: bytes, package: str) -> list[dict[str, str]]:
     try:
         document = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
-        raise _malformed(pkg, f"not UTF-8 JSON ({exc})") from exc
+        raise _malformed(package, f"not UTF-8 JSON ({exc})") from exc
     if not isinstance(document, dict) or document.get("format") != SIGNATURE_FORMAT:
-        raise _malformed(pkg, f"its format is not {SIGNATURE_FORMAT!r}")
+        raise _malformed(package, f"its format is not {SIGNATURE_FORMAT!r}")
     entries = document.get("signatures")
     fields = ("algorithm", "key_id", "signature")
     if not isinstance(entries, list) or not all(
             isinstance(e, dict) and all(isinstance(e.get(k), str) for k in fields) for e in entries):
-        raise _malformed(pkg, "'signatures' must be a list of {algorithm, key_id, signature}")
+        raise _malformed(package, "'signatures' must be a list of {algorithm, key_id, signature}")
     return entries
 
 
-def _malformed(pkg: Package, why: str) -> SignatureError:
-    return SignatureError(f"modelpack.sig is malformed: {why}", package=str(pkg.path),
+def _malformed(package: str, why: str) -> SignatureError:
+    return SignatureError(f"modelpack.sig is malformed: {why}", package=package,
                           fix="Sign the package again with `modelpack sign`.")
+
+
+def signers(signature: bytes | None, package: str) -> list[str]:
+    """The key ids a signature file claims, unchecked (``[]`` when there is none).
+
+    What :func:`modelpack.inspect` can say without the signers' keys; only
+    :func:`verify_signature` says a signature is valid. Raises
+    :class:`~modelpack.SignatureError` for a malformed file.
+    """
+    if signature is None:
+        return []
+    return [s["key_id"] for s in _parse(signature, package)]
 
 
 def verify_signature(package: Package, trusted_keys: Iterable[KeySource] | KeySource) -> str:
@@ -272,7 +294,7 @@ def verify_signature(package: Package, trusted_keys: Iterable[KeySource] | KeySo
         raise SignatureError("the package is not signed", package=str(package.path),
                              fix="Sign it with `modelpack sign PACKAGE --key KEY`, or load it without "
                                  "trusted_keys.")
-    signers = [s for s in _parse(package.signature, package) if s["algorithm"] == "ed25519"]
+    signers = [s for s in _parse(package.signature, str(package.path)) if s["algorithm"] == "ed25519"]
     return _check(signers, keys, package)
 
 

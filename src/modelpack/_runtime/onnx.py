@@ -30,6 +30,7 @@ from ..errors import (
     DeviceUnavailableError,
     DTypeError,
     InputError,
+    ManifestError,
     MissingColumnError,
     ModelpackError,
     PackageError,
@@ -50,6 +51,7 @@ from .settings import (
 
 if TYPE_CHECKING:
     from .._package import Package
+    from ..manifest import Manifest
 
 __all__ = ["OnnxBackend", "build_session_options", "import_onnxruntime", "open", "translate_errors"]
 
@@ -304,11 +306,43 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
         warnings.simplefilter("ignore", UserWarning)
         session = _negotiate(make, plan, strict=not fallback and not auto, auto=auto, package=name, ort=ort)
     backend = OnnxBackend(session, ort, name)
+    try:
+        _check_interface(package.manifest, session, name)
+    except BaseException:
+        backend.close()
+        raise
     requested = list(dict.fromkeys(provider_name(s) for s in plan if provider_name(s) != CPU))
     message = None if auto or backend._placement is None else off_device_message(backend._placement, requested)
     if message:
         warn(f"{name}: {message}. Model.providers lists what runs.", PlacementWarning)
     return backend
+
+
+#: ONNX Runtime's element type names that differ from the manifest's.
+_ORT_DTYPES = {"float": "float32", "double": "float64"}
+
+
+def _check_interface(manifest: Manifest, session: Any, package: str) -> None:
+    """The manifest's inputs and outputs must be the graph's, in its order and dtypes.
+
+    Outputs are returned by position and named from the manifest, so a manifest
+    listing them otherwise would label one output with another's name.
+    """
+    for what, declared, actual in (("inputs", manifest.inputs, session.get_inputs()),
+                                   ("outputs", manifest.outputs, session.get_outputs())):
+        names, graph = [s.name for s in declared], [a.name for a in actual]
+        if names != graph:
+            raise ManifestError(f"the manifest lists the {what} {names[:10]}, the model file has {graph[:10]}",
+                                package=package, fix=_REEXPORT)
+        for spec, arg in zip(declared, actual, strict=True):
+            kind, _, element = arg.type.partition("(")
+            element = element.rstrip(")")
+            if spec.kind == "tensor" and kind == "tensor" and _ORT_DTYPES.get(element, element) != spec.dtype:
+                raise ManifestError(f"the manifest says {what[:-1]} {spec.name!r} is {spec.dtype}, the model file "
+                                    f"says {_ORT_DTYPES.get(element, element)}", package=package, fix=_REEXPORT)
+
+
+_REEXPORT = "Do not use this package as it is; ask its author to re-export it."
 
 
 def _negotiate(make: Callable[[list[ProviderSpec]], Any], plan: list[ProviderSpec], *, strict: bool,

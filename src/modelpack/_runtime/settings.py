@@ -23,7 +23,7 @@ from typing import Any
 from .._atomic import replacing_path
 from .._devices import ProviderSpec, usable_cpus, warn
 from .._devices.placement import RECORD, supported
-from ..errors import DeviceError
+from ..errors import DeviceError, ManifestError
 
 __all__ = ["NO_EXTERNAL_DATA", "SETTINGS", "build_session_options", "cache_dir", "cache_path", "cached_session", "merge_settings",
            "options_for", "with_engine_caches"]
@@ -57,6 +57,12 @@ def merge_settings(stored: Mapping[str, Any], overrides: Mapping[str, Any] | Non
 
 
 def _from_package(stored: dict[str, Any], package: str) -> dict[str, Any]:
+    for key, value in stored.items():
+        problem = "is not a setting modelpack knows" if key not in SETTINGS else _problem(key, value, stored=True)
+        if problem:
+            raise ManifestError(f"runtime.session.{key} = {_shown(value)} {problem}", package=package,
+                                fix="Do not load this package as it is; ask its author to re-export it "
+                                    f"(runtime.session may hold {', '.join(SETTINGS)}).")
     config = dict(stored.get("config") or {})
     refused = sorted(k for k in config if k not in PACKAGE_CONFIG)
     if refused:
@@ -74,6 +80,43 @@ def _from_package(stored: dict[str, Any], package: str) -> dict[str, Any]:
         if isinstance(stored.get(key), int) and stored[key] > limit:
             stored[key] = limit  # a package cannot ask for more threads than this process may run
     return stored
+
+
+#: onnxruntime takes thread counts and severities as C ints.
+_MAX_INT = 2**31 - 1
+
+
+def _problem(key: str, value: Any, *, stored: bool = False) -> str | None:
+    """What is wrong with ``value`` for the setting ``key``, or None.
+
+    One check for settings from a package and from ``load()``: a package's JSON
+    can hold any type, and onnxruntime answers a wrong one with a TypeError.
+    """
+    if key == "graph_optimization_level":
+        return None if isinstance(value, str) and value in LEVELS else f"is not one of {list(LEVELS)}"
+    if key == "execution_mode":
+        return None if isinstance(value, str) and value in MODES else f"is not one of {list(MODES)}"
+    if key in ("intra_op_num_threads", "inter_op_num_threads", "log_severity_level"):
+        high = 4 if key == "log_severity_level" else _MAX_INT
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+            return f"is not a whole number from 0 to {high}"
+        return None
+    if key in ("enable_cpu_mem_arena", "enable_mem_pattern"):
+        return None if isinstance(value, bool) else "is not true or false"
+    if key == "config":
+        if not isinstance(value, Mapping):
+            return "is not a mapping of config entry names to values"
+        odd = [k for k, v in value.items() if not isinstance(k, str)
+               or not isinstance(v, (str, int, float)) or isinstance(v, bool)]
+        return f"holds entries {odd[:5]} that are not name: string or number" if odd else None
+    if key == "optimized_model_cache" and stored:
+        return None if value is None or isinstance(value, (bool, str)) else "is not true or false"
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def build_session_options(ort: Any, settings: Mapping[str, Any]) -> Any:
@@ -107,31 +150,31 @@ def _apply_threads(options: Any, settings: Mapping[str, Any]) -> None:
 
 
 def _apply(ort: Any, options: Any, key: str, value: Any) -> None:
+    problem = _problem(key, value)
+    if problem:
+        raise DeviceError(f"session setting {key} = {_shown(value)} {problem}", fix=_FIXES.get(key, "See load()."))
     if key == "graph_optimization_level":
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _choice(key, value, LEVELS))
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[value])
     elif key == "execution_mode":
-        options.execution_mode = getattr(ort.ExecutionMode, _choice(key, value, MODES))
-    elif key in ("intra_op_num_threads", "inter_op_num_threads", "log_severity_level"):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise DeviceError(f"session setting {key} must be a whole number >= 0, got {value!r}",
-                              fix="Use 0 to let onnxruntime decide.")
-        setattr(options, key, value)
-    elif key in ("enable_cpu_mem_arena", "enable_mem_pattern"):
-        if not isinstance(value, bool):
-            raise DeviceError(f"session setting {key} must be true or false, got {value!r}", fix="Pass a bool.")
+        options.execution_mode = getattr(ort.ExecutionMode, MODES[value])
+    elif key in ("intra_op_num_threads", "inter_op_num_threads", "log_severity_level", "enable_cpu_mem_arena",
+                 "enable_mem_pattern"):
         setattr(options, key, value)
     elif key == "config":
-        if not isinstance(value, Mapping):
-            raise DeviceError(f"session setting 'config' must be a mapping, got {value!r}",
-                              fix="Pass {'session.config.key': 'value'}.")
         for name, entry in value.items():
-            options.add_session_config_entry(str(name), str(entry))
+            options.add_session_config_entry(name, str(entry))
 
 
-def _choice(key: str, value: Any, names: Mapping[str, str]) -> str:
-    if value not in names:
-        raise DeviceError(f"{key} {value!r} is not one of {list(names)}", fix="Use one of those names.")
-    return names[value]
+_FIXES = {
+    "graph_optimization_level": f"Use one of {', '.join(LEVELS)}.",
+    "execution_mode": f"Use one of {', '.join(MODES)}.",
+    "intra_op_num_threads": "Use 0 to let onnxruntime decide.",
+    "inter_op_num_threads": "Use 0 to let onnxruntime decide.",
+    "log_severity_level": "Use 0 (verbose) to 4 (fatal only).",
+    "enable_cpu_mem_arena": "Pass True or False.",
+    "enable_mem_pattern": "Pass True or False.",
+    "config": "Pass {'session.config.key': 'value'}.",
+}
 
 
 # -- the optimized-model cache -------------------------------------------------------------------

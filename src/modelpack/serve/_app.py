@@ -154,7 +154,8 @@ class _Server:
 def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, device: Any = "cpu",
                session_options: Mapping[str, Any] | None = None, threads: int | None = None,
                max_batch_size: int = 0, max_latency_ms: float = 2.0,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               trusted_keys: Sequence[Any] | None = None) -> FastAPI:
     """The ASGI application serving ``models`` over the Open Inference Protocol.
 
     Parameters
@@ -175,6 +176,9 @@ def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, dev
         Longest a request waits for others to merge with.
     max_body_bytes:
         Larger request bodies get HTTP 413.
+    trusted_keys:
+        Ed25519 public keys; when given, every package loaded here must be signed by
+        one of them (Model objects passed in are not checked again).
 
     Example
     -------
@@ -183,7 +187,8 @@ def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, dev
     >>> app = create_app(["iris.mpk"], max_batch_size=64)      # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8080)           # doctest: +SKIP
     """
-    repository = open_models(models, device=device, session_options=_serving_options(session_options))
+    repository = open_models(models, device=device, session_options=_serving_options(session_options),
+                             trusted_keys=trusted_keys)
     server = _Server(repository, threads=threads or min(8, os.cpu_count() or 1),
                      max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, max_body_bytes=max_body_bytes)
     app = FastAPI(title="modelpack serve", version=__version__, lifespan=server.lifespan,

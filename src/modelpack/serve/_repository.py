@@ -227,7 +227,8 @@ class Repository:
 
 
 def open_models(sources: Sequence[ModelSource] | Mapping[str, ModelSource], *, device: Any = "cpu",
-                session_options: Mapping[str, Any] | None = None) -> Repository:
+                session_options: Mapping[str, Any] | None = None,
+                trusted_keys: Sequence[Any] | None = None) -> Repository:
     """Load every package into a repository; a mapping serves each under its key as name.
 
     If one package fails to load, those already loaded are closed before the error goes on.
@@ -243,7 +244,7 @@ def open_models(sources: Sequence[ModelSource] | Mapping[str, ModelSource], *, d
             if isinstance(source, Model):
                 served.append(ServedModel(source, owned=False, name=name))
             else:
-                model = load(source, device=device, session_options=session_options)
+                model = load(source, device=device, session_options=session_options, trusted_keys=trusted_keys)
                 served.append(ServedModel(model, owned=True, name=name))
                 log.info("loaded %s %s from %s", served[-1].name, served[-1].version, source)
         return Repository(served)

@@ -24,7 +24,7 @@ def serve(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, host: st
     """Serve packages over HTTP until interrupted (Ctrl-C).
 
     ``options`` go to :func:`~modelpack.serve.create_app` (``device``, ``threads``,
-    ``max_batch_size``, ``max_latency_ms``, ``max_body_bytes``).
+    ``max_batch_size``, ``max_latency_ms``, ``max_body_bytes``, ``trusted_keys``).
 
     Example
     -------
