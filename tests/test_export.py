@@ -160,3 +160,11 @@ def test_export_with_a_bad_sample_is_an_input_error(tiny, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+
+
+@pytest.mark.parametrize(("format", "fix"), [("onxx", "Pass format='onnx'."), ("PMLL", "Pass format='pmml'."),
+                                             ("tflite", "format='onnx' (the default) or format='pmml'")])
+def test_a_format_that_does_not_exist_gets_the_right_name(tiny, tmp_path, format, fix):
+    with pytest.raises(modelpack.ConversionError, match=f"format {format!r} is not one of onnx, pmml") as caught:
+        modelpack.export(tiny, tmp_path / "t.mpk", sample=X, format=format)
+    assert fix in caught.value.fix and not (tmp_path / "t.mpk").exists()

@@ -79,7 +79,7 @@ def test_missing_input_is_named_with_a_suggestion(multi):
 
 
 def test_none_in_a_string_input_is_refused(multi):
-    with pytest.raises(modelpack.DTypeError, match="missing values must be filled first"):
+    with pytest.raises(modelpack.DTypeError, match="holds a missing value .None. and the package records no value to fill it with"):
         multi.run({"num": [[1.0, 2.0]], "word": [None], "count": [1]})
 
 
@@ -295,3 +295,49 @@ def test_per_column_inputs_share_rows_even_when_the_batch_dimension_is_unnamed(t
 def test_ragged_rows_are_refused(add):
     with pytest.raises(modelpack.ModelpackError, match="ragged|same length|rows"):
         add.run([[1.0, 2.0, 3.0, 4.0], [1.0]])
+
+
+# -- missing values in string inputs ------------------------------------------------------------
+def _string_input(fill: str | None) -> tuple:
+    from modelpack.manifest import ColumnSpec, TensorSpec
+
+    column = ColumnSpec("w", "string", missing_value_treatment="asValue" if fill else None,
+                        missing_value_replacement=fill)
+    return (TensorSpec("w", "string", ("N", 1), columns=(column,)),)
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), np.nan, np.float64("nan")])
+def test_a_recorded_fill_takes_the_place_of_a_missing_string(missing):
+    from modelpack._inputs import InputAdapter
+
+    adapt = InputAdapter(_string_input("x"), "p")
+    got = adapt({"w": np.array([missing, "a", ""], dtype=object)})["w"]
+    assert got.reshape(-1).tolist() == ["x", "a", ""]  # "" is a value, not a missing one
+
+
+def test_pandas_na_is_missing_too():
+    pd = pytest.importorskip("pandas")
+    from modelpack._inputs import InputAdapter
+
+    frame = pd.DataFrame({"w": pd.array(["a", None, "b"], dtype="string")})
+    assert InputAdapter(_string_input("x"), "p")(frame)["w"].reshape(-1).tolist() == ["a", "x", "b"]
+
+
+def test_without_a_fill_a_missing_string_is_refused_unless_missing_values_pass():
+    from modelpack._inputs import InputAdapter
+
+    data = {"w": np.array(["a", None], dtype=object)}
+    with pytest.raises(modelpack.DTypeError, match="records no value to fill it with") as caught:
+        InputAdapter(_string_input(None), "p")(data)
+    assert "fillna(" in caught.value.fix
+    # PMML evaluators have missing values of their own: None goes through as one.
+    assert InputAdapter(_string_input(None), "p", missing_passes=True)(data)["w"].reshape(-1).tolist() == ["a", None]
+
+
+def test_every_value_of_a_string_input_is_checked_not_a_prefix():
+    from modelpack._inputs import InputAdapter
+
+    values = np.array(["a"] * 50_000 + [7], dtype=object)
+    with pytest.raises(modelpack.DTypeError, match="non-string values such as 7") as caught:
+        InputAdapter(_string_input("x"), "p")({"w": values})
+    assert "astype(str)" in caught.value.fix

@@ -58,3 +58,15 @@ def test_without_onnxruntime_load_names_the_extras(add_one, tmp_path):
             "    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "ONNX Runtime is not installed" in out and "pip install 'modelpack[cpu]'" in out
+
+
+@pytest.mark.parametrize("name", ["model.pkl", "model.joblib", "model.pt", "weights.pth", "model.keras",
+                                  "model.bin"])
+def test_pickles_and_framework_files_are_refused_with_the_way_to_export(tmp_path, name):
+    import pickle
+
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps({"weights": [1, 2]}, protocol=4) if name.endswith(".bin") else b"data")
+    with pytest.raises(modelpack.PackageError, match="modelpack loads no pickles") as caught:
+        modelpack.load(path)
+    assert name in str(caught.value) and "modelpack.export(model" in caught.value.fix

@@ -14,6 +14,7 @@ outputs under ``samples/``, forecast the placement, write the package atomically
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from ._load import load_memory
 from ._package import write_package
 from ._registry import Conversion, find_converter
 from .errors import ConversionError, FidelityError, ModelpackError, PackageNotFoundError
-from .manifest import Fidelity, Manifest, Samples
+from .manifest import FORMATS, Fidelity, Manifest, Samples
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -122,6 +123,11 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
 
 
 def _convert(model: Any, sample: Any, format: str, options: dict[str, Any]) -> Conversion:
+    if format not in FORMATS:
+        close = difflib.get_close_matches(str(format).lower(), FORMATS, n=1, cutoff=0.5)
+        raise ConversionError(f"format {format!r} is not one of {', '.join(FORMATS)}",
+                              fix=f"Pass format={close[0]!r}." if close else
+                              "Pass format='onnx' (the default) or format='pmml'.")
     converter = find_converter(model, format)
     try:
         return converter.convert(model, sample, format=format, options=options)

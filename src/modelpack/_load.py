@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._formats import build_manifest, format_of, read_model_file
 from ._model import Model
 from ._package import Package, open_package, read_manifest, resolve
+from .errors import PackageError
 
 if TYPE_CHECKING:
     from ._devices import ProviderSpec
@@ -108,8 +109,28 @@ def load_memory(manifest: Manifest, files: Mapping[str, bytes], **load_args: Any
     return Model(package, backend)
 
 
+# A framework's own save files: opening one runs code (pickle) or needs the framework.
+_FRAMEWORK_FILES = {".pkl": "pickle", ".pickle": "pickle", ".joblib": "joblib", ".sav": "pickle",
+                    ".pt": "torch", ".pth": "torch", ".ckpt": "a checkpoint", ".h5": "Keras",
+                    ".keras": "Keras", ".cbm": "CatBoost", ".ubj": "XGBoost"}
+
+
+def _refuse_framework_file(p: Path) -> None:
+    kind = _FRAMEWORK_FILES.get(p.suffix.lower())
+    if kind is None and p.is_file():
+        with open(p, "rb") as fh:
+            head = fh.read(2)
+        kind = "pickle" if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5 else None
+    if kind is not None:
+        raise PackageError(f"{p.name} is a {kind} file, not a package: modelpack loads no pickles or "
+                           "framework files, since opening one runs code or needs its framework", package=str(p),
+                           fix="Load it with its framework in a process you trust, then export it once: "
+                               "modelpack.export(model, 'model.mpk', sample=X); load that package anywhere.")
+
+
 def _open(path: PathLike) -> Package:
     p = Path(path)
+    _refuse_framework_file(p)
     if p.is_file() and format_of(p.name) is not None:
         _, data, external, desc = read_model_file(p)
         manifest = build_manifest(desc, name=p.stem)

@@ -52,7 +52,8 @@ class Model:
         self._lock = threading.Lock()
         manifest = package.manifest
         self.manifest: Manifest = manifest
-        self._adapt = InputAdapter(manifest.inputs, str(package.path))
+        self._adapt = InputAdapter(manifest.inputs, str(package.path),
+                                   missing_passes=manifest.model.format == "pmml")
         self._output_names = [o.name for o in manifest.outputs]
         self._classes = _classes_array(manifest.classes)
         by_role: dict[str, list[TensorSpec]] = {}

@@ -28,6 +28,7 @@ from modelpack._devices import (
     PlacementWarning,
     devices,
     parse_device,
+    provider_name,
     resolve_providers,
 )
 from modelpack._devices.placement import describe, forecast
@@ -408,3 +409,33 @@ def test_a_tree_model_on_cuda_runs_on_the_cpu_and_the_user_is_told(tree):
 def test_a_missing_gpu_index_is_an_error_when_strict(mlp):
     with pytest.raises(modelpack.DeviceUnavailableError):
         modelpack.load(mlp, device="cuda:97", fallback=False)
+
+
+@pytest.mark.parametrize(("name", "available", "device"), [
+    ("gpu", [CPU], "coreml" if sys.platform == "darwin" else "cuda"),
+    ("GPU", ["CUDAExecutionProvider", CPU], "cuda"),
+    ("gpu:1", ["ROCMExecutionProvider", CPU], "rocm:1"),
+    ("gpu", ["DmlExecutionProvider", "CUDAExecutionProvider", CPU], "cuda"),
+    ("gpu", ["DmlExecutionProvider", CPU], "directml"),
+    ("gpu", ["CoreMLExecutionProvider", CPU], "coreml"),
+    ("cuda", [CPU], "cuda"),
+])
+def test_gpu_means_this_platforms_gpu_provider(name, available, device):
+    from modelpack._devices import platform_gpu
+
+    assert platform_gpu(name, available) == device
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeviceWarning)  # the one missing when nothing is installed
+        chosen = resolve_providers(name, None, True, available)
+    wanted = parse_device(device)
+    assert chosen[0] == (wanted if provider_name(wanted) in available else CPU)
+
+
+def test_gpu_on_a_machine_without_one_falls_back_naming_what_to_install(add_one):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    with pytest.warns(modelpack.DeviceWarning, match="CUDAExecutionProvider.*pip install 'modelpack\\[gpu\\]'"):
+        with modelpack.load(add_one, device="gpu") as m:
+            assert m.providers == [CPU]
+    with pytest.raises(modelpack.DeviceUnavailableError):
+        modelpack.load(add_one, device="gpu", fallback=False)

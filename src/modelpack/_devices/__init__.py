@@ -23,11 +23,13 @@ from .names import (
     install_hint,
     is_auto,
     parse_device,
+    platform_gpu,
     provider_name,
 )
 from .policy import DeviceWarning, PlacementWarning, resolve_providers, warn
 from .report import DeviceReport, devices
 
 __all__ = ["CPU", "DEVICES", "INSTALL", "SWITCH", "DeviceReport", "DeviceWarning", "PlacementWarning",
-           "ProviderSpec", "device_of", "devices", "placement", "install_hint", "is_auto", "parse_device", "provider_name",
+           "ProviderSpec", "device_of", "devices", "placement", "install_hint", "is_auto", "parse_device", "platform_gpu",
+           "provider_name",
            "resolve_providers", "usable_cpus", "warn"]

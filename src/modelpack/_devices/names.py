@@ -8,13 +8,14 @@ installed, and what to do when one is missing, is :mod:`.policy`'s business.
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import DeviceError
 
 __all__ = ["CPU", "DEVICES", "INSTALL", "SWITCH", "ProviderSpec", "device_of", "install_hint", "is_auto",
-           "parse_device", "provider_name"]
+           "parse_device", "platform_gpu", "provider_name"]
 
 ProviderSpec = str | tuple[str, dict[str, Any]]
 CPU = "CPUExecutionProvider"
@@ -48,6 +49,26 @@ _DEVICE_ID_OPTION = {"cuda": "device_id", "tensorrt": "device_id", "rocm": "devi
 _PROVIDER_DEVICE = {p.lower(): d for d, p in DEVICES.items()}
 
 
+def platform_gpu(name: Any, available: Sequence[str]) -> Any:
+    """``"gpu"`` (or ``"gpu:1"``) as this machine's GPU device; any other name unchanged.
+
+    The first GPU provider installed, in the order CUDA, ROCm, DirectML, CoreML; with
+    none installed, the one this platform would use (CoreML on macOS, else CUDA), so that
+    the warning or error names what to install.
+
+    Example
+    -------
+    >>> platform_gpu("gpu:1", ["ROCMExecutionProvider", "CPUExecutionProvider"])
+    'rocm:1'
+    """
+    if not isinstance(name, str) or name.strip().partition(":")[0].lower() != "gpu":
+        return name
+    index = name.strip().partition(":")[2]
+    found = next((d for d in ("cuda", "rocm", "directml", "coreml") if DEVICES[d] in available),
+                 "coreml" if sys.platform == "darwin" else "cuda")
+    return f"{found}:{index}" if index and found != "coreml" else found
+
+
 def parse_device(name: str) -> ProviderSpec:
     """The provider (with options) for one device name.
 
@@ -66,10 +87,10 @@ def parse_device(name: str) -> ProviderSpec:
     base, _, index = name.strip().partition(":")
     base = _PROVIDER_DEVICE.get(base.lower(), base.lower())
     if base not in DEVICES:
-        close = difflib.get_close_matches(base, [*DEVICES, "auto"], n=1, cutoff=0.5)
+        close = difflib.get_close_matches(base, [*DEVICES, "auto", "gpu"], n=1, cutoff=0.5)
         hint = f"Did you mean {close[0]!r}? " if close else ""
         raise DeviceError(f"unknown device {name!r}",
-                          fix=f"{hint}Use one of {', '.join([*DEVICES, 'auto'])}, or pass providers=.")
+                          fix=f"{hint}Use one of {', '.join([*DEVICES, 'gpu', 'auto'])}, or pass providers=.")
     provider = DEVICES[base]
     if not index:
         return provider

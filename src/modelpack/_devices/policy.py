@@ -24,7 +24,17 @@ from collections.abc import Sequence
 from types import FrameType
 
 from ..errors import DeviceError, DeviceUnavailableError
-from .names import CPU, DEVICES, SWITCH, ProviderSpec, install_hint, is_auto, parse_device, provider_name
+from .names import (
+    CPU,
+    DEVICES,
+    SWITCH,
+    ProviderSpec,
+    install_hint,
+    is_auto,
+    parse_device,
+    platform_gpu,
+    provider_name,
+)
 
 __all__ = ["DeviceWarning", "PlacementWarning", "resolve_providers", "warn"]
 
@@ -79,7 +89,7 @@ def _wanted(device: str | Sequence[str], providers: Sequence[ProviderSpec] | Non
         raise DeviceError("an empty device list was given", fix="Pass device='cpu' or a list of names.")
     if any(is_auto(n) for n in names):
         raise DeviceError("'auto' cannot be part of a list", fix="Pass device='auto' alone, or list devices.")
-    return [parse_device(n) for n in names]
+    return [parse_device(platform_gpu(n, available)) for n in names]
 
 
 def _report_missing(missing: list[str], available: Sequence[str], fallback: bool, any_left: bool) -> None:

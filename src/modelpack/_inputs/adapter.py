@@ -31,9 +31,11 @@ _STRING = numpy_dtype("string")
 class InputAdapter:
     """Turns caller data into the feeds of one model."""
 
-    def __init__(self, inputs: Sequence[TensorSpec], package: str) -> None:
+    def __init__(self, inputs: Sequence[TensorSpec], package: str, *, missing_passes: bool = False) -> None:
         self.specs = tuple(inputs)
         self.package = package
+        # PMML has missing values of its own: a missing string goes to the evaluator as one.
+        self._missing_passes = missing_passes
         self.names = tuple(s.name for s in self.specs)
         self._dtypes = {s.name: numpy_dtype(s.dtype) for s in self.specs}
         self._single = self.specs[0] if len(self.specs) == 1 else None
@@ -247,7 +249,7 @@ class InputAdapter:
     def adapt(self, spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
         """Cast and reshape one array to ``spec``, or raise an InputError saying why not."""
         given = arr
-        arr = cast(arr, spec, self._dtypes[spec.name], self.package)
+        arr = cast(arr, spec, self._dtypes[spec.name], self.package, missing_passes=self._missing_passes)
         shape = spec.shape
         if shape is None:
             return arr

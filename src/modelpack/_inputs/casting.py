@@ -66,12 +66,14 @@ def as_array(values: Any, spec: TensorSpec, package: str) -> np.ndarray:
                          fix="Pass a numpy array, a list of numbers or a DataFrame column.") from exc
 
 
-def cast(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str) -> np.ndarray:
+def cast(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str, *,
+         missing_passes: bool = False) -> np.ndarray:
+    """``arr`` as ``target``, or a DTypeError; ``missing_passes``: missing strings become None."""
     source = arr.dtype
     if source == target and target != _STRING:
         return arr
     if target == _STRING:
-        return _to_strings(arr, spec, package)
+        return _to_strings(arr, spec, package, missing_passes)
     if target.kind == "f":
         return _to_float(arr, spec, target, package)
     if target.kind in "iu":
@@ -87,18 +89,70 @@ def _dtype_error(spec: TensorSpec, arr: np.ndarray, package: str, why: str = "")
                       fix=f"Convert it yourself if you accept the loss, e.g. X.astype({spec.dtype!r}).")
 
 
-def _to_strings(arr: np.ndarray, spec: TensorSpec, package: str) -> np.ndarray:
+def _to_strings(arr: np.ndarray, spec: TensorSpec, package: str, missing_passes: bool = False) -> np.ndarray:
     if arr.dtype.kind == "U":
         return arr.astype(object)
     if arr.dtype.kind == "S":
         return np.char.decode(arr, "utf-8").astype(object)
-    if arr.dtype == _STRING:
-        bad = [v for v in arr.reshape(-1)[:10_000] if not isinstance(v, str)]
-        if bad:
-            raise _dtype_error(spec, arr, package, f": holds non-string values such as {bad[0]!r} "
-                                                   "(missing values must be filled first)")
+    if arr.dtype != _STRING:
+        raise _dtype_error(spec, arr, package, ": numbers given for a string input")
+    bad = _first_non_string(arr, missing_passes)
+    if bad is _NONE:
         return arr
-    raise _dtype_error(spec, arr, package, ": numbers given for a string input")
+    fills = [None] if missing_passes and _fills(spec, arr) is None else _fills(spec, arr)
+    if fills is not None and is_missing(bad):
+        arr = _filled(arr, fills, missing_passes)
+        bad = _first_non_string(arr, missing_passes)
+        if bad is _NONE:
+            return arr
+    if is_missing(bad):
+        raise DTypeError(f"holds a missing value ({bad!r}) and the package records no value to fill it with",
+                         input=spec.name, expected="strings", got=describe(arr), package=package,
+                         fix="Fill it with the value the model was trained to see, e.g. "
+                             "df[col].fillna('missing'), or export a pipeline whose SimpleImputer "
+                             "fills this column (the package then records the fill).")
+    raise DTypeError(f"holds non-string values such as {bad!r}", input=spec.name, expected="strings",
+                     got=describe(arr), package=package,
+                     fix="Convert them to text first, e.g. df[col].astype(str).")
+
+
+_NONE = object()
+
+
+def _first_non_string(arr: np.ndarray, none_passes: bool = False) -> Any:
+    # Every value, not a prefix: one number deep in a column would reach the runtime.
+    return next((v for v in arr.reshape(-1).tolist() if v.__class__ is not str and not isinstance(v, str)
+                 and not (none_passes and v is None)), _NONE)
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN (float or numpy) or pandas' NA: what a DataFrame holds for a missing value."""
+    return value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType"
+
+
+def _fills(spec: TensorSpec, arr: np.ndarray) -> list[Any] | None:
+    """The recorded fill value of each column of ``arr`` (None where there is none), or None."""
+    if not spec.columns or all(c.missing_value_replacement is None for c in spec.columns):
+        return None
+    fills = [c.missing_value_replacement if c.missing_value_treatment in (None, "asValue") else None
+             for c in spec.columns]
+    if len(fills) == 1:
+        return fills
+    return fills if arr.ndim == 2 and arr.shape[1] == len(fills) else None
+
+
+def _filled(arr: np.ndarray, fills: list[Any], missing_passes: bool = False) -> np.ndarray:
+    """``arr`` with missing values replaced by each column's fill (None: left, or None if they pass)."""
+    out = arr.copy()
+    missing = np.frompyfunc(is_missing, 1, 1)(out).astype(bool)
+    for j, fill in enumerate(fills):
+        if fill is None and not missing_passes:
+            continue
+        if len(fills) == 1:
+            out[missing] = fill
+        else:
+            out[missing[:, j], j] = fill
+    return out
 
 
 def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str) -> np.ndarray:

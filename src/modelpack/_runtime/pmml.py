@@ -170,10 +170,10 @@ def translate(exc: BaseException, package: str, *, loading: bool = False) -> Mod
 # -- devices -------------------------------------------------------------------------------------
 def _check_device(device: str | Sequence[str], providers: Sequence[Any] | None, fallback: bool,
                   package: str) -> None:
-    from .._devices import parse_device
+    from .._devices import parse_device, platform_gpu
 
     names = [device] if isinstance(device, str) else list(device)
-    wanted = [n for n in names if n.strip().lower() not in ("cpu", "auto") and parse_device(n)]
+    wanted = [n for n in names if n.strip().lower() not in ("cpu", "auto") and parse_device(platform_gpu(n, []))]
     wanted += [p if isinstance(p, str) else p[0] for p in providers or ()
                if (p if isinstance(p, str) else p[0]) not in (PROVIDER, "CPUExecutionProvider")]
     if not wanted:
