@@ -1,7 +1,7 @@
 # modelpack development tasks. Everything installs into .venv; nothing is needed beforehand
 # but Python 3.10+ (and Java 8+ for the PMML parts, which skip without it).
 #
-#   make demo      set up a small environment and run examples/quickstart.py
+#   make demo      set up a small environment and run examples/quickstart.py (package kept in build/demo)
 #   make test      set up the full environment and run the default test suite
 #   make test-all  everything, including slow tests (GPU tests skip without a GPU)
 #   make bench     run the benchmarks and rewrite docs/benchmarks.md
@@ -65,7 +65,7 @@ $(KS_VENV)/.installed: $(KS_VENV)/bin/python pyproject.toml
 install: $(VENV)/.dev-installed
 
 demo: $(VENV)/.demo-installed
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/python examples/quickstart.py build/demo
 
 test: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
 	$(BIN)/python -m ruff check src converters tests benchmarks examples

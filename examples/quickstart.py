@@ -5,7 +5,8 @@ scikit-learn, exports it to a modelpack package with a fidelity certificate,
 loads the package back (ONNX Runtime only: no scikit-learn needed to predict),
 checks it gives scikit-learn's own answers, and verifies it.
 
-Run it with ``make demo``, or ``python examples/quickstart.py [OUTPUT_DIR]``.
+Run it with ``make demo`` (which keeps the package in ``build/demo``), or
+``python examples/quickstart.py [OUTPUT_DIR]`` (a temporary folder without one).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def main(out_dir: Path) -> int:
 
     report = modelpack.verify(path)
     print(f"verified  {report}")
+    print(f"kept      {path}: look inside with `modelpack inspect {path}`, "
+          f"score a file with `modelpack predict {path} --input rows.csv --output out.csv`")
     ok = report.ok and same == 1.0 and diff < 1e-4
     print("OK: the package reproduces the model." if ok else "MISMATCH: see above.")
     return 0 if ok else 1
@@ -62,6 +65,7 @@ def main(out_dir: Path) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
+        Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
         sys.exit(main(Path(sys.argv[1])))
     with tempfile.TemporaryDirectory() as tmp:
         sys.exit(main(Path(tmp)))

@@ -341,3 +341,42 @@ def test_every_value_of_a_string_input_is_checked_not_a_prefix():
     with pytest.raises(modelpack.DTypeError, match="non-string values such as 7") as caught:
         InputAdapter(_string_input("x"), "p")({"w": values})
     assert "astype(str)" in caught.value.fix
+
+
+# -- NaN where the source model refuses it (recorded as PMML's "returnInvalid") -------------------
+def _numeric_input(refused: tuple[str, ...]) -> tuple:
+    from modelpack.manifest import ColumnSpec, TensorSpec
+
+    columns = tuple(ColumnSpec(n, "float32", missing_value_treatment="returnInvalid" if n in refused else None)
+                    for n in ("a", "b", "c"))
+    return (TensorSpec("X", "float32", ("N", 3), columns=columns),)
+
+
+@pytest.mark.parametrize("rows", [1, 40])  # the few-rows path and the numpy one
+def test_nan_is_refused_in_the_columns_the_source_model_refuses_it_in(rows):
+    from modelpack._inputs import InputAdapter
+
+    adapt = InputAdapter(_numeric_input(("b",)), "p")
+    X = np.ones((rows, 3), np.float32)
+    X[-1, 0] = np.nan  # 'a' takes NaN: the model handles it
+    assert adapt(X)["X"] is X
+    X[-1, 1] = np.nan
+    with pytest.raises(modelpack.InputError, match="column 'b' holds NaN, which the source model refuses") as caught:
+        adapt(X)
+    assert "SimpleImputer" in caught.value.fix
+    X[-1, 1] = np.inf  # infinities are values
+    assert adapt(X)["X"] is X
+
+
+def test_every_column_refusing_nan_is_checked_on_every_path():
+    pd = pytest.importorskip("pandas")
+    from modelpack._inputs import InputAdapter
+
+    adapt = InputAdapter(_numeric_input(("a", "b", "c")), "p")
+    for data in (pd.DataFrame({"a": [1.0], "b": [2.0], "c": [np.nan]}), [{"a": 1.0, "b": None, "c": 2.0}],
+                 np.array([[np.nan, 1, 2]], np.float64), np.empty((0, 3), np.float32)):
+        if len(data) == 0:
+            assert adapt(data)["X"].shape == (0, 3)
+            continue
+        with pytest.raises(modelpack.InputError, match="holds NaN"):
+            adapt(data)

@@ -123,3 +123,54 @@ def test_hostile_packages_end_in_one_line_on_every_command(add_one, tmp_path, ca
     out = capsys.readouterr().out
     assert "FAILED" in out and fragment in out
     assert not (tmp_path / "out.csv").exists()
+
+
+# -- the command's manners -----------------------------------------------------------------------
+def _actions(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from ((f"{name} {a}", act) for a, act in _actions(sub))
+        elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            yield action.dest, action
+
+
+def test_every_command_and_argument_has_help_and_shows_its_default():
+    from modelpack._cli import build_parser
+
+    parser = build_parser()
+    found = list(_actions(parser))
+    assert len(found) > 40
+    assert [name for name, action in found if not action.help] == []
+    text = " ".join(parser._subparsers._group_actions[0].choices["predict"].format_help().split())
+    assert "(default: 65536)" in text and "(default: cpu)" in text and "(default: label)" in text
+    assert "(default: None)" not in text
+
+
+@pytest.mark.skipif(SCRIPT is None, reason="the modelpack console script is not installed in this environment")
+def test_warnings_print_as_one_line(add_one, tmp_path):
+    modelpack.pack(add_one, tmp_path / "a.mpk", sample=np.ones((2, 4)))
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA: nothing to warn about")
+    done = run("verify", str(tmp_path / "a.mpk"), "--device", "gpu")
+    assert done.returncode == 0 and "(on CPUExecutionProvider)" in done.stdout
+    lines = done.stderr.splitlines()
+    assert lines and all(line.startswith("warning: ") for line in lines), done.stderr
+    assert "CUDAExecutionProvider" in lines[0] and "running on the CPU" in lines[0]
+
+
+@pytest.mark.skipif(SCRIPT is None, reason="the modelpack console script is not installed in this environment")
+def test_a_reader_that_leaves_early_ends_the_command_quietly(add_one, tmp_path):
+    modelpack.pack(add_one, tmp_path / "a.mpk", metadata={"notes": "x" * 200_000})  # more than a pipe holds
+    proc = subprocess.Popen([SCRIPT, "inspect", "--json", str(tmp_path / "a.mpk")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.read(10)  # as `| head -c 10` does, then leave
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err and proc.returncode in (0, 1), err

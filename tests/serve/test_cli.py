@@ -102,6 +102,7 @@ def test_serve_runs_until_interrupted_with_renamed_packages(packages: dict[str, 
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    assert f"serving calc 1.2.0 at http://127.0.0.1:{port}/v2/models/calc" in err  # said at start
 
 
 def test_the_command_module_imports_no_web_stack() -> None:

@@ -20,15 +20,17 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 def add_triton(subparsers: argparse._SubParsersAction) -> None:
     """Add ``modelpack export-triton PKG REPO_DIR``."""
     p = subparsers.add_parser("export-triton", help="write an ONNX package into a Triton model repository")
-    p.add_argument("package")
+    p.add_argument("package", help="an ONNX package folder or .mpk archive")
     p.add_argument("repository", help="the model repository folder (created if absent)")
     p.add_argument("--name", help="Triton model name (default: the package name)")
-    p.add_argument("--version", type=int, default=1, help="model version folder (default 1)")
+    p.add_argument("--version", type=int, default=1, help="model version folder")
     p.add_argument("--max-batch-size", type=int, help=f"default {DEFAULT_MAX_BATCH_SIZE} when batchable; 0: off")
-    p.add_argument("--instances", type=int, default=1, help="instances per device (default 1)")
-    p.add_argument("--kind", choices=sorted(KINDS), default="auto")
+    p.add_argument("--instances", type=int, default=1, help="instances per device")
+    p.add_argument("--kind", choices=sorted(KINDS), default="auto",
+                   help="where Triton places the instances (auto: its own choice)")
     p.add_argument("--gpus", type=int, nargs="+", help="GPU indices (with --kind gpu)")
-    p.add_argument("--accelerator", choices=sorted(ACCELERATORS))
+    p.add_argument("--accelerator", choices=sorted(ACCELERATORS),
+                   help="an ONNX Runtime accelerator inside Triton (default: none)")
     p.add_argument("--accelerator-option", action="append", default=[], metavar="KEY=VALUE",
                    help="accelerator parameter, e.g. precision_mode=FP16 (repeatable)")
     p.add_argument("--outputs", nargs="+", help="outputs to serve (default: all)")
@@ -57,14 +59,14 @@ def _triton(args: argparse.Namespace) -> int:
 def add_kserve(subparsers: argparse._SubParsersAction) -> None:
     """Add ``modelpack export-kserve PKG --storage-uri URI``."""
     p = subparsers.add_parser("export-kserve", help="print a KServe InferenceService for a package (V2 protocol)")
-    p.add_argument("package")
+    p.add_argument("package", help="a package folder or .mpk archive")
     p.add_argument("--storage-uri", required=True, help="where KServe downloads the model (s3://, gs://, pvc://...)")
     p.add_argument("--name", help="InferenceService name (default: from the package name)")
-    p.add_argument("--namespace")
+    p.add_argument("--namespace", help="Kubernetes namespace (default: none, kubectl's current one)")
     p.add_argument("--runtime", help="serving runtime to pin (default: KServe chooses by model format)")
     p.add_argument("--gpus", type=int, default=0, help="nvidia.com/gpu limit")
-    p.add_argument("--min-replicas", type=int)
-    p.add_argument("--max-replicas", type=int)
+    p.add_argument("--min-replicas", type=int, help="fewest replicas (default: KServe's)")
+    p.add_argument("--max-replicas", type=int, help="most replicas (default: KServe's)")
     p.add_argument("--write", metavar="DIR", help="also write the files to upload to the storage URI into DIR")
     p.set_defaults(handler=_kserve)
 

@@ -25,23 +25,23 @@ def add_trusted_key(parser: argparse.ArgumentParser) -> None:
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Add ``inspect``, ``verify`` and ``pack``."""
     p = subparsers.add_parser("inspect", help="show a package's manifest (no runtime needed)")
-    p.add_argument("package")
+    p.add_argument("package", help="a package folder, .mpk archive or URL")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(handler=_inspect)
 
     p = subparsers.add_parser("verify", help="check checksums and re-run the stored samples here")
-    p.add_argument("package")
-    p.add_argument("--device", default="cpu", help="device to re-run the samples on (default: %(default)s)")
+    p.add_argument("package", help="a package folder, .mpk archive or URL")
+    p.add_argument("--device", default="cpu", help="device to re-run the samples on")
     add_trusted_key(p)
     p.set_defaults(handler=_verify)
 
     p = subparsers.add_parser("pack", help="wrap an .onnx or .pmml file into a package")
-    p.add_argument("model")
+    p.add_argument("model", help="an .onnx or .pmml file")
     p.add_argument("output", help="destination: NAME.mpk for an archive, else a folder")
-    p.add_argument("--name")
-    p.add_argument("--version", default="0.0.0")
-    p.add_argument("--description", default="")
-    p.add_argument("--task", choices=TASKS)
+    p.add_argument("--name", help="the package name (default: the model file's name)")
+    p.add_argument("--version", default="0.0.0", help="the package version")
+    p.add_argument("--description", default="", help="one line on what the model does")
+    p.add_argument("--task", choices=TASKS, help="what the model does (default: read from the model file)")
     p.add_argument("--metadata", help="JSON object of free metadata")
     p.set_defaults(handler=_pack)
 

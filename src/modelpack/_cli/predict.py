@@ -13,12 +13,13 @@ __all__ = ["add_parser"]
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``predict``."""
     p = subparsers.add_parser("predict", help="predict a CSV, Parquet or JSON file in batches")
-    p.add_argument("package")
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=65_536)
-    p.add_argument("--result", choices=["label", "proba", "all"], default="label")
+    p.add_argument("package", help="a package folder, .mpk archive or URL")
+    p.add_argument("--input", required=True, help="a .csv, .parquet, .json or .jsonl file of rows")
+    p.add_argument("--output", required=True, help="where to write the results (format from the suffix)")
+    p.add_argument("--device", default="cpu", help="device to run on (cpu, cuda, gpu, auto...)")
+    p.add_argument("--batch-size", type=int, default=65_536, help="rows per run; bounds the memory used")
+    p.add_argument("--result", choices=["label", "proba", "all"], default="label",
+                   help="labels (or values), class probabilities, or every output")
     p.add_argument("--keep", nargs="+", default=[], help="input columns copied to the output (e.g. an id)")
     add_trusted_key(p)
     p.set_defaults(handler=_predict)

@@ -23,20 +23,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "binary tensor data extension, plus POST /v2/models/NAME/predict.")
     p.add_argument("packages", nargs="*", metavar="PKG",
                    help="package folders or .mpk files; NAME=PKG serves one under another name")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="device for every package (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="port")
+    p.add_argument("--device", default="cpu", help="device for every package")
     p.add_argument("--threads", type=int, default=None,
                    help="model runs at once (default: the number of CPUs, at most 8)")
     p.add_argument("--intra-op-threads", type=int, default=None, metavar="N",
                    help="threads inside one model run (default: the package's setting, else all CPUs)")
     p.add_argument("--max-batch-size", type=int, default=0,
-                   help="merge concurrent requests into runs of up to this many rows (default: off)")
+                   help="merge concurrent requests into runs of up to this many rows (0: off)")
     p.add_argument("--max-latency-ms", type=float, default=2.0,
-                   help="longest a request waits to be merged (default: %(default)s)")
+                   help="longest a request waits to be merged")
     p.add_argument("--max-body-size", type=float, default=64.0, metavar="MIB",
-                   help="largest request body in MiB; larger ones get HTTP 413 (default: %(default)s)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+                   help="largest request body in MiB; larger ones get HTTP 413")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="the server's log level")
     add_trusted_key(p)
     p.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
     p.set_defaults(handler=_run)

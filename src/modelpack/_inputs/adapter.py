@@ -13,6 +13,7 @@ path of a few attribute checks: this is the hot path of single-row predict.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence, Sized
 from typing import Any
 
@@ -60,9 +61,35 @@ class InputAdapter:
         # One record of plain floats and strings, one input per field (PMML, skl2onnx
         # ColumnTransformers): (name, dtype, value type, is [N, 1]) per input, or None.
         self._record_plan = _record_plan(self.specs, self._dtypes)
+        # Float columns where the source model refuses NaN (recorded as PMML's
+        # "returnInvalid"): input name -> their positions on the last axis.
+        # A position list of None means every column.
+        refused = ((s, [j for j, c in enumerate(s.columns) if c.missing_value_treatment == "returnInvalid"])
+                   for s in self.specs if s.columns and s.dtype.startswith("float"))
+        self._nan_refused = [(s.name, None if len(p) == len(s.columns or ()) else p) for s, p in refused if p]
 
     # -- entry point -------------------------------------------------------------
     def __call__(self, data: Any) -> dict[str, np.ndarray]:
+        feeds = self._adapted(data)
+        if self._nan_refused:
+            self._refuse_nan(feeds)
+        return feeds
+
+    def _refuse_nan(self, feeds: Mapping[str, np.ndarray]) -> None:
+        for name, positions in self._nan_refused:
+            arr = feeds[name]
+            part = arr if positions is None else arr[..., positions]
+            if _has_nan(part):
+                columns = self._columns[name]
+                where = range(len(columns)) if positions is None else positions
+                bad = next(columns[j] for j in where if np.isnan(arr[..., j]).any()) \
+                    if arr.ndim and len(columns) > 1 else columns[0]
+                raise InputError(f"column {bad!r} holds NaN, which the source model refuses (it would "
+                                 "not have predicted on it)", input=name, package=self.package,
+                                 fix="Fill missing values first (e.g. df.fillna(...) with the training "
+                                     "median), or export a pipeline that imputes them (SimpleImputer).")
+
+    def _adapted(self, data: Any) -> dict[str, np.ndarray]:
         if data.__class__ is np.ndarray and self._single is not None:
             if (data.dtype is self._dtype and data.ndim == self._rank
                     and (self._width is None or data.shape[-1] == self._width)):
@@ -269,6 +296,12 @@ class InputAdapter:
                                  package=self.package,
                                  fix="Pass the same features the model was trained with.")
         return arr
+
+
+def _has_nan(arr: np.ndarray) -> bool:
+    if arr.size <= 32:  # a few rows: Python floats cost less than a numpy reduction's set-up
+        return any(v != v for v in arr.ravel().tolist())
+    return bool(math.isnan(arr.min()))  # one pass: NaN propagates through min
 
 
 def _record_plan(specs: Sequence[TensorSpec], dtypes: Mapping[str, np.dtype]) -> list[Any] | None:

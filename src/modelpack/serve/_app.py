@@ -195,6 +195,7 @@ def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, dev
                   description="Open Inference Protocol (KServe V2) REST API for modelpack packages, "
                               "with the binary tensor data extension.")
     app.state.batchers = server.batchers  # (name, version) -> MicroBatcher, for monitoring
+    app.state.models = [(s.name, s.version) for s in repository]  # what is served, in order
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     _add_routes(app, server)

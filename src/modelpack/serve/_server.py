@@ -6,6 +6,7 @@ without the ``serve`` extra, and serving then says what to install.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,9 @@ def serve(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, host: st
     from ._app import create_app
 
     app = create_app(models, **options)
+    base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+    for name, version in app.state.models:  # before uvicorn's own line: what is served, and where
+        sys.stderr.write(f"serving {name} {version} at {base}/v2/models/{name}\n")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from modelpack.plugin import ConversionError
 
 __all__ = ["check_fitted", "classes_of", "describe_step", "encoder_categories", "final_estimator",
-           "has_column_transformer", "leaf_classes", "string_imputers", "task_of", "walk", "without_passthrough"]
+           "has_column_transformer", "leaf_classes", "selected_columns", "task_of", "walk", "without_passthrough"]
 
 _SKIPPED = ("drop", "passthrough", None)
 
@@ -143,43 +143,13 @@ def encoder_categories(model: Any, columns: list[str]) -> dict[str, tuple[Any, .
         for name, trans, _ in getattr(model, "transformers_", ()):
             if trans in _SKIPPED:
                 continue
-            found.update(encoder_categories(trans, _selected(model, name, columns)))
+            found.update(encoder_categories(trans, selected_columns(model, name, columns)))
         return found
     return _leaf_categories(model, columns)
 
 
-def string_imputers(model: Any, columns: list[str]) -> dict[str, tuple[Any, Any]]:
-    """Column name -> (imputer, its fill value), for ``columns`` a ``SimpleImputer`` fills first.
-
-    Only imputers that read an input column unchanged (the first step of what a
-    ColumnTransformer sends it to) and take NaN or None as missing: for those,
-    replacing a missing value by the fill value before the graph gives exactly
-    what the imputer computes.
-    """
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-
-    if isinstance(model, Pipeline):
-        first = next((s for _, s in model.steps if s not in _SKIPPED), None)
-        return string_imputers(first, columns) if first is not None else {}
-    if isinstance(model, ColumnTransformer):
-        found: dict[str, tuple[Any, Any]] = {}
-        for name, trans, _ in getattr(model, "transformers_", ()):
-            if trans not in _SKIPPED:
-                found.update(string_imputers(trans, _selected(model, name, columns)))
-        return found
-    if not isinstance(model, SimpleImputer) or not hasattr(model, "statistics_") or model.add_indicator:
-        return {}
-    missing = model.missing_values
-    if not (missing is None or (isinstance(missing, float) and math.isnan(missing))):
-        return {}
-    if len(model.statistics_) != len(columns) or not all(isinstance(v, str) for v in model.statistics_):
-        return {}
-    return {col: (model, value) for col, value in zip(columns, model.statistics_.tolist(), strict=True)}
-
-
-def _selected(ct: Any, name: str, columns: list[str]) -> list[str]:
+def selected_columns(ct: Any, name: str, columns: list[str]) -> list[str]:
+    """The input columns a fitted ColumnTransformer sends to its transformer ``name``."""
     # The fitted ColumnTransformer resolves every selector (names, indices, masks,
     # callables) to input positions; it only keeps them in a private attribute.
     names = list(getattr(ct, "feature_names_in_", columns))

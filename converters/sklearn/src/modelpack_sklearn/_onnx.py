@@ -10,17 +10,14 @@ source model's reference outputs.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from modelpack.plugin import (
-    ColumnSpec,
     Conversion,
     ConversionError,
     ModelpackError,
@@ -36,11 +33,11 @@ from ._estimators import (
     classes_of,
     describe_step,
     leaf_classes,
-    string_imputers,
     task_of,
     walk,
     without_passthrough,
 )
+from ._missing import refused_nan, string_imputers, string_markers, with_missing_values
 from ._outputs import align_scores, assign_roles, reference
 from ._sample import InputPlan, plan_inputs
 
@@ -68,10 +65,9 @@ def convert_onnx(model: Any, sample: Any, options: Mapping[str, Any]) -> Convers
     _register_boosting(model)
     _check_supported(model)
     plan = plan_inputs(model, sample, opts.dtype)
-    imputers = {c: found for c, found in string_imputers(model, [s.name for s in plan.inputs]).items()
-                if any(s.name == c and s.dtype == "string" for s in plan.inputs)}
-    plan = _with_fills(plan, {c: fill for c, (_, fill) in imputers.items()})
-    with _string_markers({id(imp): imp for imp, _ in imputers.values()}.values()):
+    imputers = string_imputers(model, plan)
+    plan = with_missing_values(plan, {c: fill for c, (_, fill) in imputers.items()}, refused_nan(model, plan))
+    with string_markers(imp for imp, _ in imputers.values()):
         onx = _to_onnx(without_passthrough(model), plan, opts)
     _rename_inputs(onx.graph, [name for name, _ in plan.initial_types])
     data = onx.SerializeToString()
@@ -83,43 +79,6 @@ def convert_onnx(model: Any, sample: Any, options: Mapping[str, Any]) -> Convers
         outputs=outputs, columns=plan.columns, dtype=_output_precision(model, opts.dtype),
         classes=classes_of(model) if task == "classification" else None,
         reference=align_scores(expected, outputs, exported))
-
-
-# -- missing values in string columns ------------------------------------------------------------
-# A SimpleImputer over a string column takes NaN/None as missing, which skl2onnx cannot
-# put in a string graph. The package records the imputer's fill value on the column
-# instead (missing_value_treatment "asValue", as PMML does), the input adapter puts it
-# in place of None/NaN/pd.NA, and the graph's imputer is given a marker no data holds.
-_NO_DATA_HOLDS = "\x00"
-
-
-def _with_fills(plan: InputPlan, fills: Mapping[str, Any]) -> InputPlan:
-    if not fills:
-        return plan
-
-    def filled(column: ColumnSpec) -> ColumnSpec:
-        if column.name not in fills:
-            return column
-        return dataclasses.replace(column, missing_value_treatment="asValue",
-                                   missing_value_replacement=fills[column.name])
-
-    inputs = tuple(dataclasses.replace(s, columns=tuple(filled(c) for c in s.columns)) if s.columns else s
-                   for s in plan.inputs)
-    columns = tuple(filled(c) for c in plan.columns) if plan.columns else plan.columns
-    return dataclasses.replace(plan, inputs=inputs, columns=columns)
-
-
-@contextlib.contextmanager
-def _string_markers(imputers: Iterable[Any]) -> Iterator[None]:
-    """The imputers with a string marker for missing while skl2onnx reads them; then as they were."""
-    kept = [(imp, imp.missing_values) for imp in imputers]
-    try:
-        for imp, _ in kept:
-            imp.missing_values = _NO_DATA_HOLDS
-        yield
-    finally:
-        for imp, missing in kept:
-            imp.missing_values = missing
 
 
 # -- options --------------------------------------------------------------------------------

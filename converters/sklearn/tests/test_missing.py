@@ -1,4 +1,4 @@
-"""The ordinary pipeline: SimpleImputer over a string column with NaN/None, then OneHotEncoder.
+"""Missing values: the ordinary pipeline with missing strings, and NaN where the model refuses it.
 
 It exports to ONNX (and to PMML), and predicts on DataFrames, records and CSV files
 holding NaN, None or pd.NA in that column with exactly scikit-learn's answers.
@@ -120,3 +120,25 @@ def test_the_pmml_route_takes_missing_strings_too(fitted, tmp_path: Path) -> Non
     modelpack.export(pipe, tmp_path / "m.mpk", sample=test[:20], format="pmml")
     with modelpack.load(tmp_path / "m.mpk") as model:
         np.testing.assert_array_equal(model.predict(test), pipe.predict(test))
+
+
+def test_nan_is_refused_where_scikit_learn_refuses_it_and_taken_where_it_is_imputed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(120, 3)), columns=["a", "b", "c"])
+    y = (frame["a"] > 0).astype(int)
+    plain = LogisticRegression().fit(frame, y)
+    imputed = make_pipeline(SimpleImputer(strategy="median"), LogisticRegression()).fit(frame, y)
+    bad = frame[:4].copy()
+    bad.loc[2, "b"] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        plain.predict(bad)  # the reference: scikit-learn refuses it
+    manifest = modelpack.export(plain, tmp_path / "plain.mpk", sample=frame[:20])
+    assert {c.missing_value_treatment for c in manifest.inputs[0].columns} == {"returnInvalid"}
+    with modelpack.load(tmp_path / "plain.mpk") as model:
+        with pytest.raises(modelpack.InputError, match="column 'b' holds NaN"):
+            model.predict(bad)
+        np.testing.assert_array_equal(model.predict(frame[:4]), plain.predict(frame[:4]))
+    manifest = modelpack.export(imputed, tmp_path / "imputed.mpk", sample=frame[:20])
+    assert {c.missing_value_treatment for c in manifest.inputs[0].columns} == {None}
+    with modelpack.load(tmp_path / "imputed.mpk") as model:
+        np.testing.assert_array_equal(model.predict(bad), imputed.predict(bad))
