@@ -95,3 +95,44 @@ def test_external_data_is_packed_and_loaded(tmp_path):
     assert m.model.external_data == ("ext.onnx.data",)
     with modelpack.load(tmp_path / "ext.mpk") as loaded:
         np.testing.assert_allclose(loaded.predict(np.ones((1, 4))), np.ones((1, 4)) @ numpy_helper.to_array(weight))
+
+
+def _versioned(tmp_path, ir_version: int, opset: int):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    path = tmp_path / f"v{ir_version}-{opset}.onnx"
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize(("ir_version", "opset", "words"), [
+    (99, 17, r"IR version 99; onnxruntime \S+ reads up to \d+"),
+    (9, 999, r"opset 999 of the default domain; onnxruntime \S+ supports up to opset \d+"),
+])
+def test_pack_refuses_what_the_installed_runtime_cannot_read_naming_the_versions(tmp_path, ir_version, opset, words):
+    pytest.importorskip("onnxruntime")
+    path = _versioned(tmp_path, ir_version, opset)
+    with pytest.raises(modelpack.RuntimeBackendError, match=words) as caught:
+        modelpack.pack(path, tmp_path / "m.mpk")
+    assert "Upgrade onnxruntime" in caught.value.fix and not (tmp_path / "m.mpk").exists()
+    # A package written elsewhere says the same when loaded here.
+    from modelpack._formats import build_manifest, read_model_file
+    from modelpack._package import write_package
+
+    _, data, _, desc = read_model_file(path)
+    manifest = build_manifest(desc, name="newer")
+    write_package(tmp_path / "newer.mpk", manifest, {manifest.model.file: data})
+    with pytest.raises(modelpack.RuntimeBackendError, match=words):
+        modelpack.load(tmp_path / "newer.mpk")
+
+
+def test_pack_takes_the_versions_the_runtime_reads(tmp_path):
+    modelpack.pack(_versioned(tmp_path, 8, 17), tmp_path / "m.mpk")
+    with modelpack.load(tmp_path / "m.mpk") as model:
+        assert model.run(np.ones(2, np.float32))["y"].tolist() == [1.0, 1.0]

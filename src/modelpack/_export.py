@@ -118,6 +118,10 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
     fmt, data, external, desc = read_model_file(model_file)
     manifest = build_manifest(desc, name=name or Path(model_file).stem, version=version,
                               description=description, metadata=metadata, task=task, classes=classes)
+    if fmt == "onnx":  # a package this machine's runtime cannot open is not written
+        from ._runtime.onnx import check_versions
+
+        check_versions(manifest.model.ir_version, manifest.model.opsets, str(model_file))
     files = {manifest.model.file: data, **external}
     return write_with_samples(dest, manifest, files, sample=sample, extra=extra_files(extra))
 

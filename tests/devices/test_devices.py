@@ -439,3 +439,12 @@ def test_gpu_on_a_machine_without_one_falls_back_naming_what_to_install(add_one)
             assert m.providers == [CPU]
     with pytest.raises(modelpack.DeviceUnavailableError):
         modelpack.load(add_one, device="gpu", fallback=False)
+
+
+@pytest.mark.parametrize(("vendor", "suggested"), [("GenuineIntel", True), ("AuthenticAMD", False),
+                                                   ("Apple", False), ("", False)])
+def test_intel_software_is_suggested_on_intel_cpus_only(vendor, suggested):
+    from modelpack._devices.report import ProviderCheck, _advice
+
+    advice = _advice(ort, (ProviderCheck("cpu", CPU, True),), ("onnxruntime 1.32.0",), (), vendor=vendor)
+    assert any("OpenVINO" in line or "openvino" in line for line in advice) is suggested, advice

@@ -10,6 +10,7 @@ the right numbers. What failed is explained, with what to install.
 from __future__ import annotations
 
 import contextlib
+import platform
 import re
 import shutil
 import subprocess
@@ -273,8 +274,20 @@ def _versions(ort: Any, driver_cuda: str | None) -> dict[str, str]:
     return found
 
 
+def cpu_vendor() -> str:
+    """The CPU maker as the system names it (``GenuineIntel``, ``AuthenticAMD``, ``Apple``...), or ``""``."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh.read(65536).splitlines():
+                if line.startswith("vendor_id"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or ""
+
+
 def _advice(ort: Any, checks: tuple[ProviderCheck, ...], runtimes: tuple[str, ...],
-            gpus: tuple[Gpu, ...]) -> list[str]:
+            gpus: tuple[Gpu, ...], vendor: str | None = None) -> list[str]:
     """What to install or fix, one sentence each."""
     advice = []
     if len(runtimes) > 1:
@@ -300,6 +313,7 @@ def _advice(ort: Any, checks: tuple[ProviderCheck, ...], runtimes: tuple[str, ..
     if trt is not None and trt.works is False:
         advice.append("TensorRT does not load: install the TensorRT libraries matching onnxruntime-gpu "
                       "(pip install tensorrt) if you want it; CUDA works without it.")
-    if DEVICES["openvino"] not in by_provider and not gpus:
+    intel = "intel" in (cpu_vendor() if vendor is None else vendor).lower()
+    if DEVICES["openvino"] not in by_provider and not gpus and intel:  # OpenVINO is Intel's
         advice.append(f"optional, for Intel CPUs, GPUs and NPUs: {INSTALL['openvino']}.")
     return advice

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,8 @@ if TYPE_CHECKING:
     from .._package import Package
     from ..manifest import Manifest
 
-__all__ = ["OnnxBackend", "build_session_options", "import_onnxruntime", "open", "translate_errors"]
+__all__ = ["OnnxBackend", "build_session_options", "check_versions", "import_onnxruntime", "open",
+           "translate_errors"]
 
 RUNTIME_EXTRAS = ("Install a runtime: pip install 'modelpack[cpu]' (or [gpu] / [openvino]; only "
                   "one of them per environment, their wheels overwrite each other).")
@@ -99,7 +101,61 @@ def translate(exc: BaseException, package: str, ort: Any) -> ModelpackError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if _EXTERNAL_PATH in text:
         ours = UnsafePackageError
+    newer = _too_new(str(exc), ort)
+    if newer is not None:
+        return RuntimeBackendError(newer[0], package=package, fix=newer[1])
     return ours(f"ONNX Runtime: {text}", package=package, fix=_FIXES[ours])
+
+
+_IR_TOO_NEW = re.compile(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)")
+_OPSET_TOO_NEW = re.compile(r"Opset (\d+) is under development.*?support for domain (\S+) is till opset (\d+)",
+                            re.DOTALL)
+
+
+def _too_new(text: str, ort: Any) -> tuple[str, str] | None:
+    """(message, fix) when the model is newer than this onnxruntime reads, else None."""
+    version = getattr(ort, "__version__", "?")
+    found = _IR_TOO_NEW.search(text)
+    if found:
+        return (f"the model file has ONNX IR version {found[1]}; onnxruntime {version} reads up to {found[2]}",
+                f"Upgrade onnxruntime (pip install -U onnxruntime) to one that reads IR version {found[1]}, "
+                f"or export the model again with ir_version <= {found[2]}.")
+    found = _OPSET_TOO_NEW.search(text)
+    if found:
+        domain = found[2].rstrip(".") if found[2].rstrip(".") != "ai.onnx" else "the default domain"
+        return (f"the model file asks for opset {found[1]} of {domain}; onnxruntime {version} supports up to "
+                f"opset {found[3]}",
+                f"Upgrade onnxruntime (pip install -U onnxruntime) to one that supports opset {found[1]}, "
+                f"or export the model again with target_opset <= {found[3]}.")
+    return None
+
+
+def check_versions(ir_version: int | None, opsets: Mapping[str, int] | None, package: str) -> None:
+    """Refuse an IR version or opset newer than the installed onnxruntime reads (when there is one).
+
+    Asked of onnxruntime itself, on an empty graph of the same versions: it has no
+    table of what it supports, only its refusal. Without onnxruntime, nothing is checked.
+    """
+    try:
+        ort = import_onnxruntime()
+    except ModelpackError:
+        return
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "versions",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    imports = {"": 7, **{"" if d == "ai.onnx" else d: v for d, v in (opsets or {}).items()}}
+    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in imports.items()])
+    probe.ir_version = ir_version or probe.ir_version
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        ort.InferenceSession(probe.SerializeToString(), options, providers=[CPU])
+    except Exception as exc:  # noqa: BLE001 - only a version refusal is reported
+        newer = _too_new(str(exc), ort)
+        if newer is not None:
+            raise RuntimeBackendError(newer[0], package=package, fix=newer[1]) from exc
 
 
 @contextlib.contextmanager
