@@ -45,3 +45,21 @@ def test_every_error_class_documents_when_it_is_raised():
         obj = getattr(modelpack, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert obj.__doc__ and obj.__doc__.strip(), name
+
+
+def test_an_error_raised_inside_the_callers_except_block_does_not_blame_its_exception(tmp_path):
+    import traceback
+
+    try:
+        try:
+            {}["missing"]
+        except KeyError:
+            modelpack.load(tmp_path / "absent.mpk")
+    except modelpack.ModelpackError as exc:
+        caught = exc
+    assert caught.__context__ is None and caught.__cause__ is None
+    assert "During handling" not in "".join(traceback.format_exception(caught))
+    try:  # an error of its own still keeps its own cause
+        modelpack.export(object(), tmp_path / "x.mpk", sample=[[1.0]], format="onxx")
+    except modelpack.ConversionError as exc:
+        assert "format 'onxx'" in str(exc)

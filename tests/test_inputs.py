@@ -380,3 +380,11 @@ def test_every_column_refusing_nan_is_checked_on_every_path():
             continue
         with pytest.raises(modelpack.InputError, match="holds NaN"):
             adapt(data)
+
+
+def test_a_matrix_feeds_one_input_per_column_in_the_inputs_order(per_field):
+    got = per_field.run(np.array([[1.5, 2.25, "x"], [3.0, 4.0, "y"]], dtype=object))
+    assert got["A"].reshape(-1).tolist() == [1.5, 3.0] and got["B"].tolist() == [2.25, 4.0]
+    assert got["W"].reshape(-1).tolist() == ["x", "y"]
+    with pytest.raises(modelpack.InputError):
+        per_field.run(np.ones((2, 2)))  # two columns for three inputs: not taken by position

@@ -136,3 +136,24 @@ def test_pack_takes_the_versions_the_runtime_reads(tmp_path):
     modelpack.pack(_versioned(tmp_path, 8, 17), tmp_path / "m.mpk")
     with modelpack.load(tmp_path / "m.mpk") as model:
         assert model.run(np.ones(2, np.float32))["y"].tolist() == [1.0, 1.0]
+
+
+def test_session_settings_are_stored_through_pack_and_every_loader_starts_from_them(add_one, tmp_path):
+    manifest = modelpack.pack(add_one, tmp_path / "a.mpk",
+                              session={"intra_op_num_threads": 1, "graph_optimization_level": "basic"})
+    assert manifest.runtime.session == {"intra_op_num_threads": 1, "graph_optimization_level": "basic"}
+    with modelpack.load(tmp_path / "a.mpk") as model:
+        assert model.backend.session.get_session_options().intra_op_num_threads == 1
+
+
+@pytest.mark.parametrize(("session", "words"), [
+    ({"threads": 2}, "threads = 2 is not a setting modelpack knows"),
+    ({"graph_optimization_level": "max"}, "is not one of"),
+    ({"config": {"ep.context_file_path": "/tmp/x"}}, "which a package may not set"),
+    ({"optimized_model_cache": "/tmp/cache"}, "only load\\(\\) may name a cache folder"),
+    (["intra_op_num_threads"], "must be a mapping"),
+])
+def test_settings_a_package_may_not_store_are_refused_at_pack(add_one, tmp_path, session, words):
+    with pytest.raises(modelpack.ManifestError, match=words):
+        modelpack.pack(add_one, tmp_path / "a.mpk", session=session)
+    assert not (tmp_path / "a.mpk").exists()

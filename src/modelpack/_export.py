@@ -30,7 +30,13 @@ from ._formats.samples import MAX_SAMPLE_ROWS, write_samples
 from ._load import load_memory
 from ._package import write_package
 from ._registry import Conversion, find_converter
-from .errors import ConversionError, FidelityError, ModelpackError, PackageNotFoundError
+from .errors import (
+    ConversionError,
+    FidelityError,
+    ModelpackError,
+    PackageNotFoundError,
+    _unrelated_to_the_caller,
+)
 from .manifest import FORMATS, Fidelity, Manifest, Samples
 
 if TYPE_CHECKING:
@@ -96,17 +102,21 @@ def write_with_samples(dest: PathLike, manifest: Manifest, model_files: Mapping[
     return write_package(dest, manifest, files)
 
 
+@_unrelated_to_the_caller
 def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, version: str = "0.0.0",
          description: str = "", metadata: Mapping[str, Any] | None = None,
          sample: InputData | None = None, task: str | None = None, classes: Sequence[Any] | None = None,
-         extra: Mapping[str, PathLike] | Sequence[PathLike] | None = None) -> Manifest:
+         extra: Mapping[str, PathLike] | Sequence[PathLike] | None = None,
+         session: Mapping[str, Any] | None = None) -> Manifest:
     """Wrap an ONNX or PMML file made elsewhere into a package at ``dest``.
 
     The manifest is filled from the model file (inputs, outputs, dtypes,
     symbolic dimensions, opsets, producer; for PMML the data dictionary) and from
     the arguments. With ``sample``, the model is run on it and inputs and outputs
     are stored in ``samples/`` so :func:`modelpack.verify` can re-check them on
-    another machine. ``dest`` ending in ``.mpk`` gives an archive, else a folder.
+    another machine. ``session`` stores ONNX Runtime settings every loader starts
+    from (``intra_op_num_threads``, ``graph_optimization_level``...; docs/devices.md).
+    ``dest`` ending in ``.mpk`` gives an archive, else a folder.
 
     Example
     -------
@@ -116,8 +126,9 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
     <Manifest churn 1.0.0 classification onnx: 1 input(s), 2 output(s)>
     """
     fmt, data, external, desc = read_model_file(model_file)
-    manifest = build_manifest(desc, name=name or Path(model_file).stem, version=version,
-                              description=description, metadata=metadata, task=task, classes=classes)
+    manifest = _with_session(build_manifest(desc, name=name or Path(model_file).stem, version=version,
+                                            description=description, metadata=metadata, task=task,
+                                            classes=classes), session)
     if fmt == "onnx":  # a package this machine's runtime cannot open is not written
         from ._runtime.onnx import check_versions
 
@@ -144,11 +155,13 @@ def _convert(model: Any, sample: Any, format: str, options: dict[str, Any]) -> C
                 "if a step is unsupported, try format='pmml' or register a custom converter.") from exc
 
 
+@_unrelated_to_the_caller
 def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx", name: str | None = None,
            version: str = "0.0.0", description: str = "", metadata: Mapping[str, Any] | None = None,
            tolerance: float | Mapping[str, float] | None = None, strict: bool = True,
            dtype: str | None = None, options: Mapping[str, Any] | None = None,
-           extra: Mapping[str, PathLike] | Sequence[PathLike] | None = None) -> Manifest:
+           extra: Mapping[str, PathLike] | Sequence[PathLike] | None = None,
+           session: Mapping[str, Any] | None = None) -> Manifest:
     """Export a trained model to a package, with a fidelity certificate.
 
     Parameters
@@ -175,6 +188,9 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
         ``"float64"`` to export in double precision where the converter supports it.
     options:
         Converter-specific options, passed through.
+    session:
+        ONNX Runtime settings stored in the package, which every loader starts from
+        (``{"intra_op_num_threads": 1}``...; see docs/devices.md for what a package may set).
 
     Example
     -------
@@ -189,6 +205,7 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
         desc, name=name or _default_name(model), version=version, description=description,
         metadata={**conv.metadata, **(metadata or {})}, task=conv.task, classes=conv.classes,
         source=conv.source, inputs=conv.inputs, outputs=conv.outputs)
+    manifest = _with_session(manifest, session)
     model_files = {file: conv.model, **conv.external_data}
     if conv.external_data:
         manifest = manifest.replace(model=dataclasses.replace(
@@ -202,6 +219,14 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
                                   reference=conv.reference, extra=extra_files(extra), model=exported)
     finally:
         exported.close()
+
+
+def _with_session(manifest: Manifest, session: Mapping[str, Any] | None) -> Manifest:
+    if session is None:
+        return manifest
+    from ._runtime.settings import storable
+
+    return manifest.replace(runtime=dataclasses.replace(manifest.runtime, session=storable(session)))
 
 
 def _default_name(model: Any) -> str:

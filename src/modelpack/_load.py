@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._formats import build_manifest, format_of, read_model_file
 from ._model import Model
 from ._package import Package, open_package, read_manifest, resolve
-from .errors import PackageError
+from .errors import PackageError, _unrelated_to_the_caller
 
 if TYPE_CHECKING:
     from ._devices import ProviderSpec
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["inspect", "load", "load_memory"]
 
 
+@_unrelated_to_the_caller
 def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[ProviderSpec] | None = None,
          fallback: bool = True, session_options: Mapping[str, Any] | None = None,
          trusted_keys: Sequence[PathLike | bytes] | None = None) -> Model:

@@ -29,6 +29,11 @@ Messages are built from structured fields and always end with what to do about i
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 __all__ = [
     "ConversionError",
     "DTypeError",
@@ -183,3 +188,29 @@ class DeviceUnavailableError(DeviceError):
 
 class RuntimeBackendError(ModelpackError, RuntimeError):
     """The model runtime (ONNX Runtime, the PMML evaluator) is missing or failed."""
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _unrelated_to_the_caller(func: _F) -> _F:
+    """Errors of ``func`` keep no link to the exception its caller was handling.
+
+    Called inside a user's ``except`` block, Python would chain our error to the
+    user's exception ("During handling of the above exception, another exception
+    occurred"), and the traceback would seem to blame it.
+    """
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        outer = sys.exc_info()[1]
+        try:
+            return func(*args, **kwargs)
+        except ModelpackError as exc:
+            error: BaseException | None = exc
+            while outer is not None and error is not None:
+                if error.__context__ is outer:
+                    error.__context__ = None
+                    break
+                error = error.__cause__ or error.__context__
+            raise
+    return wrapper  # type: ignore[return-value]

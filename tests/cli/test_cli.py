@@ -174,3 +174,27 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(add_one, tmp_path):
         err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipe" not in err and proc.returncode in (0, 1), err
+
+
+def test_verify_on_a_device_that_is_not_here_says_where_it_ran_or_fails_when_strict(add_one, tmp_path, capsys):
+    import warnings
+
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    modelpack.pack(add_one, tmp_path / "a.mpk", sample=np.ones((2, 4)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", modelpack.DeviceWarning)
+        assert main(["verify", str(tmp_path / "a.mpk"), "--device", "cuda"]) == 0
+    assert "OK (on CPUExecutionProvider)" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "a.mpk"), "--device", "cuda", "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "CUDAExecutionProvider" in out and "not available" in out
+
+
+def test_pack_stores_session_settings_from_the_command_line(add_one, tmp_path, capsys):
+    assert main(["pack", str(add_one), str(tmp_path / "a.mpk"), "--session", '{"intra_op_num_threads": 1}']) == 0
+    assert modelpack.inspect(tmp_path / "a.mpk").runtime.session == {"intra_op_num_threads": 1}
+    assert main(["pack", str(add_one), str(tmp_path / "b.mpk"), "--session", '{"threads": 1}']) == 2
+    assert "is not a setting modelpack knows" in capsys.readouterr().err

@@ -58,6 +58,8 @@ def test_pmml_and_onnx_exports_predict_the_same(java: None, iris: tuple[Any, Any
         assert [i.name for i in pmml.inputs] == list(X.columns)
         np.testing.assert_array_equal(pmml.predict(X), onnx.predict(X))
         np.testing.assert_array_equal(pmml.predict(X), clf.predict(X))
+        matrix = X.to_numpy()  # the 2-D array the ONNX twin takes, the PMML package takes too
+        np.testing.assert_array_equal(pmml.predict(matrix), onnx.predict(matrix))
         np.testing.assert_allclose(pmml.predict_proba(X), onnx.predict_proba(X), atol=1e-5)
         np.testing.assert_allclose(pmml.predict_proba(X), clf.predict_proba(X), atol=1e-9)
 

@@ -32,6 +32,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("verify", help="check checksums and re-run the stored samples here")
     p.add_argument("package", help="a package folder, .mpk archive or URL")
     p.add_argument("--device", default="cpu", help="device to re-run the samples on")
+    p.add_argument("--strict", action="store_true",
+                   help="fail when the device is not here, instead of running on the next one")
     add_trusted_key(p)
     p.set_defaults(handler=_verify)
 
@@ -43,6 +45,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--description", default="", help="one line on what the model does")
     p.add_argument("--task", choices=TASKS, help="what the model does (default: read from the model file)")
     p.add_argument("--metadata", help="JSON object of free metadata")
+    p.add_argument("--session", metavar="JSON",
+                   help='ONNX Runtime settings stored in the package, e.g. \'{"intra_op_num_threads": 1}\'')
     p.set_defaults(handler=_pack)
 
 
@@ -96,7 +100,7 @@ def describe(m: Manifest) -> str:
 def _verify(args: argparse.Namespace) -> int:
     from .._verify import verify
 
-    report = verify(args.package, device=args.device, trusted_keys=args.trusted_keys)
+    report = verify(args.package, device=args.device, trusted_keys=args.trusted_keys, strict=args.strict)
     sys.stdout.write(f"{report}\n")
     return 0 if report.ok else 1
 
@@ -105,8 +109,9 @@ def _pack(args: argparse.Namespace) -> int:
     from .._export import pack
 
     metadata = json.loads(args.metadata) if args.metadata else None
+    session = json.loads(args.session) if args.session else None
     manifest = pack(args.model, args.output, name=args.name, version=args.version,
-                    description=args.description, metadata=metadata, task=args.task)
+                    description=args.description, metadata=metadata, task=args.task, session=session)
     sys.stdout.write(f"wrote {args.output}: {manifest.name} {manifest.version} ({manifest.task}, "
                      f"{len(manifest.files)} files)\n")
     return 0

@@ -51,6 +51,9 @@ class InputAdapter:
         # One [N, 1] input per column, as skl2onnx makes them: the inputs share their rows,
         # even where the graph leaves the batch dimension unnamed. (1-D inputs need not:
         # a sequence and its split sizes are both 1-D.)
+        self._one_per_column = len(self.specs) > 1 and all(
+            s.shape is not None and (len(s.shape) == 1 or (len(s.shape) == 2 and s.shape[1] == 1))
+            for s in self.specs)
         self._per_column = len(self.specs) > 1 and all(
             s.shape is not None and len(s.shape) == 2 and s.shape[1] == 1 for s in self.specs)
         # The columns Index of the last DataFrame found to match the single 2-D input: rows
@@ -137,6 +140,11 @@ class InputAdapter:
             return self._from_mapping(data)
         if isinstance(data, (list, tuple)) and data and all(isinstance(r, Mapping) for r in data):
             return self._from_records(data)
+        if (isinstance(data, np.ndarray) and self._one_per_column and data.ndim == 2
+                and data.shape[1] == len(self.specs)):
+            # One input per column (PMML fields, skl2onnx's per-column inputs): a matrix's
+            # columns are taken in the inputs' order, as its single-input twin takes them.
+            return {s.name: self.adapt(s, data[:, j]) for j, s in enumerate(self.specs)}
         if isinstance(data, tuple) and self._single is None and len(data) == len(self.specs):
             # Positional inputs, in the model's order, as a multi-input network takes them.
             return {s.name: self.adapt(s, as_array(v, s, self.package))

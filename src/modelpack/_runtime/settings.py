@@ -25,7 +25,7 @@ from .._devices import ProviderSpec, usable_cpus, warn
 from .._devices.placement import RECORD, supported
 from ..errors import DeviceError, ManifestError
 
-__all__ = ["NO_EXTERNAL_DATA", "SETTINGS", "build_session_options", "cache_dir", "cache_path", "cached_session", "merge_settings",
+__all__ = ["NO_EXTERNAL_DATA", "SETTINGS", "build_session_options", "cache_dir", "cache_path", "cached_session", "merge_settings", "storable",
            "options_for", "with_engine_caches"]
 
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
@@ -54,6 +54,31 @@ def merge_settings(stored: Mapping[str, Any], overrides: Mapping[str, Any] | Non
         else:
             settings[key] = value
     return settings
+
+
+def storable(session: Mapping[str, Any]) -> dict[str, Any]:
+    """``session`` as a package may store it, or a ManifestError naming the first setting it may not.
+
+    Example
+    -------
+    >>> storable({"graph_optimization_level": "all", "intra_op_num_threads": 4})
+    {'graph_optimization_level': 'all', 'intra_op_num_threads': 4}
+    """
+    if not isinstance(session, Mapping):
+        raise ManifestError(f"session settings must be a mapping, not {type(session).__name__}",
+                            fix="Pass e.g. session={'intra_op_num_threads': 4}.")
+    for key, value in session.items():
+        problem = "is not a setting modelpack knows" if key not in SETTINGS else _problem(key, value, stored=True)
+        if problem is None and key == "config":
+            refused = sorted(k for k in value if k not in PACKAGE_CONFIG)
+            problem = f"holds {refused[:5]}, which a package may not set" if refused else None
+        if problem is None and key == "optimized_model_cache" and not isinstance(value, bool):
+            problem = "is not true or false (only load() may name a cache folder)"
+        if problem:
+            raise ManifestError(f"session setting {key} = {_shown(value)} {problem}",
+                                fix=f"A package may store {', '.join(SETTINGS)}; config entries among "
+                                    f"{', '.join(sorted(PACKAGE_CONFIG))}.")
+    return dict(session)
 
 
 def _from_package(stored: dict[str, Any], package: str) -> dict[str, Any]:
