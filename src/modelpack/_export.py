@@ -126,9 +126,9 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
     <Manifest churn 1.0.0 classification onnx: 1 input(s), 2 output(s)>
     """
     fmt, data, external, desc = read_model_file(model_file)
-    manifest = _with_session(build_manifest(desc, name=name or Path(model_file).stem, version=version,
-                                            description=description, metadata=metadata, task=task,
-                                            classes=classes), session)
+    manifest = _with_environment(_with_session(build_manifest(
+        desc, name=name or Path(model_file).stem, version=version, description=description, metadata=metadata,
+        task=task, classes=classes), session))
     if fmt == "onnx":  # a package this machine's runtime cannot open is not written
         from ._runtime.onnx import check_versions
 
@@ -205,7 +205,7 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
         desc, name=name or _default_name(model), version=version, description=description,
         metadata={**conv.metadata, **(metadata or {})}, task=conv.task, classes=conv.classes,
         source=conv.source, inputs=conv.inputs, outputs=conv.outputs)
-    manifest = _with_session(manifest, session)
+    manifest = _with_environment(_with_session(manifest, session))
     model_files = {file: conv.model, **conv.external_data}
     if conv.external_data:
         manifest = manifest.replace(model=dataclasses.replace(
@@ -219,6 +219,29 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
                                   reference=conv.reference, extra=extra_files(extra), model=exported)
     finally:
         exported.close()
+
+
+def environment() -> dict[str, str]:
+    """Where a package is written: python, platform, and the versions of the libraries that made it.
+
+    Example
+    -------
+    >>> {"python", "platform", "numpy"} <= set(environment())
+    True
+    """
+    import platform
+    import sys
+
+    found = {"python": platform.python_version(), "platform": f"{platform.system()}-{platform.machine()}"}
+    for name in ("numpy", "onnx", "onnxruntime", "skl2onnx", "onnxmltools", "tf2onnx", "onnxscript"):
+        module = sys.modules.get(name)  # what this export used is imported already; nothing more is
+        if module is not None and isinstance(getattr(module, "__version__", None), str):
+            found[name] = module.__version__
+    return found
+
+
+def _with_environment(manifest: Manifest) -> Manifest:
+    return manifest.replace(source=dataclasses.replace(manifest.source, environment=environment()))
 
 
 def _with_session(manifest: Manifest, session: Mapping[str, Any] | None) -> Manifest:

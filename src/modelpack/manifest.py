@@ -47,7 +47,7 @@ __all__ = [
     "TensorSpec",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: source.environment
 TASKS = ("classification", "regression", "clustering", "transform", "other")
 FORMATS = ("onnx", "pmml")
 ROLES = ("label", "probabilities", "value", "cluster", "distances", "scores")
@@ -115,6 +115,9 @@ class Source:
     model_class: str | None = None
     converter: str | None = None
     converter_version: str | None = None
+    # Where the package was written: python, platform, and the versions of numpy, onnx
+    # and the runtime that checked it (schema 1.1).
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -142,3 +142,14 @@ def test_nan_is_refused_where_scikit_learn_refuses_it_and_taken_where_it_is_impu
     assert {c.missing_value_treatment for c in manifest.inputs[0].columns} == {None}
     with modelpack.load(tmp_path / "imputed.mpk") as model:
         np.testing.assert_array_equal(model.predict(bad), imputed.predict(bad))
+
+
+def test_the_manifest_records_where_it_was_written(fitted, tmp_path: Path) -> None:
+    import platform
+
+    pipe, test = fitted
+    manifest = modelpack.export(pipe, tmp_path / "m.mpk", sample=test[:20])
+    env = manifest.source.environment
+    assert env["python"] == platform.python_version() and env["numpy"] == np.__version__
+    assert {"onnx", "onnxruntime", "skl2onnx", "platform"} <= set(env)
+    assert manifest.schema_version == "1.1" and modelpack.inspect(tmp_path / "m.mpk").source.environment == env
