@@ -388,3 +388,17 @@ def test_a_matrix_feeds_one_input_per_column_in_the_inputs_order(per_field):
     assert got["W"].reshape(-1).tolist() == ["x", "y"]
     with pytest.raises(modelpack.InputError):
         per_field.run(np.ones((2, 2)))  # two columns for three inputs: not taken by position
+
+
+def test_object_columns_get_the_numeric_rules_of_numeric_arrays(add, per_field):
+    pd = pytest.importorskip("pandas")
+    strings = pd.DataFrame({"a": np.array(["1.5", "2"], dtype=object), "b": [1.0, 2.0], "w": ["x", "y"]})
+    with pytest.raises(modelpack.DTypeError, match="strings such as '1.5' given for a numeric input"):
+        per_field.run(strings)  # as a record with "1.5" is refused
+    with pytest.raises(modelpack.DTypeError, match="'a'"):
+        per_field.run({"a": "1.5", "b": 1.0, "w": "x"})
+    big = np.array([[2**24 + 1, 1, 2, 3]], dtype=object)
+    with pytest.raises(modelpack.DTypeError, match="integers beyond 16777216 are not exact in float32"):
+        add.run(big)  # as the same integers in an int64 array are
+    np.testing.assert_array_equal(add.run(np.array([[2**23, 1, 2.5, 3]], dtype=object))["Y"],
+                                  [[2**23 + 1, 2, 3.5, 4]])

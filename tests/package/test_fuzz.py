@@ -234,8 +234,8 @@ def _edit(draw: st.DrawFn, node: Any) -> None:
         return
 
 
-def _fuzz_manifest(base: dict[str, Any], case: tuple[bytes, dict[str, bytes], bool]) -> None:
-    raw, files, as_folder = case
+def _written(base: dict[str, Any], raw: bytes, files: dict[str, bytes], as_folder: bool) -> Path:
+    """The case as a folder or an archive: this manifest's bytes beside these files."""
     if as_folder:
         path = _path(base["root"], "")
         for name, data in {MANIFEST_NAME: raw, **files}.items():
@@ -244,6 +244,11 @@ def _fuzz_manifest(base: dict[str, Any], case: tuple[bytes, dict[str, bytes], bo
     else:
         path = _path(base["root"], ".mpk")
         path.write_bytes(_zip([(MANIFEST_NAME, raw), *files.items()]))
+    return path
+
+
+def _fuzz_manifest(base: dict[str, Any], case: tuple[bytes, dict[str, bytes], bool]) -> None:
+    path = _written(base, *case)
     try:
         check(path)
     finally:
@@ -418,14 +423,7 @@ def _fuzz_contents(base: dict[str, Any], case: tuple[bytes, dict[str, bytes], bo
     raw, files, as_folder = case
     raw = raw.replace(b"SECRET_ABSOLUTE", str(base["root"] / "secret.bin").encode())
     files = {k: v.replace(b"SECRET_ABSOLUTE", str(base["root"] / "secret.bin").encode()) for k, v in files.items()}
-    if as_folder:
-        path = _path(base["root"], "")
-        for name, data in {MANIFEST_NAME: raw, **files}.items():
-            (path / name).parent.mkdir(parents=True, exist_ok=True)
-            (path / name).write_bytes(data)
-    else:
-        path = _path(base["root"], ".mpk")
-        path.write_bytes(_zip([(MANIFEST_NAME, raw), *files.items()]))
+    path = _written(base, raw, files, as_folder)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # packages' dropped settings warn, on purpose

@@ -165,6 +165,17 @@ def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str)
                                                    f"exact in {target}")
         return arr.astype(target)
     if kind == "O":
+        # What numpy's astype would take without a word: numeric strings ("1.5") and
+        # integers past the float's exact range. A numeric array is refused those, so an
+        # object array (a DataFrame column of mixed Python values) is too.
+        values = arr.reshape(-1).tolist()
+        text = next((v for v in values if isinstance(v, (str, bytes))), None)
+        if text is not None:
+            raise _dtype_error(spec, arr, package, f": strings such as {text!r} given for a numeric input")
+        big = max((abs(v) for v in values if isinstance(v, int) and not isinstance(v, bool)), default=0)
+        if big > _EXACT_INT[target]:
+            raise _dtype_error(spec, arr, package, f": integers beyond {_EXACT_INT[target]} are not "
+                                                   f"exact in {target}")
         try:
             return arr.astype(np.float64).astype(target)
         except (ValueError, TypeError) as exc:

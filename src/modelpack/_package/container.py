@@ -259,7 +259,8 @@ def _verify_stream(stream: IO[bytes], entry: FileEntry, package: Path, sink: IO[
                 "or copy it again.")
 
 
-def _open_folder(path: Path) -> Package:
+def _folder_head(path: Path) -> tuple[set[str], bytes, Manifest]:
+    """A folder's files, raw manifest and manifest, checked as far as reading no other file allows."""
     names = list_folder(path, MAX_FILES)
     if MANIFEST_NAME not in names:
         raise PackageError(f"{path} has no {MANIFEST_NAME}", package=str(path),
@@ -267,6 +268,11 @@ def _open_folder(path: Path) -> Package:
     raw = read_capped(path / MANIFEST_NAME, path, MAX_MANIFEST_BYTES, MANIFEST_NAME)
     manifest = _parse_manifest(raw, path)
     _check_listing(manifest, names, path)
+    return names, raw, manifest
+
+
+def _open_folder(path: Path) -> Package:
+    names, raw, manifest = _folder_head(path)
     pkg = Package(path=path, manifest=manifest, manifest_bytes=raw, _folder=path)
     if SIGNATURE_NAME in names:
         pkg.signature = read_capped(path / SIGNATURE_NAME, path, MAX_SIGNATURE_BYTES, SIGNATURE_NAME)
@@ -333,12 +339,19 @@ def _zip(path: Path) -> Iterator[tuple[zipfile.ZipFile, IO[bytes], int]]:
             yield zf, fh, size
 
 
+def _archive_checked(zf: zipfile.ZipFile, fh: IO[bytes], size: int,
+                     path: Path) -> tuple[dict[str, zipfile.ZipInfo], bytes, Manifest]:
+    """An archive's members, raw manifest and manifest, after every check that inflates no file."""
+    members, raw = _archive_head(zf, fh, size, path)
+    manifest = _parse_manifest(raw, path)
+    _check_listing(manifest, set(members), path)
+    _check_declared_sizes(manifest, members, size, path)
+    return members, raw, manifest
+
+
 def _open_archive(path: Path) -> Package:
     with _zip(path) as (zf, fh, size):
-        members, raw = _archive_head(zf, fh, size, path)
-        manifest = _parse_manifest(raw, path)
-        _check_listing(manifest, set(members), path)
-        _check_declared_sizes(manifest, members, size, path)
+        members, raw, manifest = _archive_checked(zf, fh, size, path)
         pkg = Package(path=path, manifest=manifest, manifest_bytes=raw)
         if SIGNATURE_NAME in members:
             pkg.signature = _read_entry(zf, members[SIGNATURE_NAME], path, MAX_SIGNATURE_BYTES)
@@ -420,22 +433,13 @@ def read_head(path: str | os.PathLike[str]) -> tuple[Manifest, bytes | None]:
     """A package's manifest and signature file (None if unsigned), as :func:`read_manifest` reads them."""
     p = _resolve(path)
     if p.is_dir():
-        names = list_folder(p, MAX_FILES)
-        if MANIFEST_NAME not in names:
-            raise PackageError(f"{p} has no {MANIFEST_NAME}", package=str(p),
-                               fix="Create a package with modelpack.pack() or modelpack.export().")
-        raw = read_capped(p / MANIFEST_NAME, p, MAX_MANIFEST_BYTES, MANIFEST_NAME)
-        manifest = _parse_manifest(raw, p)
-        _check_listing(manifest, names, p)
-        _check_folder_files(manifest, p)
+        names, _, manifest = _folder_head(p)
+        _check_folder_files(manifest, p)  # what open_package finds while reading, found without it
         signature = (read_capped(p / SIGNATURE_NAME, p, MAX_SIGNATURE_BYTES, SIGNATURE_NAME)
                      if SIGNATURE_NAME in names else None)
         return manifest, signature
     with _zip(p) as (zf, fh, size):
-        members, raw = _archive_head(zf, fh, size, p)
-        manifest = _parse_manifest(raw, p)
-        _check_listing(manifest, set(members), p)
-        _check_declared_sizes(manifest, members, size, p)
+        members, _, manifest = _archive_checked(zf, fh, size, p)
         signature = (_read_entry(zf, members[SIGNATURE_NAME], p, MAX_SIGNATURE_BYTES)
                      if SIGNATURE_NAME in members else None)
     return manifest, signature
