@@ -393,7 +393,7 @@ def test_a_matrix_feeds_one_input_per_column_in_the_inputs_order(per_field):
 def test_object_columns_get_the_numeric_rules_of_numeric_arrays(add, per_field):
     pd = pytest.importorskip("pandas")
     strings = pd.DataFrame({"a": np.array(["1.5", "2"], dtype=object), "b": [1.0, 2.0], "w": ["x", "y"]})
-    with pytest.raises(modelpack.DTypeError, match="strings such as '1.5' given for a numeric input"):
+    with pytest.raises(modelpack.DTypeError, match="strings given for a numeric input, such as '1.5'"):
         per_field.run(strings)  # as a record with "1.5" is refused
     with pytest.raises(modelpack.DTypeError, match="'a'"):
         per_field.run({"a": "1.5", "b": 1.0, "w": "x"})

@@ -171,7 +171,7 @@ def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str)
         values = arr.reshape(-1).tolist()
         text = next((v for v in values if isinstance(v, (str, bytes))), None)
         if text is not None:
-            raise _dtype_error(spec, arr, package, f": strings such as {text!r} given for a numeric input")
+            raise _dtype_error(spec, arr, package, f": strings given for a numeric input, such as {text!r}")
         big = max((abs(v) for v in values if isinstance(v, int) and not isinstance(v, bool)), default=0)
         if big > _EXACT_INT[target]:
             raise _dtype_error(spec, arr, package, f": integers beyond {_EXACT_INT[target]} are not "
