@@ -103,10 +103,7 @@ class InputAdapter:
                                      "median), or export a pipeline that imputes them (SimpleImputer).")
 
     def _adapted(self, data: Any) -> dict[str, np.ndarray]:
-        if data.__class__ is np.ndarray and self._single is not None:
-            if (data.dtype is self._dtype and data.ndim == self._rank
-                    and (self._width is None or data.shape[-1] == self._width)):
-                return {self._name: data}  # type: ignore[dict-item]
+        if data.__class__ is np.ndarray and self._single is not None:  # (an exact match took the hot path)
             return {self._name: self.adapt(self._single, data)}  # type: ignore[dict-item]
         if self._single is not None:
             return self._feeds(data)
