@@ -400,5 +400,7 @@ def test_object_columns_get_the_numeric_rules_of_numeric_arrays(add, per_field):
     big = np.array([[2**24 + 1, 1, 2, 3]], dtype=object)
     with pytest.raises(modelpack.DTypeError, match="integers beyond 16777216 are not exact in float32"):
         add.run(big)  # as the same integers in an int64 array are
+    with pytest.raises(modelpack.DTypeError, match="integers beyond 16777216"):
+        add.run(np.array([[np.int64(2**24 + 1), 1, 2, 3]], dtype=object))  # numpy's integers too
     np.testing.assert_array_equal(add.run(np.array([[2**23, 1, 2.5, 3]], dtype=object))["Y"],
                                   [[2**23 + 1, 2, 3.5, 4]])

@@ -52,25 +52,17 @@ def diagnose(package: str | None = None) -> list[Finding]:
                              "pip install 'modelpack[cpu]' (or [gpu], [openvino], [directml])."))
     found += [Finding("devices", "note", line) for line in report.advice if report.onnxruntime]
     found.append(Finding("threads", "ok", f"{usable_cpus()} CPU threads by default"))
-    java = _missing_java()
-    found.append(Finding("java", "note", f"{java} (needed only for PMML packages)") if java
-                 else Finding("java", "ok", "found: PMML packages can run here"))
+    from ._runtime.pmml import java_missing
+
+    java = java_missing()
+    found.append(Finding("java", "note", f"{java.message} (needed only for PMML packages)", java.fix or "")
+                 if java else Finding("java", "ok", "found: PMML packages can run here"))
     if package is not None:
         found += _package_findings(package, java)
     return found
 
 
-def _missing_java() -> str | None:
-    from ._runtime.pmml import find_libjvm
-
-    try:
-        find_libjvm()
-    except ModelpackError as exc:
-        return str(exc).split(". ")[0]
-    return None
-
-
-def _package_findings(package: str, java: str | None) -> list[Finding]:
+def _package_findings(package: str, java: ModelpackError | None) -> list[Finding]:
     from ._load import inspect
     from ._verify import verify
 
@@ -91,8 +83,8 @@ def _package_findings(package: str, java: str | None) -> list[Finding]:
         except ModelpackError as exc:
             return [*found, _problem("versions", exc)]
     elif java:
-        return [*found, Finding("java", "problem", f"{java}: this PMML package cannot run here",
-                                "Install Java 8 or newer and set JAVA_HOME, or put its java on PATH.")]
+        return [*found, Finding("java", "problem", f"{java.message.rstrip('.')}: this PMML package cannot run here",
+                                java.fix or "")]
     report = verify(package)
     for name, ok, detail in report.checks:
         found.append(Finding(name, "ok" if ok else "problem", detail,

@@ -90,11 +90,7 @@ def missing_java() -> str | None:
     >>> reason = missing_java()   # doctest: +SKIP
     >>> if reason: pytest.skip(reason)   # doctest: +SKIP
     """
-    from ._runtime.pmml import find_libjvm
-    from .errors import RuntimeBackendError
+    from ._runtime.pmml import java_missing
 
-    try:
-        find_libjvm()
-    except RuntimeBackendError as exc:
-        return str(exc)
-    return None
+    problem = java_missing()
+    return None if problem is None else str(problem)

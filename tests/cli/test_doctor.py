@@ -58,3 +58,10 @@ def test_the_machine_alone(capsys):
     out = capsys.readouterr().out
     assert out.startswith("[ok] python: ") and "] threads: " in out
     assert code == (1 if "[!!]" in out else 0)
+
+
+def test_without_java_the_doctor_says_so_with_the_install_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    main(["doctor"])
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "] java: " in x]
+    assert line.startswith("[--] java: ") and "needed only for PMML packages" in line and "Fix: Install Java" in line

@@ -18,6 +18,7 @@ Example
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -97,9 +98,7 @@ def _array(raw: bytes) -> np.ndarray:
         raise _NotPlain(f"has no readable .npy header ({exc})") from exc
     if dtype.hasobject:
         raise _NotPlain("holds Python objects, which only pickle could read")
-    count = 1
-    for dim in shape:
-        count *= dim
+    count = math.prod(shape)
     body = memoryview(raw)[fh.tell():]
     if count * dtype.itemsize != len(body):
         raise _NotPlain(f"declares shape {shape} of {dtype} ({count * dtype.itemsize} bytes) "

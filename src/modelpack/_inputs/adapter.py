@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence, Sized
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -78,9 +78,7 @@ class InputAdapter:
         # The hot path first, with the NaN check inline: one row costs a few microseconds.
         if (data.__class__ is np.ndarray and data.dtype is self._dtype and data.ndim == self._rank
                 and self._single is not None and (self._width is None or data.shape[-1] == self._width)):
-            if self._nan_all and _has_nan(data):
-                self._refuse_nan({self._name: data})  # type: ignore[dict-item]
-            elif self._nan_refused and not self._nan_all:
+            if self._nan_refused and (not self._nan_all or _has_nan(data)):
                 self._refuse_nan({self._name: data})  # type: ignore[dict-item]
             return {self._name: data}  # type: ignore[dict-item]
         feeds = self._adapted(data)
@@ -193,7 +191,7 @@ class InputAdapter:
         if set(self.names) <= set(data):
             self._refuse_unknown(self.names, data, "input")
             if self._per_column:
-                self._check_lengths(data, 0, "input")
+                self._check_lengths(data, "input")
             return {s.name: self.adapt(s, as_array(data[s.name], s, self.package)) for s in self.specs}
         n = len(values[0]) if values and hasattr(values[0], "__len__") else 0
         return self._from_columns(data, n, "key")
@@ -229,7 +227,7 @@ class InputAdapter:
         # the inputs, so one that names nothing the model takes is a mistake.
         from_frame = what == "column"
         if not from_frame:
-            self._check_lengths(columns, n, what)
+            self._check_lengths(columns, what)
         if set(self.names) <= set(columns):  # one input per column (skl2onnx, PMML)
             if not from_frame:
                 self._refuse_unknown(self.names, columns, what)
@@ -257,7 +255,7 @@ class InputAdapter:
             return {self._single.name: self.adapt(self._single, stacked)}
         raise self._missing(self.names, columns, what)
 
-    def _check_lengths(self, columns: Mapping[str, Any], n: int, what: str) -> None:
+    def _check_lengths(self, columns: Mapping[str, Any], what: str) -> None:
         lengths = {k: len(v) if isinstance(v, Sized) and not isinstance(v, (str, bytes)) else 1
                    for k, v in columns.items()}
         if len(set(lengths.values())) > 1:
@@ -268,11 +266,9 @@ class InputAdapter:
     def _refuse_unknown(self, wanted: Sequence[str], given: Mapping[str, Any], what: str) -> None:
         unknown = [k for k in given if k not in wanted]
         if unknown:
-            hints = {u: difflib.get_close_matches(str(u), list(wanted), n=1) for u in unknown}
-            hint = "; ".join(f"did you mean {h[0]!r} for {u!r}?" for u, h in hints.items() if h)
             raise MissingColumnError(f"unknown {what}(s) {unknown[:10]}", expected=f"{what}s {list(wanted)[:20]}",
-                             got=f"{list(given)[:20]}", package=self.package,
-                             fix=(hint + " " if hint else "") + f"Drop the {what}s the model does not take.")
+                                     got=f"{list(given)[:20]}", package=self.package,
+                                     fix=_did_you_mean(unknown, wanted) + f"Drop the {what}s the model does not take.")
 
     def _check_present(self, wanted: Sequence[str], given: Mapping[str, Any], what: str) -> None:
         if any(c not in given for c in wanted):
@@ -280,12 +276,10 @@ class InputAdapter:
 
     def _missing(self, wanted: Sequence[str], given: Mapping[str, Any], what: str) -> MissingColumnError:
         missing = [c for c in wanted if c not in given]
-        hints = {m: difflib.get_close_matches(m, [str(g) for g in given], n=1) for m in missing}
-        hint = "; ".join(f"did you mean {h[0]!r} for {m!r}?" for m, h in hints.items() if h)
         return MissingColumnError(
             f"missing {what}(s) {missing[:10]}", expected=f"{what}s {list(wanted)[:20]}",
             got=f"{list(given)[:20]}", package=self.package,
-            fix=(hint + " " if hint else "") + f"Pass every {what} the model was trained with.")
+            fix=_did_you_mean(missing, given) + f"Pass every {what} the model was trained with.")
 
     # -- one array --------------------------------------------------------------------
     def adapt(self, spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
@@ -311,6 +305,14 @@ class InputAdapter:
                                  package=self.package,
                                  fix="Pass the same features the model was trained with.")
         return arr
+
+
+def _did_you_mean(names: Sequence[Any], candidates: Iterable[Any]) -> str:
+    """``"did you mean 'b' for 'a'? "`` for each of ``names`` with a near miss among ``candidates``."""
+    pool = [str(c) for c in candidates]
+    hints = {n: difflib.get_close_matches(str(n), pool, n=1) for n in names}
+    hint = "; ".join(f"did you mean {h[0]!r} for {n!r}?" for n, h in hints.items() if h)
+    return hint + " " if hint else ""
 
 
 def _has_nan(arr: np.ndarray) -> bool:

@@ -99,7 +99,9 @@ def _to_strings(arr: np.ndarray, spec: TensorSpec, package: str, missing_passes:
     bad = _first_non_string(arr, missing_passes)
     if bad is _NONE:
         return arr
-    fills = [None] if missing_passes and _fills(spec, arr) is None else _fills(spec, arr)
+    fills = _fills(spec, arr)
+    if fills is None and missing_passes:
+        fills = [None]  # no recorded fill: missing values go on as None
     if fills is not None and is_missing(bad):
         arr = _filled(arr, fills, missing_passes)
         bad = _first_non_string(arr, missing_passes)
@@ -155,14 +157,17 @@ def _filled(arr: np.ndarray, fills: list[Any], missing_passes: bool = False) -> 
     return out
 
 
+def _inexact(spec: TensorSpec, arr: np.ndarray, package: str, target: np.dtype) -> DTypeError:
+    return _dtype_error(spec, arr, package, f": integers beyond {_EXACT_INT[target]} are not exact in {target}")
+
+
 def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str) -> np.ndarray:
     kind = arr.dtype.kind
     if kind == "f":
         return arr.astype(target)
     if kind in "iu":
         if arr.size and np.abs(arr).max() > _EXACT_INT[target]:
-            raise _dtype_error(spec, arr, package, f": integers beyond {_EXACT_INT[target]} are not "
-                                                   f"exact in {target}")
+            raise _inexact(spec, arr, package, target)
         return arr.astype(target)
     if kind == "O":
         # What numpy's astype would take without a word: numeric strings ("1.5") and
@@ -172,10 +177,10 @@ def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str)
         text = next((v for v in values if isinstance(v, (str, bytes))), None)
         if text is not None:
             raise _dtype_error(spec, arr, package, f": strings given for a numeric input, such as {text!r}")
-        big = max((abs(v) for v in values if isinstance(v, int) and not isinstance(v, bool)), default=0)
+        big = max((abs(int(v)) for v in values if isinstance(v, (int, np.integer)) and not isinstance(v, bool)),
+                  default=0)
         if big > _EXACT_INT[target]:
-            raise _dtype_error(spec, arr, package, f": integers beyond {_EXACT_INT[target]} are not "
-                                                   f"exact in {target}")
+            raise _inexact(spec, arr, package, target)
         try:
             return arr.astype(np.float64).astype(target)
         except (ValueError, TypeError) as exc:

@@ -53,7 +53,7 @@ from .pmml_java import Java, Reader
 if TYPE_CHECKING:
     from .._package import Package
 
-__all__ = ["PROVIDER", "PmmlBackend", "find_libjvm", "open", "translate"]
+__all__ = ["PROVIDER", "PmmlBackend", "find_libjvm", "java_missing", "open", "translate"]
 
 PROVIDER = "PMML"
 INSTALL = "Install the PMML runtime: pip install 'modelpack[pmml]' (pypmml and JPype1), and Java 8 or newer."
@@ -90,6 +90,15 @@ def find_libjvm(environ: Mapping[str, str] | None = None) -> Path:
     if found is None:
         raise RuntimeBackendError(f"{where} is not a Java installation: it holds no {_LIBJVM}", fix=JAVA_FIX)
     return found
+
+
+def java_missing() -> RuntimeBackendError | None:
+    """Why no Java virtual machine can be found for PMML (with the fix), or None when one can."""
+    try:
+        find_libjvm()
+    except RuntimeBackendError as exc:
+        return exc
+    return None
 
 
 def _libjvm_in(home: Path) -> Path | None:

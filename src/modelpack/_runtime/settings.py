@@ -68,7 +68,7 @@ def storable(session: Mapping[str, Any]) -> dict[str, Any]:
         raise ManifestError(f"session settings must be a mapping, not {type(session).__name__}",
                             fix="Pass e.g. session={'intra_op_num_threads': 4}.")
     for key, value in session.items():
-        problem = "is not a setting modelpack knows" if key not in SETTINGS else _problem(key, value, stored=True)
+        problem = _stored_problem(key, value)
         if problem is None and key == "config":
             refused = sorted(k for k in value if k not in PACKAGE_CONFIG)
             problem = f"holds {refused[:5]}, which a package may not set" if refused else None
@@ -83,7 +83,7 @@ def storable(session: Mapping[str, Any]) -> dict[str, Any]:
 
 def _from_package(stored: dict[str, Any], package: str) -> dict[str, Any]:
     for key, value in stored.items():
-        problem = "is not a setting modelpack knows" if key not in SETTINGS else _problem(key, value, stored=True)
+        problem = _stored_problem(key, value)
         if problem:
             raise ManifestError(f"runtime.session.{key} = {_shown(value)} {problem}", package=package,
                                 fix="Do not load this package as it is; ask its author to re-export it "
@@ -137,6 +137,11 @@ def _problem(key: str, value: Any, *, stored: bool = False) -> str | None:
     if key == "optimized_model_cache" and stored:
         return None if value is None or isinstance(value, (bool, str)) else "is not true or false"
     return None
+
+
+def _stored_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a setting as a package holds it, or None."""
+    return "is not a setting modelpack knows" if key not in SETTINGS else _problem(key, value, stored=True)
 
 
 def _shown(value: Any) -> str:
