@@ -16,7 +16,7 @@ from typing import Any
 from modelpack.plugin import ConversionError
 
 __all__ = ["check_fitted", "classes_of", "describe_step", "encoder_categories", "final_estimator",
-           "has_column_transformer", "leaf_classes", "selected_columns", "task_of", "walk", "without_passthrough"]
+           "column_readers", "has_column_transformer", "leaf_classes", "selected_columns", "task_of", "walk", "without_passthrough"]
 
 _SKIPPED = ("drop", "passthrough", None)
 
@@ -130,22 +130,33 @@ def has_column_transformer(model: Any) -> bool:
 
 
 # -- categories learnt by encoders ------------------------------------------------------
-def encoder_categories(model: Any, columns: list[str]) -> dict[str, tuple[Any, ...]]:
-    """Column name -> categories, for columns that reach a fitted encoder unchanged."""
+def column_readers(model: Any, columns: list[str]) -> Iterator[tuple[Any, list[str]]]:
+    """Each estimator that reads input columns as they are given, with those columns.
+
+    A pipeline's first step reads its input; a fitted ColumnTransformer sends each
+    transformer its own columns.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
     if isinstance(model, Pipeline):
         first = next((s for _, s in model.steps if s not in _SKIPPED), None)
-        return encoder_categories(first, columns) if first is not None else {}
-    if isinstance(model, ColumnTransformer):
-        found: dict[str, tuple[Any, ...]] = {}
+        if first is not None:
+            yield from column_readers(first, columns)
+    elif isinstance(model, ColumnTransformer):
         for name, trans, _ in getattr(model, "transformers_", ()):
-            if trans in _SKIPPED:
-                continue
-            found.update(encoder_categories(trans, selected_columns(model, name, columns)))
-        return found
-    return _leaf_categories(model, columns)
+            if trans not in _SKIPPED:
+                yield from column_readers(trans, selected_columns(model, name, columns))
+    else:
+        yield model, columns
+
+
+def encoder_categories(model: Any, columns: list[str]) -> dict[str, tuple[Any, ...]]:
+    """Column name -> categories, for columns that reach a fitted encoder unchanged."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for reader, read in column_readers(model, columns):
+        found.update(_leaf_categories(reader, read))
+    return found
 
 
 def selected_columns(ct: Any, name: str, columns: list[str]) -> list[str]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from modelpack.plugin import ColumnSpec
 
-from ._estimators import _SKIPPED, selected_columns
+from ._estimators import column_readers
 from ._sample import InputPlan
 
 __all__ = ["refused_nan", "string_imputers", "string_markers", "with_missing_values"]
@@ -45,32 +45,22 @@ def string_imputers(model: Any, plan: InputPlan) -> dict[str, tuple[Any, Any]]:
 def _imputers(model: Any, columns: list[str]) -> dict[str, tuple[Any, Any]]:
     """Column name -> (imputer, its fill value), for ``columns`` a ``SimpleImputer`` fills first.
 
-    Only imputers that read an input column unchanged (the first step of what a
-    ColumnTransformer sends it to) and take NaN or None as missing: for those,
-    replacing a missing value by the fill value before the graph gives exactly
-    what the imputer computes.
+    Only imputers that read an input column unchanged and take NaN or None as
+    missing: for those, replacing a missing value by the fill value before the
+    graph gives exactly what the imputer computes.
     """
-    from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
 
-    if isinstance(model, Pipeline):
-        first = next((s for _, s in model.steps if s not in _SKIPPED), None)
-        return _imputers(first, columns) if first is not None else {}
-    if isinstance(model, ColumnTransformer):
-        found: dict[str, tuple[Any, Any]] = {}
-        for name, trans, _ in getattr(model, "transformers_", ()):
-            if trans not in _SKIPPED:
-                found.update(_imputers(trans, selected_columns(model, name, columns)))
-        return found
-    if not isinstance(model, SimpleImputer) or not hasattr(model, "statistics_") or model.add_indicator:
-        return {}
-    missing = model.missing_values
-    if not (missing is None or (isinstance(missing, float) and math.isnan(missing))):
-        return {}
-    if len(model.statistics_) != len(columns) or not all(isinstance(v, str) for v in model.statistics_):
-        return {}
-    return {col: (model, value) for col, value in zip(columns, model.statistics_.tolist(), strict=True)}
+    found: dict[str, tuple[Any, Any]] = {}
+    for reader, read in column_readers(model, columns):
+        if not isinstance(reader, SimpleImputer) or not hasattr(reader, "statistics_") or reader.add_indicator:
+            continue
+        missing = reader.missing_values
+        if not (missing is None or (isinstance(missing, float) and math.isnan(missing))):
+            continue
+        if len(reader.statistics_) == len(read) and all(isinstance(v, str) for v in reader.statistics_):
+            found.update({col: (reader, value) for col, value in zip(read, reader.statistics_.tolist(), strict=True)})
+    return found
 
 
 def refused_nan(model: Any, plan: InputPlan) -> set[str]:
