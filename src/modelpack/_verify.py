@@ -114,18 +114,18 @@ def verify(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[An
 
 
 def _signature_check(model: Model, trusted_keys: Sequence[Any] | None) -> tuple[str, bool, str]:
-    from ._package import signers, verify_signature
+    from ._package import short_ids, signers, verify_signature
 
     package = model._package
     if trusted_keys is not None:  # load() has checked it already; this names the key
-        return "signature", True, f"signed by trusted key {verify_signature(package, trusted_keys)[:16]}…"
+        return "signature", True, f"signed by trusted key {short_ids([verify_signature(package, trusted_keys)])}"
     try:
         claimed = signers(package.signature, str(package.path))
     except ModelpackError as exc:
         return "signature", False, str(exc)
     if not claimed:
         return "signature", True, "not signed"
-    return "signature", True, (f"signed by key {', '.join(k[:16] + '…' for k in claimed)}, not checked: "
+    return "signature", True, (f"signed by key {short_ids(claimed)}, not checked: "
                                "pass trusted_keys= (--trusted-key KEY.pub) to check it")
 
 

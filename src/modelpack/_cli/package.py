@@ -51,14 +51,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .._package import read_head, resolve, signers
+    from .._package import read_head, resolve, short_ids, signers
 
     manifest, signature = read_head(resolve(args.package))
     if args.json:
         sys.stdout.write(manifest.to_json().decode())
         return 0
     claimed = signers(signature, args.package)
-    signed = (f"  signature: by key {', '.join(k[:16] + '…' for k in claimed)} (not checked; "
+    signed = (f"  signature: by key {short_ids(claimed)} (not checked; "
               "`modelpack verify --trusted-key KEY.pub` checks it)" if claimed else "  signature: none")
     sys.stdout.write(describe(manifest) + "\n" + signed + "\n")
     return 0

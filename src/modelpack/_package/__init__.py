@@ -18,9 +18,9 @@ from __future__ import annotations
 from .container import FileSource, Package, open_package, read_head, read_manifest
 from .limits import ARCHIVE_SUFFIX, MANIFEST_NAME, SIGNATURE_NAME
 from .remote import fetch, is_url, resolve
-from .signing import generate_key, key_id, raw_public_key, sign, signers, verify_signature
+from .signing import generate_key, key_id, raw_public_key, short_ids, sign, signers, verify_signature
 from .writer import write_package, write_signature
 
 __all__ = ["ARCHIVE_SUFFIX", "MANIFEST_NAME", "SIGNATURE_NAME", "FileSource", "Package", "fetch",
            "generate_key", "is_url", "key_id", "open_package", "raw_public_key", "read_head", "read_manifest",
-           "resolve", "sign", "signers", "verify_signature", "write_package", "write_signature"]
+           "resolve", "short_ids", "sign", "signers", "verify_signature", "write_package", "write_signature"]

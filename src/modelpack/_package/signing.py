@@ -35,7 +35,8 @@ from .writer import write_signature
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-__all__ = ["KeySource", "generate_key", "key_id", "raw_public_key", "sign", "signers", "verify_signature"]
+__all__ = ["KeySource", "generate_key", "key_id", "raw_public_key", "short_ids", "sign", "signers",
+           "verify_signature"]
 
 SIGNATURE_FORMAT = "modelpack-signature/1"
 _CONTEXT = SIGNATURE_FORMAT.encode() + b"\n"
@@ -118,6 +119,17 @@ def key_id(key: KeySource) -> str:
     '3f1c...'
     """
     return hashlib.sha256(raw_public_key(key)).hexdigest()
+
+
+def short_ids(key_ids: Iterable[str]) -> str:
+    """Key ids as messages show them: their first 16 hex digits, comma-separated.
+
+    Example
+    -------
+    >>> short_ids(["3f1c" * 16])
+    '3f1c3f1c3f1c3f1c…'
+    """
+    return ", ".join(k[:16] + "…" for k in key_ids)
 
 
 def raw_public_key(key: KeySource) -> bytes:
@@ -313,13 +325,13 @@ def _check(signers: list[dict[str, str]], keys: dict[str, Ed25519PublicKey], pac
         except (InvalidSignature, binascii.Error, ValueError):
             mismatched.append(entry["key_id"])
     if mismatched:
-        raise SignatureError(f"the signature by trusted key {mismatched[0][:16]}… does not match "
+        raise SignatureError(f"the signature by trusted key {short_ids(mismatched[:1])} does not match "
                              "the manifest", package=str(package.path),
                              fix="The package was changed after it was signed; do not use it, or "
                                  "ask its author for a new copy.")
-    signed_by = sorted({s["key_id"][:16] + "…" for s in signers}) or ["no Ed25519 key"]
-    raise SignatureError(f"the package is signed by {', '.join(signed_by)}; none of them is trusted "
-                         f"(trusted: {', '.join(k[:16] + '…' for k in sorted(keys))})",
+    signed_by = short_ids(sorted({s["key_id"] for s in signers})) or "no Ed25519 key"
+    raise SignatureError(f"the package is signed by {signed_by}; none of them is trusted "
+                         f"(trusted: {short_ids(sorted(keys))})",
                          package=str(package.path),
                          fix="Add the signer's public key to trusted_keys if you trust it, or sign the "
                              "package with your own key.")
