@@ -22,7 +22,7 @@ PLUGINS := converters/sklearn converters/xgboost converters/lightgbm converters/
 # requirement pulls a multi-GB CUDA build. sklearn2pmml refuses scikit-learn 1.9.1.
 FRAMEWORKS := "scikit-learn==1.9.0" "torch==2.13.0" onnxscript xgboost-cpu lightgbm catboost \
               tensorflow-cpu tf2onnx onnxmltools sklearn2pmml
-EXTRAS := cpu,pandas,pmml,sign,remote,s3,deploy,batch,serve,spark,test
+EXTRAS := cpu,trees,pandas,pmml,sign,remote,s3,deploy,batch,serve,spark,test
 
 # onnxruntime-openvino and onnxruntime share the onnxruntime/ folder, so the OpenVINO provider
 # gets its own environment, with modelpack installed --no-deps; `make test` runs the device
@@ -40,7 +40,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml converters/sklearn/pyproject.toml
-	$(PIP) install -e ".[cpu,pandas]" -e converters/sklearn
+	$(PIP) install -e ".[cpu,trees,pandas]" -e converters/sklearn
 	touch $@
 
 $(VENV)/.dev-installed: $(BIN)/python pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
@@ -72,11 +72,13 @@ test: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
 	$(BIN)/python -m mypy
 	$(BIN)/python $(PYTEST) --doctest-modules src/modelpack
 	$(BIN)/python $(PYTEST)
-	$(OV_VENV)/bin/python $(PYTEST) tests/devices/test_devices.py tests/runtime/test_onnx.py
+	$(OV_VENV)/bin/python $(PYTEST) tests/devices/test_devices.py tests/runtime/test_onnx.py \
+		tests/runtime/trees/test_tensor_form.py
 	$(KS_VENV)/bin/python $(PYTEST) tests/serve/test_clients.py -k kserve
 
 test-openvino: $(OV_VENV)/.installed
-	$(OV_VENV)/bin/python $(PYTEST) tests/devices/test_devices.py tests/runtime/test_onnx.py
+	$(OV_VENV)/bin/python $(PYTEST) tests/devices/test_devices.py tests/runtime/test_onnx.py \
+		tests/runtime/trees/test_tensor_form.py
 
 test-kserve: $(KS_VENV)/.installed
 	$(KS_VENV)/bin/python $(PYTEST) tests/serve/test_clients.py -k kserve

@@ -29,7 +29,7 @@ __all__ = ["inspect", "load", "load_memory"]
 @_unrelated_to_the_caller
 def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[ProviderSpec] | None = None,
          fallback: bool = True, session_options: Mapping[str, Any] | None = None,
-         trusted_keys: Sequence[PathLike | bytes] | None = None) -> Model:
+         trusted_keys: Sequence[PathLike | bytes] | None = None, engine: str = "auto") -> Model:
     """Load a package (folder or ``.mpk``) or a bare ``.onnx``/``.pmml`` file.
 
     Every file is checked against the manifest's SHA-256 before the runtime
@@ -53,6 +53,12 @@ def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Prov
         (``intra_op_num_threads``, ``graph_optimization_level``, ...).
     trusted_keys:
         Ed25519 public keys; when given, the package must be signed by one of them.
+    engine:
+        ``"auto"`` (the default): a tree ensemble runs on modelpack's tree engine on the
+        CPU for batches of 32 rows or more, ONNX Runtime running the rest of the graph
+        and everything the engine does not take; ``"onnxruntime"``: ONNX Runtime only;
+        ``"modelpack-trees"``: the tree engine for every batch, an error where it cannot
+        run the model. :attr:`Model.engine` says which runs and why (docs/trees.md).
 
     Example
     -------
@@ -67,7 +73,7 @@ def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Prov
     source = str(path)  # a URL stays a URL when the model is pickled and opened again
     package = _open(resolve(path))
     options: dict[str, Any] = {"device": device, "providers": providers, "fallback": fallback,
-                               "session_options": session_options}
+                               "session_options": session_options, "engine": engine}
     try:
         if trusted_keys is not None:
             verify_signature(package, trusted_keys)

@@ -94,6 +94,23 @@ class Model:
         return self._backend
 
     @property
+    def engine(self) -> str:
+        """What runs the model: ``"onnxruntime"``, ``"modelpack-trees"`` or ``"pmml"``.
+
+        Example
+        -------
+        >>> m = modelpack.load("xgb.mpk")   # doctest: +SKIP
+        >>> m.engine, m.engine_reason       # doctest: +SKIP
+        ('modelpack-trees', '200 trees, depth 6, 1 targets (regressor, complete layout); batches of 32+ rows')
+        """
+        return str(getattr(self._backend, "engine", self.manifest.model.format))
+
+    @property
+    def engine_reason(self) -> str:
+        """Why :attr:`engine` runs the model (for a tree model on ONNX Runtime: what stopped the engine)."""
+        return str(getattr(self._backend, "engine_reason", ""))
+
+    @property
     def placement(self) -> dict[str, dict[str, Any]] | None:
         """Nodes and operator types per execution provider, as really run.
 

@@ -7,6 +7,7 @@ and with the source model's outputs recorded at export.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ import numpy as np
 
 from ._fidelity import compare, measure, summary
 from ._formats.samples import read_samples
+from ._runtime.trees import ENGINE_NAME, NO_TREES
 from .errors import ModelpackError, PackageError
 from .manifest import OutputFidelity
 
@@ -71,12 +73,13 @@ def _rerun(model: Model) -> list[OutputFidelity]:
 
 
 def verify(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Any] | None = None,
-           trusted_keys: Sequence[Any] | None = None, strict: bool = False) -> VerifyReport:
+           trusted_keys: Sequence[Any] | None = None, strict: bool = False, engine: str = "auto") -> VerifyReport:
     """Verify checksums and re-run the stored samples on this machine and device.
 
     The report names the providers that really ran the samples: a device that is
     not here is replaced by the next one, with a warning, unless ``strict`` makes
-    that a failed check.
+    that a failed check. The samples run on the engine :func:`modelpack.load` picks
+    with the same ``engine`` (for a tree model, the tree engine, however few rows).
 
     Example
     -------
@@ -89,7 +92,8 @@ def verify(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[An
 
     checks: list[tuple[str, bool, str]] = []
     try:
-        model = load(path, device=device, providers=providers, trusted_keys=trusted_keys, fallback=not strict)
+        model = load(path, device=device, providers=providers, trusted_keys=trusted_keys, fallback=not strict,
+                     engine=engine)
     except ModelpackError as exc:
         return VerifyReport(str(path), False, (("load", False, str(exc)),))
     with model:
@@ -99,14 +103,20 @@ def verify(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[An
         if model.manifest.samples is None:
             checks.append(("samples", True, "no samples stored; nothing to re-run"))
             return VerifyReport(str(path), all(ok for _, ok, _ in checks), tuple(checks), tuple(model.providers))
+        if model.engine == ENGINE_NAME:
+            checks.append(("engine", True, f"{model.engine}: {model.engine_reason}; the samples run on it"))
+        elif model.engine_reason and model.engine_reason != NO_TREES:
+            checks.append(("engine", True, f"{model.engine}; the tree engine is not used: {model.engine_reason}"))
         try:
-            outputs = _rerun(model)
+            with getattr(model.backend, "every_batch", contextlib.nullcontext)():
+                outputs = _rerun(model)
+                reference = _reference_check(model)
             bad = [o.output for o in outputs if not o.passed]
             worst = max((o.max_abs_diff for o in outputs), default=0.0)
             checks.append(("recorded outputs", not bad,
                            f"{model.manifest.samples.rows} rows re-run, max abs diff {worst:.3g}"
                            + (f"; outside tolerance: {bad}" if bad else "")))
-            checks.extend(_reference_check(model))
+            checks.extend(reference)
         except ModelpackError as exc:  # samples are package data, as hostile as the rest
             checks.append(("samples", False, str(exc)))
         return VerifyReport(str(path), all(ok for _, ok, _ in checks), tuple(checks),

@@ -22,6 +22,15 @@ def add_trusted_key(parser: argparse.ArgumentParser) -> None:
                              "default: signatures are not checked)")
 
 
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    """``--engine``: what runs a tree ensemble (see ``modelpack.load``)."""
+    from .._runtime.trees import ENGINES
+
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="what runs a tree ensemble: the tree engine where it can (auto), ONNX Runtime "
+                             "only, or the tree engine or an error (default: auto)")
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Add ``inspect``, ``verify`` and ``pack``."""
     p = subparsers.add_parser("inspect", help="show a package's manifest (no runtime needed)")
@@ -35,6 +44,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true",
                    help="fail when the device is not here, instead of running on the next one")
     add_trusted_key(p)
+    add_engine(p)
     p.set_defaults(handler=_verify)
 
     p = subparsers.add_parser("pack", help="wrap an .onnx or .pmml file into a package")
@@ -100,7 +110,8 @@ def describe(m: Manifest) -> str:
 def _verify(args: argparse.Namespace) -> int:
     from .._verify import verify
 
-    report = verify(args.package, device=args.device, trusted_keys=args.trusted_keys, strict=args.strict)
+    report = verify(args.package, device=args.device, trusted_keys=args.trusted_keys, strict=args.strict,
+                    engine=args.engine)
     sys.stdout.write(f"{report}\n")
     return 0 if report.ok else 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .package import add_trusted_key
+from .package import add_engine, add_trusted_key
 
 __all__ = ["add_parser"]
 
@@ -22,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="labels (or values), class probabilities, or every output")
     p.add_argument("--keep", nargs="+", default=[], help="input columns copied to the output (e.g. an id)")
     add_trusted_key(p)
+    add_engine(p)
     p.set_defaults(handler=_predict)
 
 
@@ -29,7 +30,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .._load import load
     from ..batch import predict_file
 
-    with load(args.package, device=args.device, trusted_keys=args.trusted_keys) as model:
+    with load(args.package, device=args.device, trusted_keys=args.trusted_keys, engine=args.engine) as model:
         rows = predict_file(model, args.input, args.output, batch_size=args.batch_size, result=args.result,
                             keep=args.keep)
     sys.stderr.write(f"wrote {rows} rows to {args.output}\n")

@@ -15,6 +15,7 @@ device policy of :mod:`modelpack._devices.policy` decides instead.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -49,6 +50,7 @@ from .settings import (
     options_for,
     with_engine_caches,
 )
+from .trees import ENGINE_NAME, NO_TREES, check_engine
 
 if TYPE_CHECKING:
     from .._package import Package
@@ -172,6 +174,10 @@ def translate_errors(package: str, ort: Any) -> Iterator[None]:
 
 class OnnxBackend:
     """One ONNX Runtime session over a verified package."""
+
+    #: Which engine runs the model, and why (see :mod:`.trees.backend`).
+    engine = "onnxruntime"
+    engine_reason = ""
 
     def __init__(self, session: Any, ort: Any, package: str) -> None:
         self._session = session
@@ -343,20 +349,36 @@ def _model_source(package: Package) -> Any:
 
 def open(package: Package, *, device: str | Sequence[str] = "cpu",
          providers: Sequence[ProviderSpec] | None = None, fallback: bool = True,
-         session_options: Mapping[str, Any] | None = None, **ignored: Any) -> OnnxBackend:
+         session_options: Mapping[str, Any] | None = None, engine: str = "auto",
+         **ignored: Any) -> Any:
     """Create an ONNX Runtime session for ``package`` on the requested device(s).
 
     See :mod:`modelpack._devices.policy` for the policy; ``session_options`` are described
-    in :mod:`.settings` and ``docs/devices.md``.
+    in :mod:`.settings` and ``docs/devices.md``; ``engine`` in :mod:`.trees.backend`
+    (a tree ensemble may run on modelpack's tree engine, ONNX Runtime running the rest).
     """
     ort = import_onnxruntime()
     name = str(package.path)
+    check_engine(engine, name)
     auto = providers is None and is_auto(device)
     plan = resolve_providers(device, providers, fallback or auto, ort.get_available_providers())
     settings = merge_settings(package.manifest.runtime.session, session_options, name)
     source = _model_source(package)
     folder = os.path.dirname(source) if isinstance(source, str) else NO_EXTERNAL_DATA
-    make = _session_maker(ort, source, settings, lambda: _model_sha256(package, source), folder)
+    sha256 = functools.partial(_model_sha256, package, source)
+    tensor_form = None
+    if engine != "onnxruntime" and isinstance(source, bytes) and b"TreeEnsemble" in source \
+            and any(provider_name(s) != CPU for s in plan):
+        # ONNX Runtime's tree operator is CPU-only: on a device, the forest as standard operators.
+        from .trees.backend import accelerator_source
+
+        rewritten, tensor_form = accelerator_source(source, engine=engine, ort=ort, package=name)
+        if rewritten is not source:
+            source = rewritten
+            sha256 = functools.partial(_sha256, rewritten)
+        else:
+            tensor_form = None
+    make = _session_maker(ort, source, settings, sha256, folder)
     with translate_errors(name, ort), warnings.catch_warnings():
         # Availability was resolved above; onnxruntime's own warning about it would repeat it.
         warnings.simplefilter("ignore", UserWarning)
@@ -371,7 +393,29 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
     message = None if auto or backend._placement is None else off_device_message(backend._placement, requested)
     if message:
         warn(f"{name}: {message}. Model.providers lists what runs.", PlacementWarning)
-    return backend
+    if tensor_form is not None:
+        backend.engine, backend.engine_reason = ENGINE_NAME, tensor_form
+        return backend
+    return _with_engine(backend, source, engine=engine, ort=ort, settings=settings, folder=folder, package=name)
+
+
+def _with_engine(backend: OnnxBackend, source: bytes | str, *, engine: str, ort: Any,
+                 settings: Mapping[str, Any], folder: str, package: str) -> Any:
+    """The backend, its tree ensemble on the tree engine where :mod:`.trees.backend` takes it."""
+    if engine == "auto" and isinstance(source, bytes) and b"TreeEnsemble" not in source:
+        backend.engine_reason = NO_TREES
+        return backend
+    from .._devices.cgroup import usable_cpus
+    from .trees.backend import wrap
+
+    threads = settings.get("intra_op_num_threads") or usable_cpus()
+    try:
+        return wrap(backend, source if isinstance(source, bytes) else None, engine=engine, ort=ort,
+                    options=options_for(ort, settings, folder), threads=int(threads),
+                    on_cpu=backend.providers == [CPU], package=package)
+    except BaseException:
+        backend.close()
+        raise
 
 
 #: ONNX Runtime's element type names that differ from the manifest's.
@@ -497,6 +541,10 @@ def _session_maker(ort: Any, source: bytes | str, settings: Mapping[str, Any],
         options = options_for(ort, settings, folder)
         return ort.InferenceSession(source, options, providers=providers, enable_fallback=0)
     return make
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _model_sha256(package: Package, source: bytes | str) -> str:

@@ -1,0 +1,193 @@
+"""The tree engine: a :class:`~.forest.Forest` predicted by compiled loops.
+
+:meth:`TreeEngine.run` returns what the ONNX node returns: ``[Y]`` for a
+regressor, ``[labels, scores]`` for a classifier. The scores are summed by
+:mod:`.kernels`; what follows (base values, the average, the post transform, the
+label) is ONNX Runtime's own arithmetic, rule by rule, in float32, including its
+two-class conventions, which the ONNX specification leaves open. The engine is
+checked against ONNX Runtime on a probe batch each time it is built
+(:func:`modelpack._runtime.trees.backend.wrap`), so a case written here wrongly
+falls back instead of answering differently.
+
+The loops are compiled by numba on first use and kept in numba's cache (under
+modelpack's cache folder, ``$MODELPACK_CACHE_DIR``); only our own code is
+compiled: the package supplies arrays of numbers, never code, and nothing
+compiled is stored in or read from a package.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import ENGINE_NAME
+from .forest import Forest, levels_layout, oblivious_layout
+
+__all__ = ["ENGINE_NAME", "TreeEngine", "import_numba"]
+
+_LOCK = threading.Lock()
+
+
+def import_numba() -> Any:
+    """numba, its cache set to modelpack's cache folder unless the user chose one."""
+    with _LOCK:
+        if "NUMBA_CACHE_DIR" not in os.environ:
+            from ..settings import cache_dir
+
+            os.environ["NUMBA_CACHE_DIR"] = str(cache_dir() / "numba")
+        import numba
+
+    return numba
+
+
+class TreeEngine:
+    """Predicts one forest; thread-safe (the loops hold no state between calls)."""
+
+    def __init__(self, forest: Forest, threads: int, layout: str | None = None) -> None:
+        self.forest = forest
+        self.threads = max(1, int(threads))
+        self._numba = import_numba()
+        from . import kernels
+
+        self._n_out = forest.n_targets
+        self.layout = layout or choose_layout(forest)
+        arrays = {"oblivious": oblivious_layout, "complete": Forest.complete, "levels": levels_layout}
+        if self.layout not in arrays:
+            raise ValueError(f"no layout {self.layout!r}; there are {sorted(arrays)}")
+        found = arrays[self.layout](forest)
+        if found is None:
+            raise ValueError(f"the {self.layout} layout does not fit this forest")
+        kind = "scalar" if forest.scalar_leaves else "dense"
+        self._kernel = getattr(kernels, f"{self.layout}_{kind}")
+        # The kernel's arguments between the rows and the output.
+        a = found
+        if self.layout == "levels":
+            args: tuple[Any, ...] = (a["feature"], a["threshold"], a["nan_left"], a["left"], a["leaf_row"],
+                                     forest.roots, forest.leaf_values)
+        else:
+            args = (a["feature"], a["threshold"], a["nan_left"], a["leaf"], forest.leaf_values)
+        if forest.scalar_leaves:
+            args += (forest.tree_target,)
+        if self.layout == "complete":
+            args += (max(forest.depth, 1),)
+        self._args = args
+
+    def warm_up(self) -> None:
+        """Compile (or read from the cache) the loop this forest uses."""
+        self.scores(np.zeros((1, self.forest.n_features), np.float32))
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """The summed leaf values, float32 ``(rows, targets)``, before anything ONNX adds."""
+        out = np.zeros((x.shape[0], self._n_out), np.float64)
+        if x.shape[0] == 0:
+            return out.astype(np.float32)
+        self._numba.set_num_threads(min(self.threads, self._numba.config.NUMBA_NUM_THREADS))
+        self._kernel(x, *self._args, out)
+        return out.astype(np.float32)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """The node's outputs for ``x``, float32 ``(rows, features)``, C-contiguous."""
+        s = self.scores(x)
+        f = self.forest
+        if not f.classifier:
+            return [_finish_regressor(f, s)]
+        return _finish_classifier(f, s)
+
+
+def choose_layout(forest: Forest) -> str:
+    """The fastest layout that fits (measured in benchmarks/bench_trees.py; docs/trees.md)."""
+    if oblivious_layout(forest) is not None:
+        return "oblivious"
+    if forest.complete() is not None:
+        return "complete"
+    return "levels"
+
+
+def _finish_regressor(f: Forest, s: np.ndarray) -> np.ndarray:
+    base = f.base_values
+    if f.n_targets == 1:
+        # One target: ONNX Runtime adds a single base value and applies no transform but PROBIT.
+        if f.aggregate == "AVERAGE":
+            s /= np.float32(f.n_trees)
+        if len(base) == 1:
+            s += base[0]
+        return s
+    if f.aggregate == "AVERAGE":
+        s /= np.float32(f.n_trees)
+    if len(base) == f.n_targets:
+        s += base
+    if f.has_score is not None:
+        s[:, ~f.has_score] = 0  # a target without a score reads as 0
+    return _transform(s, f.post_transform)
+
+
+def _finish_classifier(f: Forest, s: np.ndarray) -> list[np.ndarray]:
+    assert f.labels is not None and f.has_score is not None  # noqa: S101 (a classifier's)
+    base = f.base_values
+    labels = f.labels
+    if f.n_targets > 2:
+        scored = f.has_score.copy()
+        if len(base):
+            s[:, :len(base)] += base
+            scored[:len(base)] = True  # a base value gives a class its score
+        s[:, ~scored] = 0  # a class without a score reads as 0
+        label = labels[np.argmax(np.where(scored, s, -np.inf), axis=1)]
+        return [label, _transform(s, f.post_transform)]
+    return _finish_two_classes(f, s)
+
+
+def _finish_two_classes(f: Forest, s: np.ndarray) -> list[np.ndarray]:
+    """ONNX Runtime's two-class rules, as they run in the installed version (checked at build)."""
+    assert f.labels is not None and f.has_score is not None  # noqa: S101 (a classifier's)
+    has = f.has_score
+    base = f.base_values
+    if len(base) == 2:
+        if has[1]:
+            # Runtime's own arithmetic: the second class from the first's sum (often 0) and its base.
+            s[:, 1] = base[1] + s[:, 0]
+            s[:, 0] = -s[:, 1]
+        else:
+            s += base
+    elif len(base) == 1:
+        s[:, 0] += base[0]
+    positive = s[:, 1] if has[1] else s[:, 0]
+    if f.binary_case:
+        wins = positive > (np.float32(0.5) if f.weights_positive else 0)
+        label = f.labels[wins.astype(np.intp)]
+    else:
+        # Outside its binary case ONNX Runtime returns 1 or 0 itself (for string labels, their index).
+        wins = positive > 0
+        label = f.labels[wins.astype(np.intp)] if f.labels.dtype == object else wins.astype(np.int64)
+    if len(base) < 2 and not has[1]:
+        # One score kept (read_forest lets this through in the binary case only); the
+        # second is written from it.
+        s0 = s[:, 0]
+        if f.post_transform == "LOGISTIC":
+            return [label, np.column_stack([_logistic(-s0), _logistic(s0)])]
+        first = np.float32(1) - s0 if f.weights_positive else -s0
+        return [label, np.column_stack([first, s0]).astype(np.float32)]
+    s[:, ~has] = 0  # a class without a score reads as 0
+    return [label, _transform(s, f.post_transform)]
+
+
+def _logistic(v: np.ndarray) -> np.ndarray:
+    e = np.float32(1) / (np.float32(1) + np.exp(-np.abs(v)))
+    return np.where(v < 0, np.float32(1) - e, e).astype(np.float32)
+
+
+def _transform(s: np.ndarray, post: str) -> np.ndarray:
+    if post == "LOGISTIC":
+        return _logistic(s)
+    if post == "SOFTMAX":
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True, dtype=np.float32)).astype(np.float32)
+    if post == "SOFTMAX_ZERO":
+        top = s.max(axis=1, keepdims=True)
+        nonzero = (s > np.float32(1e-7)) | (s < np.float32(-1e-7))
+        e = np.where(nonzero, np.exp(s - top), s * np.exp(-top))
+        total = np.where(nonzero, e, 0).sum(axis=1, keepdims=True, dtype=np.float32)
+        return (e / total).astype(np.float32)
+    return s

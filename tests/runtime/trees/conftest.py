@@ -1,0 +1,146 @@
+"""Fixtures of the tree engine's tests: random TreeEnsembleRegressor / TreeEnsembleClassifier nodes.
+
+Each seed draws a shape (shallow, deep, or one split per level), split modes,
+missing-value tracks, thresholds at infinities, leaf weights for one target per
+tree or for all, base values, an aggregate, a post transform and labels; the
+results cover every rule the engine reproduces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+MODES = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT", "BRANCH_GTE"]
+
+
+def random_node(seed: int) -> tuple[Any, int]:
+    """(an ``onnx.ModelProto`` holding one random ensemble node, its number of features)."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    classifier = bool(rng.integers(2))
+    n_features = int(rng.integers(1, 8))
+    shape = ["shallow", "deep", "oblivious"][seed % 3]
+    n_trees = int(rng.integers(1, 12))
+    if classifier:
+        n_out = int(rng.choice([2, 2, 3, 4]))
+    else:
+        n_out = int(rng.choice([1, 1, 3]))
+    dense = bool(rng.integers(2))
+    if classifier and n_out == 2:
+        weighted = [[0], [1], [0, 1]][int(rng.integers(3))]
+    else:
+        weighted = list(range(n_out))
+    mixed_modes = bool(rng.integers(2))
+    mode_one = MODES[int(rng.integers(len(MODES)))]
+    positive = bool(rng.integers(2))
+
+    nodes: dict[str, list[Any]] = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids",
+                                                   "nodes_values", "nodes_modes", "nodes_truenodeids",
+                                                   "nodes_falsenodeids", "nodes_missing_value_tracks_true")}
+    weights: dict[str, list[Any]] = {"treeids": [], "nodeids": [], "ids": [], "weights": []}
+
+    def threshold() -> float:
+        pick = rng.random()
+        if pick < 0.05:
+            return float("inf")
+        if pick < 0.1:
+            return float("-inf")
+        return float(np.float32(rng.normal()))
+
+    forest_depth = int(rng.integers(1, 7))  # CatBoost's trees share one depth
+    for tree in range(n_trees):
+        depth = forest_depth if shape == "oblivious" else int(rng.integers(1, 5)) if shape == "shallow" \
+            else int(rng.integers(6, 14))
+        tree_targets = weighted if dense else [weighted[tree % len(weighted)]]
+        level_split = [(int(rng.integers(n_features)), threshold(), int(rng.integers(2))) for _ in range(depth)]
+        counter = [0]
+
+        def build(level: int, tree: int = tree, depth: int = depth, tree_targets: list[int] = tree_targets,
+                  level_split: list[tuple[int, float, int]] = level_split, counter: list[int] = counter) -> int:
+            me = counter[0]
+            counter[0] += 1
+            leaf = level == depth or (shape != "oblivious" and level > 0 and rng.random() < 0.25)
+            nodes["nodes_treeids"].append(tree)
+            nodes["nodes_nodeids"].append(me)
+            if leaf:
+                nodes["nodes_featureids"].append(0)
+                nodes["nodes_values"].append(0.0)
+                nodes["nodes_modes"].append("LEAF")
+                nodes["nodes_truenodeids"].append(0)
+                nodes["nodes_falsenodeids"].append(0)
+                nodes["nodes_missing_value_tracks_true"].append(0)
+                for target in tree_targets:
+                    weights["treeids"].append(tree)
+                    weights["nodeids"].append(me)
+                    weights["ids"].append(target)
+                    value = float(np.float32(rng.random() if positive else rng.normal()))
+                    weights["weights"].append(value)
+                return me
+            if shape == "oblivious":
+                feature, value, missing = level_split[level]
+            else:
+                feature, value, missing = int(rng.integers(n_features)), threshold(), int(rng.integers(2))
+            index = len(nodes["nodes_nodeids"]) - 1
+            nodes["nodes_featureids"].append(feature)
+            nodes["nodes_values"].append(value)
+            mode = MODES[int(rng.integers(len(MODES)))] if mixed_modes and shape != "oblivious" else mode_one
+            nodes["nodes_modes"].append(mode)
+            nodes["nodes_missing_value_tracks_true"].append(missing)
+            nodes["nodes_truenodeids"].append(-1)
+            nodes["nodes_falsenodeids"].append(-1)
+            true_child = build(level + 1)
+            false_child = build(level + 1)
+            nodes["nodes_truenodeids"][index] = true_child
+            nodes["nodes_falsenodeids"][index] = false_child
+            return me
+
+        build(0)
+
+    attributes: dict[str, Any] = dict(nodes)
+    prefix = "class" if classifier else "target"
+    for key, values in weights.items():
+        attributes[f"{prefix}_{key}"] = values
+    base_choice = int(rng.integers(3))
+    if classifier:
+        if rng.integers(2):
+            attributes["classlabels_int64s"] = [int(v) for v in rng.choice(100, n_out, replace=False)]
+        else:
+            attributes["classlabels_strings"] = [f"c{i}" for i in range(n_out)]
+        if n_out == 2:
+            base_choice = int(rng.integers(3))
+            if base_choice:
+                attributes["base_values"] = [float(np.float32(rng.normal())) for _ in range(base_choice)]
+        elif base_choice:
+            attributes["base_values"] = [float(np.float32(rng.normal())) for _ in range(n_out)]
+        attributes["post_transform"] = ["NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO"][int(rng.integers(4))]
+        outputs = [helper.make_tensor_value_info(
+            "label", TensorProto.STRING if "classlabels_strings" in attributes else TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, n_out])]
+        op = "TreeEnsembleClassifier"
+    else:
+        attributes["n_targets"] = n_out
+        if base_choice:
+            attributes["base_values"] = [float(np.float32(rng.normal())) for _ in range(n_out)]
+        attributes["aggregate_function"] = ["SUM", "AVERAGE"][int(rng.integers(2))]
+        if n_out > 1:
+            attributes["post_transform"] = ["NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO"][int(rng.integers(4))]
+        outputs = [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, n_out])]
+        op = "TreeEnsembleRegressor"
+    node = helper.make_node(op, ["X"], [o.name for o in outputs], domain="ai.onnx.ml", **attributes)
+    graph = helper.make_graph([node], "random", [helper.make_tensor_value_info("X", TensorProto.FLOAT,
+                                                                               [None, n_features])], outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    return model, n_features
+
+
+@pytest.fixture
+def random_ensemble() -> Callable[[int], tuple[Any, int]]:
+    """``random_ensemble(seed)`` -> (a model of one random ensemble node, its number of features)."""
+    return random_node

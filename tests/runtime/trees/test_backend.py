@@ -1,0 +1,221 @@
+"""Tree packages through ``modelpack.load``: the engine takes the ensemble, answers stay ONNX Runtime's.
+
+Small real models of every family are exported with ``modelpack.export`` and
+loaded twice, with the default engine and with ``engine="onnxruntime"``; every
+output must agree on rows with missing values (labels identical, floats within the
+float32 tolerance). Then: what falls back and says why, the options, ``verify``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("numba", reason="the tree engine needs numba (pip install 'modelpack[trees]')")
+pytest.importorskip("sklearn")
+
+import modelpack  # noqa: E402
+from modelpack import RuntimeBackendError  # noqa: E402
+
+
+def _data(task: str, classes: int = 2, nan: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_classification, make_regression
+
+    if task == "reg":
+        X, y = make_regression(600, 8, random_state=0)
+    else:
+        X, y = make_classification(600, 8, n_informative=5, n_classes=classes, random_state=0)
+    X = X.astype(np.float32)
+    if nan:
+        X[np.random.default_rng(0).random(X.shape) < 0.05] = np.nan
+    return X, y
+
+
+def _sklearn(name: str) -> Callable[[], Any]:
+    from sklearn import ensemble
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return {
+        "rf-multi": lambda: ensemble.RandomForestClassifier(10, random_state=0),
+        "gb-pipeline": lambda: make_pipeline(StandardScaler(), ensemble.GradientBoostingRegressor(n_estimators=20)),
+        "hgb-bin": lambda: ensemble.HistGradientBoostingClassifier(max_iter=15),
+    }[name]
+
+
+def _framework(name: str) -> Callable[[], Any]:
+    if name.startswith("xgb"):
+        xgboost = pytest.importorskip("xgboost")
+        return lambda: (xgboost.XGBClassifier(n_estimators=15, max_depth=4) if name != "xgb-reg"
+                        else xgboost.XGBRegressor(n_estimators=15, max_depth=4))
+    if name.startswith("lgb"):
+        lightgbm = pytest.importorskip("lightgbm")
+        return lambda: lightgbm.LGBMClassifier(n_estimators=15, verbose=-1)
+    catboost = pytest.importorskip("catboost")
+    return lambda: catboost.CatBoostClassifier(iterations=15, depth=4, verbose=0, allow_writing_files=False)
+
+
+CASES = {
+    "xgb-reg": ("reg", 2, True), "xgb-multi": ("clf", 3, True), "lgb-bin": ("clf", 2, True),
+    "cb-multi": ("clf", 3, True), "rf-multi": ("clf", 3, False), "gb-pipeline": ("reg", 2, False),
+    "hgb-bin": ("clf", 2, True),
+}
+
+
+def _export(name: str, folder: Path) -> tuple[Path, np.ndarray]:
+    task, classes, nan = CASES[name]
+    X, y = _data(task, classes, nan)
+    make = _sklearn(name) if name in ("rf-multi", "gb-pipeline", "hgb-bin") else _framework(name)
+    path = folder / f"{name}.mpk"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the frameworks' own warnings are not under test
+        modelpack.export(make().fit(X, y), path, sample=X[:40])
+    return path, X
+
+
+def _outputs(values: dict[str, Any]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, value in values.items():
+        if isinstance(value, list):  # ZipMap
+            value = np.array([[d[k] for k in sorted(d)] for d in value])
+        out[name] = np.asarray(value)
+    return out
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_engine_answers_as_onnxruntime(name: str, tmp_path: Path) -> None:
+    path, X = _export(name, tmp_path)
+    with modelpack.load(path) as ours, \
+            modelpack.load(path, engine="onnxruntime", session_options={"intra_op_num_threads": 1}) as ref:
+        assert ours.engine == "modelpack-trees", ours.engine_reason
+        assert ref.engine == "onnxruntime"
+        got, want = _outputs(ours.run(X)), _outputs(ref.run(X))
+        assert got.keys() == want.keys()
+        for key in want:
+            if want[key].dtype.kind == "f":
+                np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-4, err_msg=key)
+            else:
+                np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        # Small batches go to the whole-graph session, large ones to the engine: the same answers.
+        np.testing.assert_allclose(np.asarray(ours.predict(X[:3]), dtype=float),
+                                   np.asarray(ours.predict(X)[:3], dtype=float), rtol=1e-5, atol=1e-5)
+
+
+def test_every_batch_runs_on_the_engine_when_named(tmp_path: Path) -> None:
+    path, X = _export("xgb-multi", tmp_path)
+    with modelpack.load(path, engine="modelpack-trees") as m, modelpack.load(path, engine="onnxruntime") as ref:
+        assert "batches of" not in m.engine_reason
+        np.testing.assert_allclose(m.predict_proba(X[:1]), ref.predict_proba(X[:1]), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_without_trees_says_so(add_one: Path) -> None:
+    with modelpack.load(add_one) as m:
+        assert (m.engine, m.engine_reason) == ("onnxruntime", "no tree ensemble in the graph")
+    with pytest.raises(RuntimeBackendError, match="tree engine cannot run this model: no tree ensemble") as info:
+        modelpack.load(add_one, engine="modelpack-trees")
+    assert "engine='auto'" in info.value.fix
+
+
+def test_unknown_engine_names_the_choices(tmp_path: Path) -> None:
+    path, _ = _export("rf-multi", tmp_path)
+    with pytest.raises(RuntimeBackendError, match="unknown engine 'numba'") as info:
+        modelpack.load(path, engine="numba")
+    assert "'modelpack-trees'" in info.value.fix
+
+
+def test_categorical_splits_fall_back_with_the_reason(tmp_path: Path) -> None:
+    """BRANCH_EQ (LightGBM's categorical splits) is left to ONNX Runtime, which says so."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml",
+                            nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+                            nodes_values=[3.0, 0, 0], nodes_modes=["BRANCH_EQ", "LEAF", "LEAF"],
+                            nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0], target_treeids=[0, 0],
+                            target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[1.0, 2.0], n_targets=1)
+    graph = helper.make_graph([node], "eq", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    onnx_path = tmp_path / "eq.onnx"
+    onnx_path.write_bytes(model.SerializeToString())
+    with modelpack.load(onnx_path) as m:
+        assert m.engine == "onnxruntime" and m.engine_reason == "node mode BRANCH_EQ"
+        np.testing.assert_array_equal(m.predict(np.array([[3.0], [4.0]] * 20, np.float32))[:2], [1.0, 2.0])
+
+
+def test_hostile_forests_fall_back_and_the_runtime_judges(tmp_path: Path) -> None:
+    """A tree whose child points back to its root: the engine refuses it before any array is read."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml",
+                            nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 5, 0],
+                            nodes_values=[0.5, 0.5, 0], nodes_modes=["BRANCH_LEQ", "BRANCH_LEQ", "LEAF"],
+                            nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 2, 0], target_treeids=[0],
+                            target_nodeids=[2], target_ids=[0], target_weights=[1.0], n_targets=1)
+    from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest
+
+    with pytest.raises(Unsupported, match="reached twice|roots"):
+        read_forest(node.op_type, attributes_of(node))
+    graph = helper.make_graph([node], "loop", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 6])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    onnx_path = tmp_path / "loop.onnx"
+    onnx_path.write_bytes(model.SerializeToString())
+    try:
+        m = modelpack.load(onnx_path)
+    except modelpack.ModelpackError:
+        return  # ONNX Runtime refused the graph itself: a clear error, nothing read
+    with m:
+        assert m.engine == "onnxruntime"
+
+
+def test_rows_narrower_than_the_trees_read_get_onnxruntimes_error(tmp_path: Path) -> None:
+    path, X = _export("xgb-reg", tmp_path)
+    with modelpack.load(path) as m:
+        with pytest.raises(modelpack.ModelpackError):
+            m.predict(X[:, :3])
+
+
+def test_threads_follow_the_session_setting(tmp_path: Path) -> None:
+    path, _ = _export("xgb-reg", tmp_path)
+    with modelpack.load(path, session_options={"intra_op_num_threads": 1}) as m:
+        assert m.backend._engine.threads == 1
+
+
+def test_verify_runs_the_samples_on_the_engine(tmp_path: Path) -> None:
+    path, _ = _export("hgb-bin", tmp_path)
+    report = modelpack.verify(path)
+    assert report.ok, str(report)
+    assert "modelpack-trees" in str(report)
+    assert "modelpack-trees" not in str(modelpack.verify(path, engine="onnxruntime"))
+
+
+def test_pickled_model_keeps_its_engine_choice(tmp_path: Path) -> None:
+    import pickle
+
+    path, X = _export("xgb-reg", tmp_path)
+    with modelpack.load(path, engine="onnxruntime") as m:
+        again = pickle.loads(pickle.dumps(m))
+        with again:
+            assert again.engine == "onnxruntime"
+
+
+def test_cli_predict_and_verify_take_engine(tmp_path: Path) -> None:
+    from modelpack._cli import main
+
+    path, X = _export("xgb-reg", tmp_path)
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([{f"x{i}": (None if np.isnan(v) else float(v)) for i, v in enumerate(r)}
+                                for r in X[:50]]))
+    assert main(["verify", str(path), "--engine", "onnxruntime"]) == 0
+    out = tmp_path / "out.json"
+    code = main(["predict", str(path), "--input", str(rows), "--output", str(out), "--engine", "modelpack-trees"])
+    assert code == 0 and out.exists()

@@ -1,0 +1,107 @@
+"""The tree engine against ONNX Runtime on the ensemble node alone: the same outputs, every rule.
+
+Random nodes (see conftest.py) cover split modes, missing-value tracks, infinite
+thresholds, one target per tree or all targets per leaf, base values, averages,
+post transforms, the two-class conventions and string labels; each layout runs on
+the rows that meet every split (thresholds, one float32 step either side, NaN,
+infinities).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("numba", reason="the tree engine needs numba (pip install 'modelpack[trees]')")
+
+from modelpack._runtime.trees.backend import disagreement, probe_rows  # noqa: E402
+from modelpack._runtime.trees.engine import TreeEngine, choose_layout  # noqa: E402
+from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest  # noqa: E402
+
+LAYOUTS = ("oblivious", "complete", "levels")
+
+
+def _ort_outputs(model: Any, x: np.ndarray) -> list[np.ndarray]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # trees summed in order, as the engine sums them
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {"X": x})
+
+
+def _check(model: Any, forest: Any, layout: str, x: np.ndarray) -> None:
+    want = _ort_outputs(model, x)
+    got = TreeEngine(forest, 1, layout).run(x)
+    scores = np.asarray(want[-1]) if forest.classifier else None
+    for w, g in zip(want, got, strict=True):
+        problem = disagreement(np.asarray(w), np.asarray(g), scores)
+        assert problem is None, f"{layout}: {problem}"
+
+
+def test_random_ensembles_match_onnxruntime(random_ensemble: Callable[[int], tuple[Any, int]]) -> None:
+    taken: Counter[str] = Counter()
+    for seed in range(240):
+        model, n_features = random_ensemble(seed)
+        node = model.graph.node[0]
+        try:
+            forest = read_forest(node.op_type, attributes_of(node))
+        except Unsupported as why:
+            taken[f"unsupported: {why}"] += 1
+            continue
+        x = np.vstack([probe_rows(forest, 200, seed=seed),
+                       np.random.default_rng(seed).normal(size=(50, forest.n_features)).astype(np.float32)])
+        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+        for layout in LAYOUTS:
+            try:
+                TreeEngine(forest, 1, layout)
+            except ValueError:
+                continue
+            _check(model, forest, layout, x)
+            taken[layout] += 1
+        taken["kind:" + ("classifier" if forest.classifier else "regressor")] += 1
+    # Every layout was exercised, and what the engine leaves to ONNX Runtime stays rare.
+    assert all(taken[layout] >= 20 for layout in LAYOUTS), taken
+    refused = sum(v for k, v in taken.items() if k.startswith("unsupported"))
+    assert refused < 30, taken
+
+
+def test_layout_choice_follows_the_shape(random_ensemble: Callable[[int], tuple[Any, int]]) -> None:
+    chosen = Counter()
+    for seed in range(60):
+        model, _ = random_ensemble(seed)
+        node = model.graph.node[0]
+        try:
+            forest = read_forest(node.op_type, attributes_of(node))
+        except Unsupported:
+            continue
+        chosen[(seed % 3, choose_layout(forest))] += 1
+    # seed % 3: 0 shallow, 1 deep, 2 one split per level
+    assert chosen[(2, "oblivious")] > 0 and chosen[(1, "levels")] > 0 and chosen[(0, "complete")] > 0, chosen
+    assert not any(layout == "oblivious" for (shape, layout) in chosen if shape == 1), chosen
+
+
+def test_threads_give_the_same_answers(random_ensemble: Callable[[int], tuple[Any, int]]) -> None:
+    model, n_features = random_ensemble(4)
+    node = model.graph.node[0]
+    forest = read_forest(node.op_type, attributes_of(node))
+    x = np.random.default_rng(0).normal(size=(5000, n_features)).astype(np.float32)
+    one, two = TreeEngine(forest, 1).scores(x), TreeEngine(forest, 2).scores(x)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_empty_batch() -> None:
+    from onnx import helper
+
+    node = helper.make_node("TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml",
+                            nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+                            nodes_values=[0.5, 0, 0], nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"],
+                            nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0], target_treeids=[0, 0],
+                            target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[1.0, 2.0], n_targets=1)
+    engine = TreeEngine(read_forest(node.op_type, attributes_of(node)), 1)
+    assert engine.run(np.zeros((0, 1), np.float32))[0].shape == (0, 1)
+    np.testing.assert_array_equal(engine.run(np.array([[0.0], [1.0], [np.nan]], np.float32))[0],
+                                  [[1.0], [2.0], [2.0]])

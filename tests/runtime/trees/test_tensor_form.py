@@ -1,0 +1,116 @@
+"""The forest as standard operators, for devices where ONNX Runtime's tree operator cannot run.
+
+The rewritten graph must answer as the original does: checked on the CPU provider for
+random ensembles and for a real scikit-learn pipeline, and, where onnxruntime-openvino is
+installed (``make test`` runs this file in that environment too), on the OpenVINO
+provider, with the placement showing the trees on it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+
+import modelpack  # noqa: E402
+from modelpack._runtime.trees.backend import accelerator_source, disagreement, probe_rows  # noqa: E402
+from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest  # noqa: E402
+
+OPENVINO = "OpenVINOExecutionProvider"
+
+
+def _run(model: bytes, feeds: dict[str, np.ndarray], provider: str = "CPUExecutionProvider") -> list[Any]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=[provider]).run(None, feeds)
+
+
+def test_random_ensembles_rewritten_answer_the_same(random_ensemble: Callable[[int], tuple[Any, int]]) -> None:
+    seen: Counter[str] = Counter()
+    for seed in range(120):
+        model, n_features = random_ensemble(seed)
+        node = model.graph.node[0]
+        try:
+            forest = read_forest(node.op_type, attributes_of(node))
+        except Unsupported:
+            continue
+        source = model.SerializeToString()
+        rewritten, why = accelerator_source(source, engine="auto", ort=ort, package="random")
+        if rewritten is source:
+            seen[why] += 1
+            continue
+        x = np.ascontiguousarray(np.pad(probe_rows(forest, 300, seed=seed),
+                                        ((0, 0), (0, n_features - forest.n_features)), constant_values=0.5))
+        want, got = _run(source, {"X": x}), _run(rewritten, {"X": x})
+        for w, g in zip(want, got, strict=True):
+            assert disagreement(np.asarray(w), np.asarray(g), np.asarray(want[-1])) is None, seed
+        seen["rewritten"] += 1
+    assert seen["rewritten"] >= 80, seen
+    # Left to the tree operator: SOFTMAX_ZERO, and, with another onnxruntime, a two-class
+    # convention it computes differently (the probe sees it, and the model keeps the operator).
+    assert all(k in ("rewritten", "post transform SOFTMAX_ZERO in the tensor form")
+               or "differs from ONNX Runtime's on the probe batch" in k for k in seen), seen
+
+
+@pytest.fixture
+def pipeline_onnx(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """scaler -> gradient boosting, three classes, exported by skl2onnx: trees between other nodes."""
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_classification(400, 6, n_informative=4, n_classes=3, random_state=0)
+    X = X.astype(np.float32)
+    clf = make_pipeline(StandardScaler(), GradientBoostingClassifier(n_estimators=20, random_state=0)).fit(X, y)
+    path = tmp_path / "gb.onnx"
+    path.write_bytes(to_onnx(clf, X[:1], options={"zipmap": False}, target_opset={"": 17, "ai.onnx.ml": 3})
+                     .SerializeToString())
+    return path, X
+
+
+def test_a_real_pipeline_rewritten_answers_the_same(pipeline_onnx: tuple[Path, np.ndarray]) -> None:
+    path, X = pipeline_onnx
+    source = path.read_bytes()
+    rewritten, why = accelerator_source(source, engine="auto", ort=ort, package=str(path))
+    assert rewritten is not source, why
+    assert "TreeEnsemble" not in {n.op_type for n in __import__("onnx").load_from_string(rewritten).graph.node}
+    want, got = _run(source, {"X": X}), _run(rewritten, {"X": X})
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-5)
+
+
+def test_on_openvino_the_trees_run_on_the_device(pipeline_onnx: tuple[Path, np.ndarray]) -> None:
+    if OPENVINO not in ort.get_available_providers():
+        pytest.skip("onnxruntime-openvino is not installed here (make test runs this in .venv-openvino)")
+    path, X = pipeline_onnx
+    # The scaler before the trees is an ai.onnx.ml operator, which OpenVINO has no kernel for.
+    with pytest.warns(modelpack.PlacementWarning, match=r"1 of \d+ nodes .* \(ai.onnx.ml.Scaler\)"), \
+            modelpack.load(path, device="openvino") as m:
+        assert m.engine == "modelpack-trees", m.engine_reason
+        placement = m.placement
+        assert placement is not None and OPENVINO in placement
+        assert placement[OPENVINO]["ops"].get("GatherElements", 0) > 0, placement
+        assert not any(op.endswith("TreeEnsembleClassifier") for ops in placement.values() for op in ops["ops"])
+        with modelpack.load(path, engine="onnxruntime") as ref:
+            np.testing.assert_array_equal(m.predict(X), ref.predict(X))
+            np.testing.assert_allclose(m.predict_proba(X), ref.predict_proba(X), rtol=1e-3, atol=1e-4)
+
+
+def test_engine_onnxruntime_keeps_the_tree_operator(pipeline_onnx: tuple[Path, np.ndarray]) -> None:
+    if OPENVINO not in ort.get_available_providers():
+        pytest.skip("onnxruntime-openvino is not installed here (make test runs this in .venv-openvino)")
+    path, _ = pipeline_onnx
+    with pytest.warns(modelpack.PlacementWarning, match="all 2 nodes run on the CPU"), \
+            modelpack.load(path, device="openvino", engine="onnxruntime") as m:
+        assert m.engine == "onnxruntime"
+        assert m.placement is not None
+        assert "ai.onnx.ml.TreeEnsembleClassifier" in m.placement["CPUExecutionProvider"]["ops"]
