@@ -149,6 +149,27 @@ def load_times(path: Path) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in result.items()}
 
 
+def on_gpu(path: Path, X: np.ndarray) -> str:
+    """The tensor form on CUDA against the engine on the CPU, where a GPU is present."""
+    import onnxruntime as ort
+
+    import modelpack
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return ("On a GPU: not measured on this machine (no CUDA provider); where onnxruntime-gpu and an "
+                "NVIDIA GPU are present, the same command times the tensor form on CUDA here.")
+    lines = []
+    with modelpack.load(path, device="cuda", fallback=False) as gpu, modelpack.load(path) as cpu:
+        for n in (10_000, 100_000, 1_000_000):
+            Xn = X[:n]
+            np.testing.assert_allclose(gpu.predict(Xn), cpu.predict(Xn), rtol=1e-4, atol=1e-4)
+            t = interleaved({"gpu": lambda Xn=Xn: gpu.predict(Xn), "cpu": lambda Xn=Xn: cpu.predict(Xn)},
+                            rounds=5, number=1)
+            lines.append(f"{n:,} rows: CUDA {n / t['gpu']:.3g} rows/s, CPU engine {n / t['cpu']:.3g} rows/s")
+    return "On a GPU (XGBoost model, tensor form on CUDA, copies to and from the host included): " + \
+        "; ".join(lines) + "."
+
+
 def table(results: dict[str, dict[int, dict[int, dict[str, float]]]], threads: list[int]) -> str:
     lines = ["| model | threads | rows | modelpack (rows/s) | ONNX Runtime | native | vs ONNX Runtime | vs native |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -170,7 +191,8 @@ def main() -> None:
     X[np.random.default_rng(2).random(X.shape) < 0.02] = np.nan  # some missing values take the default branches
     threads = sorted({1, usable_cpus()})
     results: dict[str, dict[int, dict[int, dict[str, float]]]] = {}
-    loads = {}
+    loads: dict[str, float] = {}
+    gpu = ""
     with tempfile.TemporaryDirectory() as tmp:
         fitted = models(X_train, y_train)
         for i, (name, (model, native)) in enumerate(fitted.items()):
@@ -185,6 +207,7 @@ def main() -> None:
             results[name] = {t: measure(model, native, path, X_name, t) for t in threads}
             if i == 0:
                 loads = load_times(path)
+                gpu = on_gpu(path, X)
     load = os.getloadavg()[0]
     body = (f"Regressors on {N_FEATURES} float32 features, trained on 20,000 rows; prediction rows have 2 % "
             "missing values (zeros for the two scikit-learn models that refuse NaN). `modelpack` is "
@@ -196,6 +219,7 @@ def main() -> None:
             + f"\n\nLoad time (fresh process: import, `modelpack.load`, first 1,000-row prediction; XGBoost "
               f"model, medians of 3): cold compile cache {loads['cold']:.2f} s, warm cache "
               f"{loads['warm']:.2f} s, `engine=\"onnxruntime\"` {loads['onnxruntime']:.2f} s.\n\n"
+              + gpu + "\n\n"
               "Command: `.venv/bin/python benchmarks/bench_trees.py`")
     path = write_section("trees", "Tree ensembles at batch scale: tree engine vs ONNX Runtime vs native",
                          body, ["modelpack", "numba", "onnxruntime", "xgboost", "xgboost-cpu", "lightgbm",

@@ -277,9 +277,19 @@ def test_ml_operators_stay_on_the_cpu_and_the_user_is_told(mixed):
 
 
 @needs_openvino
-def test_a_tree_model_on_openvino_runs_wholly_on_the_cpu_and_providers_say_so(tree):
+def test_a_tree_model_on_openvino_runs_on_the_device_as_standard_operators(tree):
+    m = modelpack.load(tree, device="openvino", fallback=False)
+    with m:
+        assert m.providers == [OPENVINO]
+        assert m.engine == "modelpack-trees" and "tensor" in m.engine_reason
+        x = np.array([[0.2, 0, 0], [0.9, 0, 0]], dtype=np.float32)
+        np.testing.assert_array_equal(m.run(x)["Y"].ravel(), [1.0, 2.0])
+
+
+@needs_openvino
+def test_a_tree_operator_on_openvino_runs_wholly_on_the_cpu_and_providers_say_so(tree):
     with pytest.warns(PlacementWarning, match="no kernel for any operator.*TreeEnsembleRegressor"):
-        m = modelpack.load(tree, device="openvino", fallback=False)
+        m = modelpack.load(tree, device="openvino", fallback=False, engine="onnxruntime")
     with m:
         assert m.providers == [CPU]
         x = np.array([[0.2, 0, 0], [0.9, 0, 0]], dtype=np.float32)
@@ -395,11 +405,20 @@ def test_dense_mlp_runs_on_cuda_with_the_cpu_numbers(mlp):
 
 @pytest.mark.gpu
 @needs_cuda
-def test_a_tree_model_on_cuda_runs_on_the_cpu_and_the_user_is_told(tree):
+def test_a_tree_operator_on_cuda_runs_on_the_cpu_and_the_user_is_told(tree):
     with pytest.warns(PlacementWarning, match="TreeEnsembleRegressor"):
-        m = modelpack.load(tree, device="cuda", fallback=False)  # allowed: the provider did load
+        m = modelpack.load(tree, device="cuda", fallback=False, engine="onnxruntime")  # the provider did load
     with m:
         assert m.providers == [CPU]
+        x = np.array([[0.2, 0, 0], [0.9, 0, 0]], dtype=np.float32)
+        np.testing.assert_array_equal(m.run(x)["Y"].ravel(), [1.0, 2.0])
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_tree_model_on_cuda_runs_on_the_gpu_as_standard_operators(tree):
+    with modelpack.load(tree, device="cuda", fallback=False) as m:
+        assert "CUDAExecutionProvider" in m.providers and m.engine == "modelpack-trees"
         x = np.array([[0.2, 0, 0], [0.9, 0, 0]], dtype=np.float32)
         np.testing.assert_array_equal(m.run(x)["Y"].ravel(), [1.0, 2.0])
 

@@ -52,7 +52,7 @@ def random_node(seed: int) -> tuple[Any, int]:
             return float("-inf")
         return float(np.float32(rng.normal()))
 
-    forest_depth = int(rng.integers(1, 7))  # CatBoost's trees share one depth
+    forest_depth = int(rng.integers(1, 11))  # CatBoost's trees share one depth (up to 8: uint8 indices)
     for tree in range(n_trees):
         depth = forest_depth if shape == "oblivious" else int(rng.integers(1, 5)) if shape == "shallow" \
             else int(rng.integers(6, 14))

@@ -105,3 +105,48 @@ def test_empty_batch() -> None:
     assert engine.run(np.zeros((0, 1), np.float32))[0].shape == (0, 1)
     np.testing.assert_array_equal(engine.run(np.array([[0.0], [1.0], [np.nan]], np.float32))[0],
                                   [[1.0], [2.0], [2.0]])
+
+
+_SCRIPT = """
+import numpy as np
+from onnx import helper
+from modelpack._runtime.trees import engine
+from modelpack._runtime.trees.forest import attributes_of, read_forest
+node = helper.make_node("TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml",
+                        nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+                        nodes_values=[0.5, 0, 0], nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"],
+                        nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0], target_treeids=[0, 0],
+                        target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[1.0, 2.0], n_targets=1)
+e = engine.TreeEngine(read_forest(node.op_type, attributes_of(node)), 1)
+print(e.run(np.array([[0.0], [1.0]], np.float32))[0].ravel().tolist(), engine._CACHING)
+"""
+
+
+def _fresh_process(cache: Any) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_damaged_compile_cache_is_rebuilt(tmp_path: Any) -> None:
+    cache = tmp_path / "numba"
+    assert _fresh_process(cache) == "[1.0, 2.0] True"
+    entries = [p for p in cache.rglob("*") if p.is_file()]
+    assert entries
+    for entry in entries:  # truncated or overwritten entries: numba's loader would fail on them
+        entry.write_bytes(b"\x80\x04not a cache entry")
+    assert _fresh_process(cache) == "[1.0, 2.0] True"
+    assert any(p.read_bytes()[:4] != b"\x80\x04no" for p in cache.rglob("*") if p.is_file())
+
+
+def test_a_cache_folder_others_may_write_is_not_used(tmp_path: Any) -> None:
+    cache = tmp_path / "shared"
+    cache.mkdir()
+    cache.chmod(0o777)
+    assert _fresh_process(cache) == "[1.0, 2.0] False"
+    assert not any(cache.iterdir())

@@ -10,37 +10,70 @@ checked against ONNX Runtime on a probe batch each time it is built
 falls back instead of answering differently.
 
 The loops are compiled by numba on first use and kept in numba's cache (under
-modelpack's cache folder, ``$MODELPACK_CACHE_DIR``); only our own code is
-compiled: the package supplies arrays of numbers, never code, and nothing
-compiled is stored in or read from a package.
+modelpack's cache folder, ``$MODELPACK_CACHE_DIR``, when that folder is the
+user's alone: see :func:`_kernels`); only our own code is compiled: the package
+supplies arrays of numbers, never code, and nothing compiled is stored in or
+read from a package.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..settings import cache_dir
 from . import ENGINE_NAME
 from .forest import Forest, levels_layout, oblivious_layout
 
 __all__ = ["ENGINE_NAME", "TreeEngine", "import_numba"]
 
 _LOCK = threading.Lock()
+_CACHING: bool | None = None  # numba's disk cache in use, decided once per process
 
 
 def import_numba() -> Any:
-    """numba, its cache set to modelpack's cache folder unless the user chose one."""
+    """numba, its cache folder modelpack's own unless the user chose one (``NUMBA_CACHE_DIR``)."""
     with _LOCK:
-        if "NUMBA_CACHE_DIR" not in os.environ:
-            from ..settings import cache_dir
-
-            os.environ["NUMBA_CACHE_DIR"] = str(cache_dir() / "numba")
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))  # read by numba's import
         import numba
 
     return numba
+
+
+def _kernels() -> Any:
+    """The kernels, with numba's disk cache on only where its folder is this user's alone.
+
+    numba's cache entries are pickles: one written by someone else would run their code
+    here. A folder owned by another user or writable by others is not used; the loops are
+    then compiled in each process (about 2 s at the first load).
+    """
+    global _CACHING
+    import_numba()
+    from . import kernels
+
+    with _LOCK:
+        if _CACHING is None:
+            _CACHING = _private(Path(os.environ["NUMBA_CACHE_DIR"]))
+            if _CACHING:
+                for name in kernels.__all__:
+                    getattr(kernels, name).enable_caching()
+    return kernels
+
+
+def _private(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = folder.stat()
+    except OSError:
+        return False
+    if not hasattr(os, "getuid"):  # Windows: the user's own profile folder
+        return True
+    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 class TreeEngine:
@@ -50,20 +83,18 @@ class TreeEngine:
         self.forest = forest
         self.threads = max(1, int(threads))
         self._numba = import_numba()
-        from . import kernels
-
+        kernels = _kernels()
         self._n_out = forest.n_targets
         self.layout = layout or choose_layout(forest)
         arrays = {"oblivious": oblivious_layout, "complete": Forest.complete, "levels": levels_layout}
         if self.layout not in arrays:
             raise ValueError(f"no layout {self.layout!r}; there are {sorted(arrays)}")
-        found = arrays[self.layout](forest)
-        if found is None:
+        a = arrays[self.layout](forest)
+        if a is None:
             raise ValueError(f"the {self.layout} layout does not fit this forest")
         kind = "scalar" if forest.scalar_leaves else "dense"
         self._kernel = getattr(kernels, f"{self.layout}_{kind}")
         # The kernel's arguments between the rows and the output.
-        a = found
         if self.layout == "levels":
             args: tuple[Any, ...] = (a["feature"], a["threshold"], a["nan_left"], a["left"], a["leaf_row"],
                                      forest.roots, forest.leaf_values)
@@ -73,11 +104,24 @@ class TreeEngine:
             args += (forest.tree_target,)
         if self.layout == "complete":
             args += (max(forest.depth, 1),)
+        if self.layout == "oblivious":
+            args += (np.empty(0, np.uint8 if forest.depth <= 8 else np.int32),)
         self._args = args
+        self._first_call()
 
-    def warm_up(self) -> None:
-        """Compile (or read from the cache) the loop this forest uses."""
-        self.scores(np.zeros((1, self.forest.n_features), np.float32))
+    def _first_call(self) -> None:
+        """Compile the loop this forest uses, or read it from the cache; a damaged cache is emptied."""
+        x = np.zeros((1, self.forest.n_features), np.float32)
+        try:
+            self.scores(x)
+        except Exception:
+            if not _CACHING:
+                raise
+            # An entry that does not load (truncated, overwritten): drop our entries, compile afresh.
+            # numba names them <folder>/<package folder>_<hash>/<module>.<function>-<line>...
+            for entry in Path(os.environ["NUMBA_CACHE_DIR"]).glob("trees_*/kernels.*"):
+                entry.unlink(missing_ok=True)
+            self.scores(x)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """The summed leaf values, float32 ``(rows, targets)``, before anything ONNX adds."""

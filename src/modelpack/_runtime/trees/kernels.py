@@ -33,9 +33,12 @@ __all__ = ["complete_dense", "complete_scalar", "levels_dense", "levels_scalar",
            "oblivious_scalar"]
 
 BLOCK = 64
+#: The oblivious loops vectorize: longer blocks amortize the transposition (measured on
+#: CatBoost, 200 trees of depth 6: 64 rows 2.2e6 rows/s, 512 rows 2.7e6, as CatBoost's own).
+OBLIVIOUS_BLOCK = 512
 
 
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+@njit(nogil=True, boundscheck=False, inline="always")
 def _descend_complete(flat, m, n_features, f_t, th_t, nl_t, depth, idx):  # pragma: no cover
     for r in range(m):
         idx[r] = 0
@@ -47,7 +50,7 @@ def _descend_complete(flat, m, n_features, f_t, th_t, nl_t, depth, idx):  # prag
             idx[r] = 2 * i + 2 - left
 
 
-@njit(cache=True, nogil=True, parallel=True, boundscheck=False)
+@njit(nogil=True, parallel=True, boundscheck=False)
 def complete_scalar(x, feature, threshold, nan_left, leaf, values, tree_target, depth, out):  # pragma: no cover
     n, n_features = x.shape
     inner = (1 << depth) - 1
@@ -64,7 +67,7 @@ def complete_scalar(x, feature, threshold, nan_left, leaf, values, tree_target, 
                 out[lo + r, target] += values[leaf_t[idx[r] - inner], 0]
 
 
-@njit(cache=True, nogil=True, parallel=True, boundscheck=False)
+@njit(nogil=True, parallel=True, boundscheck=False)
 def complete_dense(x, feature, threshold, nan_left, leaf, values, depth, out):  # pragma: no cover
     n, n_features = x.shape
     inner = (1 << depth) - 1
@@ -83,7 +86,7 @@ def complete_dense(x, feature, threshold, nan_left, leaf, values, depth, out):  
                     out[lo + r, j] += values[k, j]
 
 
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+@njit(nogil=True, boundscheck=False, inline="always")
 def _descend_levels(flat, m, n_features, feature, threshold, nan_left, left, leaf_row, root, idx,
                     active):  # pragma: no cover
     # All rows of the block step down together; a row that reaches its leaf leaves the
@@ -106,7 +109,7 @@ def _descend_levels(flat, m, n_features, feature, threshold, nan_left, left, lea
         n_active = kept
 
 
-@njit(cache=True, nogil=True, parallel=True, boundscheck=False)
+@njit(nogil=True, parallel=True, boundscheck=False)
 def levels_scalar(x, feature, threshold, nan_left, left, leaf_row, roots, values, tree_target, out):  # pragma: no cover
     n, n_features = x.shape
     for b in prange((n + BLOCK - 1) // BLOCK):
@@ -122,7 +125,7 @@ def levels_scalar(x, feature, threshold, nan_left, left, leaf_row, roots, values
                 out[lo + r, target] += values[leaf_row[idx[r]], 0]
 
 
-@njit(cache=True, nogil=True, parallel=True, boundscheck=False)
+@njit(nogil=True, parallel=True, boundscheck=False)
 def levels_dense(x, feature, threshold, nan_left, left, leaf_row, roots, values, out):  # pragma: no cover
     n, n_features = x.shape
     width = values.shape[1]
@@ -140,7 +143,7 @@ def levels_dense(x, feature, threshold, nan_left, left, leaf_row, roots, values,
                     out[lo + r, j] += values[k, j]
 
 
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+@njit(nogil=True, boundscheck=False, inline="always")
 def _descend_oblivious(columns, m, feature, threshold, nan_left, idx):  # pragma: no cover
     # Every node of a level shares one split: each level adds one bit, from one column.
     for r in range(m):
@@ -152,24 +155,25 @@ def _descend_oblivious(columns, m, feature, threshold, nan_left, idx):  # pragma
         for r in range(m):
             v = col[r]
             go_left = np.int32(v <= th) | (np.int32(v != v) & nl)
-            idx[r] = (idx[r] << 1) | (1 - go_left)
+            idx[r] = (idx[r] << 1) | (1 - go_left)  # below 2**depth: fits the index's type
 
 
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+@njit(nogil=True, boundscheck=False, inline="always")
 def _columns(x, lo, m, columns):  # pragma: no cover
     for r in range(m):
         for f in range(x.shape[1]):
             columns[f, r] = x[lo + r, f]
 
 
-@njit(cache=True, nogil=True, parallel=True, boundscheck=False)
-def oblivious_scalar(x, feature, threshold, nan_left, leaf, values, tree_target, out):  # pragma: no cover
+@njit(nogil=True, parallel=True, boundscheck=False)
+def oblivious_scalar(x, feature, threshold, nan_left, leaf, values, tree_target, index, out):  # pragma: no cover
+    # ``index``: an empty array of the leaf index's type, uint8 up to depth 8 (more lanes per vector).
     n, n_features = x.shape
-    for b in prange((n + BLOCK - 1) // BLOCK):
-        lo = b * BLOCK
-        m = min(n, lo + BLOCK) - lo
-        idx = np.zeros(BLOCK, np.int32)
-        columns = np.empty((n_features, BLOCK), x.dtype)
+    for b in prange((n + OBLIVIOUS_BLOCK - 1) // OBLIVIOUS_BLOCK):
+        lo = b * OBLIVIOUS_BLOCK
+        m = min(n, lo + OBLIVIOUS_BLOCK) - lo
+        idx = np.zeros(OBLIVIOUS_BLOCK, index.dtype)
+        columns = np.empty((n_features, OBLIVIOUS_BLOCK), x.dtype)
         _columns(x, lo, m, columns)
         for t in range(feature.shape[0]):
             _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx)
@@ -179,15 +183,15 @@ def oblivious_scalar(x, feature, threshold, nan_left, leaf, values, tree_target,
                 out[lo + r, target] += values[leaf_t[idx[r]], 0]
 
 
-@njit(cache=True, nogil=True, parallel=True, boundscheck=False)
-def oblivious_dense(x, feature, threshold, nan_left, leaf, values, out):  # pragma: no cover
+@njit(nogil=True, parallel=True, boundscheck=False)
+def oblivious_dense(x, feature, threshold, nan_left, leaf, values, index, out):  # pragma: no cover
     n, n_features = x.shape
     width = values.shape[1]
-    for b in prange((n + BLOCK - 1) // BLOCK):
-        lo = b * BLOCK
-        m = min(n, lo + BLOCK) - lo
-        idx = np.zeros(BLOCK, np.int32)
-        columns = np.empty((n_features, BLOCK), x.dtype)
+    for b in prange((n + OBLIVIOUS_BLOCK - 1) // OBLIVIOUS_BLOCK):
+        lo = b * OBLIVIOUS_BLOCK
+        m = min(n, lo + OBLIVIOUS_BLOCK) - lo
+        idx = np.zeros(OBLIVIOUS_BLOCK, index.dtype)
+        columns = np.empty((n_features, OBLIVIOUS_BLOCK), x.dtype)
         _columns(x, lo, m, columns)
         for t in range(feature.shape[0]):
             _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx)
