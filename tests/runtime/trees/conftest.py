@@ -9,6 +9,7 @@ results cover every rule the engine reproduces.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,3 +145,55 @@ def random_node(seed: int) -> tuple[Any, int]:
 def random_ensemble() -> Callable[[int], tuple[Any, int]]:
     """``random_ensemble(seed)`` -> (a model of one random ensemble node, its number of features)."""
     return random_node
+
+
+@pytest.fixture
+def random_forests() -> Callable[[int], list[tuple[int, Any, int, Any]]]:
+    """``random_forests(n)``: (seed, model, n_features, Forest or the Unsupported raised) per seed."""
+    from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest
+
+    def read(n: int) -> list[tuple[int, Any, int, Any]]:
+        found = []
+        for seed in range(n):
+            model, n_features = random_node(seed)
+            node = model.graph.node[0]
+            try:
+                forest: Any = read_forest(node.op_type, attributes_of(node))
+            except Unsupported as why:
+                forest = why
+            found.append((seed, model, n_features, forest))
+        return found
+
+    return read
+
+
+@pytest.fixture
+def regressor_file(tmp_path: Path) -> Callable[..., Path]:
+    """``regressor_file(name, width, **attributes)``: a .onnx file of one TreeEnsembleRegressor node."""
+    from onnx import TensorProto, helper
+
+    def write(name: str, width: int, **attributes: Any) -> Path:
+        node = helper.make_node("TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml", n_targets=1, **attributes)
+        graph = helper.make_graph([node], name, [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, width])],
+                                  [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                        helper.make_opsetid("ai.onnx.ml", 3)])
+        model.ir_version = 8
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(model.SerializeToString())
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run_on_cpu() -> Callable[[bytes, dict[str, np.ndarray]], list[Any]]:
+    """``run_on_cpu(model_bytes, feeds)``: ONNX Runtime's outputs, one thread (trees summed in order)."""
+    ort = pytest.importorskip("onnxruntime")
+
+    def run(model: bytes, feeds: dict[str, np.ndarray]) -> list[Any]:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+    return run

@@ -130,47 +130,32 @@ def test_unknown_engine_names_the_choices(tmp_path: Path) -> None:
     assert "'modelpack-trees'" in info.value.fix
 
 
-def test_categorical_splits_fall_back_with_the_reason(tmp_path: Path) -> None:
+def test_categorical_splits_fall_back_with_the_reason(regressor_file: Callable[..., Path]) -> None:
     """BRANCH_EQ (LightGBM's categorical splits) is left to ONNX Runtime, which says so."""
-    from onnx import TensorProto, helper
-
-    node = helper.make_node("TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml",
-                            nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
-                            nodes_values=[3.0, 0, 0], nodes_modes=["BRANCH_EQ", "LEAF", "LEAF"],
-                            nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0], target_treeids=[0, 0],
-                            target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[1.0, 2.0], n_targets=1)
-    graph = helper.make_graph([node], "eq", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
-    model.ir_version = 8
-    onnx_path = tmp_path / "eq.onnx"
-    onnx_path.write_bytes(model.SerializeToString())
-    with modelpack.load(onnx_path) as m:
+    path = regressor_file("eq", 1, nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+                          nodes_values=[3.0, 0, 0], nodes_modes=["BRANCH_EQ", "LEAF", "LEAF"],
+                          nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0], target_treeids=[0, 0],
+                          target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[1.0, 2.0])
+    with modelpack.load(path) as m:
         assert m.engine == "onnxruntime" and m.engine_reason == "node mode BRANCH_EQ"
         np.testing.assert_array_equal(m.predict(np.array([[3.0], [4.0]] * 20, np.float32))[:2], [1.0, 2.0])
 
 
-def test_hostile_forests_fall_back_and_the_runtime_judges(tmp_path: Path) -> None:
+def test_hostile_forests_fall_back_and_the_runtime_judges(regressor_file: Callable[..., Path]) -> None:
     """A tree whose child points back to its root: the engine refuses it before any array is read."""
-    from onnx import TensorProto, helper
+    import onnx
 
-    node = helper.make_node("TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml",
-                            nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 5, 0],
-                            nodes_values=[0.5, 0.5, 0], nodes_modes=["BRANCH_LEQ", "BRANCH_LEQ", "LEAF"],
-                            nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 2, 0], target_treeids=[0],
-                            target_nodeids=[2], target_ids=[0], target_weights=[1.0], n_targets=1)
     from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest
 
+    path = regressor_file("loop", 6, nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 5, 0],
+                          nodes_values=[0.5, 0.5, 0], nodes_modes=["BRANCH_LEQ", "BRANCH_LEQ", "LEAF"],
+                          nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 2, 0], target_treeids=[0],
+                          target_nodeids=[2], target_ids=[0], target_weights=[1.0])
+    node = onnx.load(path).graph.node[0]
     with pytest.raises(Unsupported, match="reached twice|roots"):
         read_forest(node.op_type, attributes_of(node))
-    graph = helper.make_graph([node], "loop", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 6])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
-    model.ir_version = 8
-    onnx_path = tmp_path / "loop.onnx"
-    onnx_path.write_bytes(model.SerializeToString())
     try:
-        m = modelpack.load(onnx_path)
+        m = modelpack.load(path)
     except modelpack.ModelpackError:
         return  # ONNX Runtime refused the graph itself: a clear error, nothing read
     with m:

@@ -26,15 +26,8 @@ from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_for
 LAYOUTS = ("oblivious", "complete", "levels")
 
 
-def _ort_outputs(model: Any, x: np.ndarray) -> list[np.ndarray]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # trees summed in order, as the engine sums them
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session.run(None, {"X": x})
-
-
-def _check(model: Any, forest: Any, layout: str, x: np.ndarray) -> None:
-    want = _ort_outputs(model, x)
+def _check(model: Any, forest: Any, layout: str, x: np.ndarray, run_on_cpu: Callable[..., list[Any]]) -> None:
+    want = run_on_cpu(model.SerializeToString(), {"X": x})
     got = TreeEngine(forest, 1, layout).run(x)
     scores = np.asarray(want[-1]) if forest.classifier else None
     for w, g in zip(want, got, strict=True):
@@ -42,15 +35,12 @@ def _check(model: Any, forest: Any, layout: str, x: np.ndarray) -> None:
         assert problem is None, f"{layout}: {problem}"
 
 
-def test_random_ensembles_match_onnxruntime(random_ensemble: Callable[[int], tuple[Any, int]]) -> None:
+def test_random_ensembles_match_onnxruntime(random_forests: Callable[[int], list[tuple[int, Any, int, Any]]],
+                                            run_on_cpu: Callable[..., list[Any]]) -> None:
     taken: Counter[str] = Counter()
-    for seed in range(240):
-        model, n_features = random_ensemble(seed)
-        node = model.graph.node[0]
-        try:
-            forest = read_forest(node.op_type, attributes_of(node))
-        except Unsupported as why:
-            taken[f"unsupported: {why}"] += 1
+    for seed, model, n_features, forest in random_forests(240):
+        if isinstance(forest, Unsupported):
+            taken[f"unsupported: {forest}"] += 1
             continue
         x = np.vstack([probe_rows(forest, 200, seed=seed),
                        np.random.default_rng(seed).normal(size=(50, forest.n_features)).astype(np.float32)])
@@ -60,7 +50,7 @@ def test_random_ensembles_match_onnxruntime(random_ensemble: Callable[[int], tup
                 TreeEngine(forest, 1, layout)
             except ValueError:
                 continue
-            _check(model, forest, layout, x)
+            _check(model, forest, layout, x, run_on_cpu)
             taken[layout] += 1
         taken["kind:" + ("classifier" if forest.classifier else "regressor")] += 1
     # Every layout was exercised, and what the engine leaves to ONNX Runtime stays rare.

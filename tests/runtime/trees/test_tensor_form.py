@@ -20,25 +20,16 @@ ort = pytest.importorskip("onnxruntime")
 
 import modelpack  # noqa: E402
 from modelpack._runtime.trees.backend import accelerator_source, disagreement, probe_rows  # noqa: E402
-from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest  # noqa: E402
+from modelpack._runtime.trees.forest import Unsupported  # noqa: E402
 
 OPENVINO = "OpenVINOExecutionProvider"
 
 
-def _run(model: bytes, feeds: dict[str, np.ndarray], provider: str = "CPUExecutionProvider") -> list[Any]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(model, options, providers=[provider]).run(None, feeds)
-
-
-def test_random_ensembles_rewritten_answer_the_same(random_ensemble: Callable[[int], tuple[Any, int]]) -> None:
+def test_random_ensembles_rewritten_answer_the_same(random_forests: Callable[[int], list[tuple[int, Any, int, Any]]],
+                                                    run_on_cpu: Callable[..., list[Any]]) -> None:
     seen: Counter[str] = Counter()
-    for seed in range(120):
-        model, n_features = random_ensemble(seed)
-        node = model.graph.node[0]
-        try:
-            forest = read_forest(node.op_type, attributes_of(node))
-        except Unsupported:
+    for seed, model, n_features, forest in random_forests(120):
+        if isinstance(forest, Unsupported):
             continue
         source = model.SerializeToString()
         rewritten, why = accelerator_source(source, engine="auto", ort=ort, package="random")
@@ -47,7 +38,7 @@ def test_random_ensembles_rewritten_answer_the_same(random_ensemble: Callable[[i
             continue
         x = np.ascontiguousarray(np.pad(probe_rows(forest, 300, seed=seed),
                                         ((0, 0), (0, n_features - forest.n_features)), constant_values=0.5))
-        want, got = _run(source, {"X": x}), _run(rewritten, {"X": x})
+        want, got = run_on_cpu(source, {"X": x}), run_on_cpu(rewritten, {"X": x})
         for w, g in zip(want, got, strict=True):
             assert disagreement(np.asarray(w), np.asarray(g), np.asarray(want[-1])) is None, seed
         seen["rewritten"] += 1
@@ -77,13 +68,14 @@ def pipeline_onnx(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return path, X
 
 
-def test_a_real_pipeline_rewritten_answers_the_same(pipeline_onnx: tuple[Path, np.ndarray]) -> None:
+def test_a_real_pipeline_rewritten_answers_the_same(pipeline_onnx: tuple[Path, np.ndarray],
+                                                    run_on_cpu: Callable[..., list[Any]]) -> None:
     path, X = pipeline_onnx
     source = path.read_bytes()
     rewritten, why = accelerator_source(source, engine="auto", ort=ort, package=str(path))
     assert rewritten is not source, why
     assert "TreeEnsemble" not in {n.op_type for n in __import__("onnx").load_from_string(rewritten).graph.node}
-    want, got = _run(source, {"X": X}), _run(rewritten, {"X": X})
+    want, got = run_on_cpu(source, {"X": X}), run_on_cpu(rewritten, {"X": X})
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-5)
 

@@ -92,16 +92,14 @@ class TreeEngine:
         a = arrays[self.layout](forest)
         if a is None:
             raise ValueError(f"the {self.layout} layout does not fit this forest")
-        kind = "scalar" if forest.scalar_leaves else "dense"
-        self._kernel = getattr(kernels, f"{self.layout}_{kind}")
+        self._kernel = getattr(kernels, self.layout)
         # The kernel's arguments between the rows and the output.
         if self.layout == "levels":
             args: tuple[Any, ...] = (a["feature"], a["threshold"], a["nan_left"], a["left"], a["leaf_row"],
                                      forest.roots, forest.leaf_values)
         else:
             args = (a["feature"], a["threshold"], a["nan_left"], a["leaf"], forest.leaf_values)
-        if forest.scalar_leaves:
-            args += (forest.tree_target,)
+        args += (forest.tree_target,)  # -1 per tree when leaves hold every target
         if self.layout == "complete":
             args += (max(forest.depth, 1),)
         if self.layout == "oblivious":
