@@ -50,7 +50,9 @@ def tensor_form(forest: Forest, node: Any) -> tuple[list[Any], list[Any]]:
         "nan_left": a["nan_left"].astype(bool), "left": a["left"].astype(np.int64),
         "leaf_row": a["leaf_row"].astype(np.int64), "values": forest.leaf_values.astype(np.float32),
     }
-    n = prefix.__add__
+    def n(name: str) -> str:  # names of our own values, apart from the graph's
+        return prefix + name
+
     inits = [numpy_helper.from_array(v, n(k)) for k, v in constants.items()]
     nodes: list[Any] = []
 
