@@ -11,16 +11,18 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import ManifestError, PackageError, PackageNotFoundError
-from ..manifest import Manifest, Runtime, Source, TensorSpec, now_utc
+from ..manifest import Manifest, ModelInfo, Runtime, Source, TensorSpec, now_utc
 from .description import Description
+from .runtime_versions import onnxruntime_requirement
 
 if TYPE_CHECKING:
     from .._types import PathLike
 
-__all__ = ["REQUIRES", "build_manifest", "describe", "format_of", "read_model_file"]
+__all__ = ["REQUIRES", "build_manifest", "describe", "format_of", "read_model_file", "requires"]
 
 SUFFIXES = {".onnx": "onnx", ".pmml": "pmml", ".xml": "pmml"}
-REQUIRES = {"onnx": ("onnxruntime>=1.17",), "pmml": ("pypmml>=1.5", "java>=8")}
+#: What a PMML package needs; an ONNX package's onnxruntime follows its versions (:func:`requires`).
+REQUIRES = {"pmml": ("pypmml>=1.5", "java>=8")}
 
 
 def format_of(filename: str) -> str | None:
@@ -76,12 +78,30 @@ def build_manifest(desc: Description, *, name: str, version: str = "0.0.0", desc
             generator=f"modelpack {__version__}", task=task, model=desc.model,
             inputs=inputs or desc.inputs, outputs=outs,
             classes=tuple(_plain(c) for c in classes) if classes is not None else desc.classes,
-            source=source, runtime=Runtime(requires=REQUIRES[desc.model.format]),
+            source=source, runtime=Runtime(requires=requires(desc.model)),
             metadata=dict(metadata or {}), **fields)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ManifestError):
             raise
         raise ManifestError(f"cannot build the manifest ({exc})", fix="Check the arguments.") from exc
+
+
+def requires(model: ModelInfo) -> tuple[str, ...]:
+    """The runtime requirements of a model: for ONNX, the oldest onnxruntime reading its versions."""
+    if model.format != "onnx":
+        return REQUIRES[model.format]
+    return (onnxruntime_requirement(model.ir_version, model.opsets or {}, installed=_installed_onnxruntime),)
+
+
+def _installed_onnxruntime() -> str | None:
+    # Asked only past the compatibility table's end; the writer then checks that this
+    # runtime reads the model, so its version is a minimum that is known to work.
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    version = getattr(onnxruntime, "__version__", None)
+    return version if isinstance(version, str) else None
 
 
 def _plain(value: Any) -> Any:
