@@ -80,3 +80,14 @@ def test_repr_and_html(iris_onnx, tmp_path):
                            "on CPUExecutionProvider>")
         assert "runs on" in m._repr_html_() and "CPUExecutionProvider" in m._repr_html_()
         assert m.providers == ["CPUExecutionProvider"]
+
+
+def test_predict_proba_on_a_float_matrix_output_says_how_to_pack_a_classifier(add_one, tmp_path):
+    modelpack.pack(add_one, tmp_path / "other.mpk")
+    with modelpack.load(tmp_path / "other.mpk") as m, pytest.raises(modelpack.TaskError) as caught:
+        m.predict_proba(np.zeros((2, 4), np.float32))
+    assert "task='classification'" in caught.value.fix and "--task classification" in caught.value.fix
+    # the fix works: packed with that task, the matrix is the probabilities
+    modelpack.pack(add_one, tmp_path / "told.mpk", task="classification")
+    with modelpack.load(tmp_path / "told.mpk") as m:
+        assert m.predict_proba(np.zeros((2, 4), np.float32)).tolist() == [[1.0] * 4] * 2

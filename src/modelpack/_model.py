@@ -158,7 +158,7 @@ class Model:
         if not self._proba:
             raise TaskError(f"predict_proba() needs a classifier with probabilities; this is a "
                             f"{self.manifest.task} model", package=self.manifest.name,
-                            fix="Use predict() or run().")
+                            fix=_classifier_fix(self.manifest))
         values = self._backend.run(self._adapt(X), self._proba_names)
         if len(values) > 1:  # one output per class (PMML)
             order = _class_order(self._proba, self._classes)
@@ -264,3 +264,21 @@ def _decode_zipmap(rows: list[dict[Any, float]], classes: np.ndarray | None) -> 
         return np.empty((0, 0 if classes is None else len(classes)), dtype=np.float32)
     keys = list(rows[0]) if classes is None else classes.tolist()
     return np.array([[row[k] for k in keys] for row in rows], dtype=np.float32)
+
+
+#: Frameworks whose plugins are told a network is a classifier by options (modelpack.plugin.plan_outputs).
+_TOLD_BY_OPTIONS = ("torch", "keras", "tensorflow")
+
+
+def _classifier_fix(manifest: Manifest) -> str:
+    """How to make a package a classifier, when its outputs do not already say it."""
+    if manifest.task not in ("other", "transform") or not any(
+            o.kind == "tensor" and o.dtype.startswith("float") and o.shape is not None and len(o.shape) == 2
+            for o in manifest.outputs):
+        return "Use predict() or run()."
+    if manifest.source.framework in _TOLD_BY_OPTIONS:
+        return ("Use run(); or, if the first output holds class probabilities, export again with "
+                "options={'task': 'classification'} (add 'logits': True when it holds raw scores, and "
+                "'classes': [...] for the labels).")
+    return ("Use run(); or, if an output holds class probabilities, pack again with task='classification' "
+            "and classes=[...] (command line: modelpack pack --task classification).")

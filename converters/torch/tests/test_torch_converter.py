@@ -279,3 +279,32 @@ def test_model_over_2gb_uses_external_data(tmp_path):
     del net
     with modelpack.load(dest) as m:
         assert_outputs_close(m, X, {"output": expected})
+
+
+def test_classifier_exported_without_options_names_the_option(rng, tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1))
+    X = rng.normal(size=(ROWS, 4)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"options=\{'task': 'classification'\}"):
+        modelpack.export(net, tmp_path / "plain.mpk", sample=X)
+    with modelpack.load(tmp_path / "plain.mpk") as m:
+        assert m.manifest.task == "other"
+        with pytest.raises(modelpack.TaskError, match=r"options=\{'task': 'classification'\}") as caught:
+            m.predict_proba(X)
+        assert "'logits': True" in caught.value.fix
+    # The fix the messages name works: the same network, told its task, is a classifier.
+    modelpack.export(net, tmp_path / "told.mpk", sample=X, options={"task": "classification"})
+    with modelpack.load(tmp_path / "told.mpk") as m:
+        np.testing.assert_allclose(m.predict_proba(X), _torch(net, X), atol=1e-5)
+        assert m.predict(X).tolist() == _torch(net, X).argmax(axis=1).tolist()
+
+
+def test_scores_without_options_export_quietly_and_predict_proba_names_logits(rng, tmp_path):
+    import warnings
+
+    net = torch.nn.Linear(4, 3)  # raw scores: nothing says they are a classifier's
+    X = rng.normal(size=(ROWS, 4)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        modelpack.export(net, tmp_path / "scores.mpk", sample=X)
+    with modelpack.load(tmp_path / "scores.mpk") as m, pytest.raises(modelpack.TaskError, match="'logits': True"):
+        m.predict_proba(X)

@@ -154,7 +154,20 @@ def check_external_data(data: bytes, listed: tuple[str, ...], package: str) -> N
                 package=package, fix="Do not load this package; ask its author to re-export it.")
 
 
-def _classes(model: Any) -> tuple[Any, ...] | None:
+def _classes(model: Any, outputs: tuple[TensorSpec, ...]) -> tuple[Any, ...] | None:
+    found = _classes_of_operators(model)
+    pair = _label_and_probabilities(outputs)
+    if found is not None or pair is None:
+        return found
+    label, probabilities = pair
+    classes = _classes_gathered(model, label.name)
+    columns = (probabilities.shape or (None, None))[1]
+    if classes is None or (isinstance(columns, int) and columns != len(classes)):
+        return None
+    return classes
+
+
+def _classes_of_operators(model: Any) -> tuple[Any, ...] | None:
     for node in model.graph.node:
         if node.op_type not in CLASSIFIER_OPS:
             continue
@@ -166,12 +179,71 @@ def _classes(model: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def _task(model: Any) -> str | None:
+def _task(model: Any, outputs: tuple[TensorSpec, ...]) -> str | None:
     ops = {node.op_type for node in model.graph.node}
-    if ops & CLASSIFIER_OPS:
+    if ops & CLASSIFIER_OPS or _classifier_outputs(outputs):
         return "classification"
     if ops & REGRESSOR_OPS:
         return "regression"
+    return None
+
+
+def _classifier_outputs(outputs: tuple[TensorSpec, ...]) -> bool:
+    """A classifier by its outputs alone, whatever operators compute them.
+
+    A ZipMap-shaped output (a sequence of maps), or exactly two outputs: labels (integer
+    or string, one per row) and a float probability matrix over the same rows. This is
+    what converters emit when they build a classifier from plain operators (skl2onnx's
+    float64 pipelines: MatMul, Softmax or Sigmoid, ArgMax). A third output (boxes, scores
+    of a detector...) means something else.
+    """
+    return (any(o.kind == "sequence" and o.dtype.startswith("map:") for o in outputs)
+            or _label_and_probabilities(outputs) is not None)
+
+
+def _label_and_probabilities(outputs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, TensorSpec] | None:
+    """(labels, probabilities) when the outputs are exactly these two, else None."""
+    if len(outputs) != 2 or any(o.kind != "tensor" or o.shape is None for o in outputs):
+        return None
+    labels, probabilities = sorted(outputs, key=lambda o: len(o.shape or ()))
+    rows = (labels.shape or (None,))[0] == (probabilities.shape or (None,))[0]
+    if (len(labels.shape or ()) == 1 and len(probabilities.shape or ()) == 2 and rows
+            and (labels.dtype == "string" or labels.dtype.startswith(("int", "uint")))
+            and probabilities.dtype.startswith("float")):
+        return labels, probabilities
+    return None
+
+
+#: Operators that pass a label through unchanged on its way to the graph's output.
+_PASS_THROUGH = {"Identity", "Cast", "Reshape", "Squeeze", "Flatten", "Unsqueeze"}
+#: At most this many classes are read from a graph's constants.
+_MAX_CLASSES = 100_000
+
+
+def _classes_gathered(model: Any, label: str) -> tuple[Any, ...] | None:
+    """The class labels a label output picks from a constant (ArrayFeatureExtractor or Gather)."""
+    import onnx
+    from onnx import numpy_helper
+
+    producers = {out: node for node in model.graph.node for out in node.output}
+    constants = {t.name: t for t in model.graph.initializer}
+    name, seen = label, set()
+    while name in producers and name not in seen:
+        seen.add(name)
+        node = producers[name]
+        if node.op_type in ("ArrayFeatureExtractor", "Gather") and node.input and node.input[0] in constants:
+            table = constants[node.input[0]]
+            if (table.data_location == onnx.TensorProto.EXTERNAL or len(table.dims) != 1
+                    or not 0 < table.dims[0] <= _MAX_CLASSES):
+                return None
+            try:  # the graph is the package author's: a constant may not hold what its header says
+                values = numpy_helper.to_array(table).tolist()
+                return tuple(v.decode() if isinstance(v, bytes) else v for v in values)
+            except (ValueError, TypeError, UnicodeDecodeError):
+                return None
+        if node.op_type not in _PASS_THROUGH or not node.input:
+            return None
+        name = node.input[0]
     return None
 
 
@@ -209,8 +281,9 @@ def describe(data: bytes, *, name: str) -> Description:
     model = _load(data, name)
     initializers = {t.name for t in model.graph.initializer}
     inputs = tuple(_spec(v) for v in model.graph.input if v.name not in initializers)
-    task = _task(model)
-    outputs = assign_roles(tuple(_spec(v) for v in model.graph.output), task)
+    declared = tuple(_spec(v) for v in model.graph.output)
+    task = _task(model, declared)
+    outputs = assign_roles(declared, task)
     info = ModelInfo(
         format="onnx", file=name, ir_version=int(model.ir_version),
         opsets={(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
@@ -218,4 +291,4 @@ def describe(data: bytes, *, name: str) -> Description:
         external_data=_external_locations(model, name))
     metadata = {p.key: p.value for p in model.metadata_props}
     return Description(model=info, inputs=inputs, outputs=outputs, task=task,
-                       classes=_classes(model), metadata=metadata)
+                       classes=_classes(model, declared), metadata=metadata)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -78,6 +79,8 @@ class TorchConverter:
             reference = wrapper(*inputs.tensors)
         names = plan.output_names(len(reference), wrapper.keys)
         values = [r.cpu().numpy() for r in reference]
+        if "task" not in options:
+            _hint_classifier(values[0])
         checked = (plan.reference(names, values), plan.classes_for(values[0]))  # before the slow part
         exported = export_onnx(
             wrapper, inputs.names, inputs.tensors, names,
@@ -94,6 +97,24 @@ class TorchConverter:
 _OWN_KWARGS = {"input_names": "input_names", "output_names": "output_names", "dynamic_axes": "dynamic_axes",
                "dynamic_shapes": "dynamic_axes", "opset_version": "opset", "external_data": "external_data",
                "dynamo": "exporter", "f": "", "args": "", "kwargs": "", "verbose": ""}
+
+
+def _hint_classifier(first: Any) -> None:
+    """Warn when the first output looks like class probabilities but no task says so.
+
+    Without ``options["task"]`` the package has no predict_proba and predict returns the
+    raw output. Rows of non-negative numbers summing to one are probabilities; scores
+    (logits) cannot be told from other outputs, so the message names both options.
+    """
+    import numpy as np
+
+    if first.ndim != 2 or first.shape[1] < 2 or first.dtype.kind != "f" or not len(first):
+        return
+    if (first >= 0).all() and np.allclose(first.sum(axis=1), 1.0, atol=1e-4):
+        warnings.warn("the first output looks like class probabilities, but no task was given, so the "
+                      "package will have no predict_proba: export with options={'task': 'classification'} "
+                      "(and 'classes': [...] for the labels); for raw scores add 'logits': True",
+                      UserWarning, stacklevel=2)
 
 
 def _extra_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
