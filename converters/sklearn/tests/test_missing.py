@@ -153,3 +153,21 @@ def test_the_manifest_records_where_it_was_written(fitted, tmp_path: Path) -> No
     assert env["python"] == platform.python_version() and env["numpy"] == np.__version__
     assert {"onnx", "onnxruntime", "skl2onnx", "platform"} <= set(env)
     assert manifest.schema_version == "1.1" and modelpack.inspect(tmp_path / "m.mpk").source.environment == env
+
+
+def test_columns_behind_an_imputer_record_their_encoders_categories(fitted, tmp_path: Path) -> None:
+    pipe, test = fitted
+    manifest = modelpack.export(pipe, tmp_path / "m.mpk", sample=test[:20])
+    encoder = pipe[0].named_transformers_["pipeline-2"][1]
+    columns = {s.name: s.columns[0] for s in manifest.inputs}
+    for name, learnt in zip(["plan", "region"], encoder.categories_, strict=True):
+        assert columns[name].categories == tuple(v for v in learnt.tolist() if isinstance(v, str))
+        assert columns[name].optype == "categorical"
+    assert columns["age"].categories is None
+    # Recording them changes nothing the model accepts: a category it never saw still gets
+    # scikit-learn's answer (handle_unknown="ignore"), and so do missing values.
+    unseen = test.assign(region="east")
+    with modelpack.load(tmp_path / "m.mpk") as model:
+        np.testing.assert_array_equal(model.predict(unseen), pipe.predict(unseen))
+        np.testing.assert_allclose(model.predict_proba(unseen), pipe.predict_proba(unseen), atol=1e-5)
+        np.testing.assert_array_equal(model.predict(test), pipe.predict(test))

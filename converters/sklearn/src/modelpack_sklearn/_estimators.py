@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from itertools import dropwhile
 from typing import Any
 
 from modelpack.plugin import ConversionError
@@ -130,31 +131,44 @@ def has_column_transformer(model: Any) -> bool:
 
 
 # -- categories learnt by encoders ------------------------------------------------------
-def column_readers(model: Any, columns: list[str]) -> Iterator[tuple[Any, list[str]]]:
+def column_readers(model: Any, columns: list[str], *, through_imputers: bool = False) -> Iterator[tuple[Any, list[str]]]:
     """Each estimator that reads input columns as they are given, with those columns.
 
     A pipeline's first step reads its input; a fitted ColumnTransformer sends each
-    transformer its own columns.
+    transformer its own columns. With ``through_imputers``, a pipeline's leading
+    ``SimpleImputer`` steps (without ``add_indicator``) are looked through: they keep
+    each column in place, so the step after them reads the same columns.
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
     if isinstance(model, Pipeline):
-        first = next((s for _, s in model.steps if s not in _SKIPPED), None)
-        if first is not None:
-            yield from column_readers(first, columns)
+        steps = [s for _, s in model.steps if s not in _SKIPPED]
+        if through_imputers:
+            steps = list(dropwhile(_keeps_columns, steps))
+        if steps:
+            yield from column_readers(steps[0], columns, through_imputers=through_imputers)
     elif isinstance(model, ColumnTransformer):
         for name, trans, _ in getattr(model, "transformers_", ()):
             if trans not in _SKIPPED:
-                yield from column_readers(trans, selected_columns(model, name, columns))
+                yield from column_readers(trans, selected_columns(model, name, columns),
+                                          through_imputers=through_imputers)
     else:
         yield model, columns
 
 
+def _keeps_columns(est: Any) -> bool:
+    from sklearn.impute import SimpleImputer
+
+    # An imputer may still drop a column that was empty at fit time; the encoder behind
+    # it then has fewer category lists than columns, and nothing is recorded.
+    return isinstance(est, SimpleImputer) and not est.add_indicator
+
+
 def encoder_categories(model: Any, columns: list[str]) -> dict[str, tuple[Any, ...]]:
-    """Column name -> categories, for columns that reach a fitted encoder unchanged."""
+    """Column name -> categories, for columns that reach a fitted encoder unchanged or imputed."""
     found: dict[str, tuple[Any, ...]] = {}
-    for reader, read in column_readers(model, columns):
+    for reader, read in column_readers(model, columns, through_imputers=True):
         found.update(_leaf_categories(reader, read))
     return found
 
@@ -169,17 +183,8 @@ def selected_columns(ct: Any, name: str, columns: list[str]) -> list[str]:
 
 
 def _leaf_categories(est: Any, columns: list[str]) -> dict[str, tuple[Any, ...]]:
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
-    if isinstance(est, Pipeline):
-        # Imputers keep columns in place, so categories of an encoder after them still
-        # describe the input columns.
-        steps = [s for _, s in est.steps if s not in _SKIPPED]
-        while steps and isinstance(steps[0], SimpleImputer) and not steps[0].add_indicator:
-            steps = steps[1:]
-        return _leaf_categories(steps[0], columns) if steps else {}
     if not isinstance(est, (OneHotEncoder, OrdinalEncoder)) or not hasattr(est, "categories_"):
         return {}
     if len(est.categories_) != len(columns):
