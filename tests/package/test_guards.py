@@ -558,3 +558,21 @@ def test_garbage_is_a_package_error(tmp_path) -> None:
 def test_a_missing_path_is_package_not_found(tmp_path) -> None:
     with pytest.raises(PackageNotFoundError):
         open_package(tmp_path / "absent.mpk")
+
+
+def test_overlaps_are_measured_with_names_in_bytes(tmp_path: Path) -> None:
+    from modelpack._package.guards import _check_overlaps
+
+    # "é" is one character and two bytes: a name of 20 of them takes 40 bytes in the header.
+    archive = tmp_path / "names.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("é" * 20, b"12345")
+        zf.writestr("b.txt", b"67890")
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        _check_overlaps(infos, zf.start_dir, archive)  # as written: no overlap
+        assert infos[0].flag_bits & 0x800 and infos[1].header_offset == 30 + 40 + 5
+        # The second header moved to where a count of characters would end the first entry.
+        infos[1].header_offset = 30 + 20 + 5
+        with pytest.raises(UnsafePackageError, match="overlap"):
+            _check_overlaps(infos, zf.start_dir, archive)

@@ -273,7 +273,7 @@ def _check_entry(info: zipfile.ZipInfo, package: Path) -> None:
 
 def _check_overlaps(infos: list[zipfile.ZipInfo], start_dir: int | None, package: Path) -> None:
     """Refuse entries whose data overlap: many names over one compressed kernel is a bomb."""
-    spans = sorted((i.header_offset, i.header_offset + _LOCAL_HEADER_BYTES + len(i.orig_filename)
+    spans = sorted((i.header_offset, i.header_offset + _LOCAL_HEADER_BYTES + _stored_name_bytes(i)
                     + i.compress_size, i.filename) for i in infos)
     previous_end, previous = 0, None
     for start, end, name in spans:
@@ -282,6 +282,19 @@ def _check_overlaps(infos: list[zipfile.ZipInfo], start_dir: int | None, package
         previous_end, previous = end, name
     if start_dir is not None and previous_end > start_dir:
         raise refuse(package, f"entry {previous!r} runs into the archive's directory")
+
+
+def _stored_name_bytes(info: zipfile.ZipInfo) -> int:
+    """The length of an entry's name as the archive stores it: bytes, not characters.
+
+    zipfile decodes a name flagged UTF-8 (bit 11) as UTF-8 and any other as cp437,
+    so encoding it back the same way gives the stored length.
+    """
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    try:
+        return len(info.orig_filename.encode(encoding))
+    except UnicodeEncodeError:  # not what zipfile read; the longer measure is the safe one
+        return len(info.orig_filename.encode("utf-8", "surrogatepass"))
 
 
 # -- the manifest's JSON -------------------------------------------------------------

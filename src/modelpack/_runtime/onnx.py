@@ -39,6 +39,7 @@ from ..errors import (
     RuntimeBackendError,
     UnsafePackageError,
 )
+from .ort_messages import explain
 from .settings import (
     NO_EXTERNAL_DATA,
     SAVABLE,
@@ -89,7 +90,8 @@ _FIXES: dict[type[ModelpackError], str] = {
     InputError: "Check the inputs against Model.inputs (names, dtypes, shapes).",
     PackageError: "The model file is not a model ONNX Runtime can read; re-export it.",
     DeviceError: "Try another device, or device='cpu'.",
-    RuntimeBackendError: "Upgrade onnxruntime, or re-export the model with an older opset.",
+    RuntimeBackendError: ("ONNX Runtime could not run the model as it is; if it was made for a newer "
+                          "onnxruntime, upgrade (pip install -U onnxruntime), else re-export it."),
     UnsafePackageError: "Do not load this package; ask its author to re-export it with its data inside.",
 }
 # onnxruntime's own refusal of an external-data path (outside the model's folder, or none at
@@ -106,6 +108,9 @@ def translate(exc: BaseException, package: str, ort: Any) -> ModelpackError:
     newer = _too_new(str(exc), ort)
     if newer is not None:
         return RuntimeBackendError(newer[0], package=package, fix=newer[1])
+    explained = explain(str(exc), getattr(ort, "__version__", "?")) if ours in (PackageError, RuntimeBackendError) else None
+    if explained is not None:
+        return ours(f"ONNX Runtime: {explained.message}", package=package, fix=explained.fix)
     return ours(f"ONNX Runtime: {text}", package=package, fix=_FIXES[ours])
 
 
