@@ -23,7 +23,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest, Ra
 from sklearn.linear_model import LinearRegression, LogisticRegression  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler  # noqa: E402
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, SplineTransformer, StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
 from modelpack import ConversionError, InputError, MissingColumnError, ModelpackError, ShapeError  # noqa: E402
@@ -254,19 +254,22 @@ def test_unknown_format(X: np.ndarray, y: np.ndarray) -> None:
 
 
 # -- models skl2onnx cannot convert ------------------------------------------------------------------------
-def test_hist_gradient_boosting_names_the_step_and_the_ways_out(X: np.ndarray, y: np.ndarray) -> None:
+def test_an_unconvertible_step_names_the_step_and_the_ways_out(X: np.ndarray, y: np.ndarray) -> None:
+    model = Pipeline([("scale", StandardScaler()), ("splines", SplineTransformer()), ("clf", LogisticRegression())])
+    model.fit(X, y)
+    with pytest.raises(ConversionError) as caught:
+        convert(model, X)
+    message = str(caught.value)
+    assert "Pipeline step 'splines' (SplineTransformer)" in message
+    assert "format='pmml'" in message and "update_registered_converter" in message
+
+
+def test_hist_gradient_boosting_converts_with_scikit_learns_answers(X: np.ndarray, y: np.ndarray) -> None:
     model = Pipeline([("scale", StandardScaler()), ("hgb", HistGradientBoostingClassifier(max_iter=3))])
     model.fit(X, y)
-    try:
-        convert(model, X)
-    except ConversionError as exc:
-        message = str(exc)
-        assert "Pipeline step 'hgb' (HistGradientBoostingClassifier)" in message
-        assert "format='pmml'" in message and "update_registered_converter" in message
-        assert exc.__cause__ is not None
-    else:  # a later skl2onnx may convert it: then the result must be right
-        label, _ = run_onnx(convert(model, X).model, {"X": X.astype(np.float32)})
-        np.testing.assert_array_equal(label, model.predict(X))
+    label, proba = run_onnx(convert(model, X).model, {"X": X.astype(np.float32)})
+    np.testing.assert_array_equal(label, model.predict(X))
+    np.testing.assert_allclose(proba, model.predict_proba(X), atol=1e-5)
 
 
 class HomeMadeScaler(StandardScaler):

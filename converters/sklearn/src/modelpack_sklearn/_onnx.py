@@ -244,6 +244,10 @@ def _to_onnx(model: Any, plan: InputPlan, opts: _Options) -> Any:
             # skl2onnx reads attributes scikit-learn 1.9 deprecates (SVC's probA_): the
             # warning concerns skl2onnx's code, not the user's.
             warnings.filterwarnings("ignore", message=r"Attribute `\w+` was deprecated", category=FutureWarning)
+            # Its HistGradientBoosting converter writes numpy booleans into integer attributes,
+            # which protobuf 6 still takes (as 0/1) with a DeprecationWarning; the node is the same.
+            warnings.filterwarnings("ignore", message=r"Field onnx\.AttributeProto\.ints: Expected an int, got a boolean",
+                                    category=DeprecationWarning)
             return convert_sklearn(model, initial_types=plan.initial_types, target_opset=opts.target_opset,
                                    options=_converter_options(model, opts.skl2onnx_options))
     except ModelpackError:
