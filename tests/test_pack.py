@@ -118,9 +118,10 @@ def _versioned(tmp_path, ir_version: int, opset: int):
 def test_pack_refuses_what_the_installed_runtime_cannot_read_naming_the_versions(tmp_path, ir_version, opset, words):
     pytest.importorskip("onnxruntime")
     path = _versioned(tmp_path, ir_version, opset)
-    with pytest.raises(modelpack.RuntimeBackendError, match=words) as caught:
-        modelpack.pack(path, tmp_path / "m.mpk")
-    assert "Upgrade onnxruntime" in caught.value.fix and not (tmp_path / "m.mpk").exists()
+    for sample in (None, np.ones(2, np.float32)):  # with a sample, its own session refuses them
+        with pytest.raises(modelpack.RuntimeBackendError, match=words) as caught:
+            modelpack.pack(path, tmp_path / "m.mpk", sample=sample)
+        assert "Upgrade onnxruntime" in caught.value.fix and not (tmp_path / "m.mpk").exists()
     # A package written elsewhere says the same when loaded here.
     from modelpack._formats import build_manifest, read_model_file
     from modelpack._package import write_package
@@ -157,3 +158,18 @@ def test_settings_a_package_may_not_store_are_refused_at_pack(add_one, tmp_path,
     with pytest.raises(modelpack.ManifestError, match=words):
         modelpack.pack(add_one, tmp_path / "a.mpk", session=session)
     assert not (tmp_path / "a.mpk").exists()
+
+
+def test_pack_with_a_sample_opens_no_session_beyond_the_forecast_and_the_sample(tmp_path, monkeypatch):
+    ort = pytest.importorskip("onnxruntime")
+    opened = []
+
+    class Counted(ort.InferenceSession):  # the real session, counted
+        def __init__(self, *args, **kwargs):
+            opened.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", Counted)
+    modelpack.pack(_versioned(tmp_path, 8, 17), tmp_path / "m.mpk", sample=np.ones(2, np.float32))
+    forecast = len(modelpack.inspect(tmp_path / "m.mpk").runtime.placement["devices"])
+    assert len(opened) == forecast + 1

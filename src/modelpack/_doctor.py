@@ -64,10 +64,12 @@ def diagnose(package: str | None = None) -> list[Finding]:
 
 def _package_findings(package: str, java: ModelpackError | None) -> list[Finding]:
     from ._load import inspect
+    from ._package import resolve
     from ._verify import verify
 
     try:
-        manifest = inspect(package)
+        local = resolve(package)  # a URL is fetched once, for inspect and verify alike
+        manifest = inspect(local)
     except ModelpackError as exc:
         return [_problem("package", exc)]
     info = manifest.model
@@ -85,7 +87,7 @@ def _package_findings(package: str, java: ModelpackError | None) -> list[Finding
     elif java:
         return [*found, Finding("java", "problem", f"{java.message.rstrip('.')}: this PMML package cannot run here",
                                 java.fix or "")]
-    report = verify(package)
+    report = verify(local)
     for name, ok, detail in report.checks:
         found.append(Finding(name, "ok" if ok else "problem", detail,
                              "" if ok else "Run `modelpack verify` for the details; re-export the package "

@@ -77,7 +77,7 @@ def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Prov
                                "session_options": session_options, "engine": engine}
     try:
         if trusted_keys is not None:
-            verify_signature(package, trusted_keys)
+            package.trusted_signer = verify_signature(package, trusted_keys)
         backend = open_backend(package, **options)
     except BaseException:
         package.close()

@@ -127,8 +127,9 @@ def _signature_check(model: Model, trusted_keys: Sequence[Any] | None) -> tuple[
     from ._package import short_ids, signers, verify_signature
 
     package = model._package
-    if trusted_keys is not None:  # load() has checked it already; this names the key
-        return "signature", True, f"signed by trusted key {short_ids([verify_signature(package, trusted_keys)])}"
+    if trusted_keys is not None:  # load() has checked it already and kept the key's id
+        signer = package.trusted_signer or verify_signature(package, trusted_keys)
+        return "signature", True, f"signed by trusted key {short_ids([signer])}"
     try:
         claimed = signers(package.signature, str(package.path))
     except ModelpackError as exc:

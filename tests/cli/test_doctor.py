@@ -65,3 +65,24 @@ def test_without_java_the_doctor_says_so_with_the_install_fix(tmp_path, monkeypa
     main(["doctor"])
     (line,) = [x for x in capsys.readouterr().out.splitlines() if "] java: " in x]
     assert line.startswith("[--] java: ") and "needed only for PMML packages" in line and "Fix: Install Java" in line
+
+
+def test_a_package_at_a_url_is_fetched_once(add_one, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("fsspec")
+    from modelpack._package import remote
+
+    modelpack.pack(add_one, tmp_path / "a.mpk", sample=np.ones((2, 4)))
+    fetched = []
+    real = remote.fetch
+
+    def counted(url, **kwargs):
+        fetched.append(url)
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(remote, "fetch", counted)
+    url = (tmp_path / "a.mpk").as_uri()
+    assert main(["doctor", url]) == 0
+    out = capsys.readouterr().out
+    assert "] recorded outputs: " in out and "[!!]" not in out
+    assert fetched == [url]

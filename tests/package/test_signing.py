@@ -334,3 +334,21 @@ def _rewrite(kit, path: Path, manifest: bytes, files: dict[str, bytes], signatur
         (path / MANIFEST_NAME).write_bytes(manifest)
         return
     kit.zip([(MANIFEST_NAME, manifest), *files.items(), (SIGNATURE_NAME, signature)], name=path.name)
+
+
+def test_verify_with_trusted_keys_checks_the_signature_once(kit, keys, monkeypatch) -> None:
+    from modelpack import _package
+
+    path = signed(kit, keys, "pkg.mpk")
+    checked = []
+    real = _package.verify_signature
+
+    def counted(package, trusted):
+        checked.append(package.path)
+        return real(package, trusted)
+
+    monkeypatch.setattr(_package, "verify_signature", counted)
+    report = modelpack.verify(path, trusted_keys=[keys["alice.pub"]])
+    assert report.ok and len(checked) == 1
+    detail = next(detail for name, ok, detail in report.checks if name == "signature" and ok)
+    assert detail.startswith("signed by trusted key ") and detail.split()[-1] in key_id(keys["alice.pub"])

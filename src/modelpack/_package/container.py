@@ -81,6 +81,8 @@ class Package:
     manifest: Manifest
     manifest_bytes: bytes
     signature: bytes | None = None
+    #: The id of the trusted key whose signature ``load`` checked, if it was asked to.
+    trusted_signer: str | None = None
     _data: dict[str, bytes] = field(default_factory=dict, repr=False)
     _paths: dict[str, Path] = field(default_factory=dict, repr=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
