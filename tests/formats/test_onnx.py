@@ -81,3 +81,22 @@ def test_skl2onnx_float64_pipeline_packs_as_a_classifier(tmp_path, binary):
     with modelpack.load(tmp_path / "pipe.mpk") as m:
         np.testing.assert_array_equal(m.predict(X), pipe.predict(X))
         np.testing.assert_allclose(m.predict_proba(X), pipe.predict_proba(X), atol=1e-9)
+
+
+def test_labels_that_are_the_argmin_of_distances_are_a_clusterers_not_a_classifiers():
+    model = _linear_classifier([0, 1, 2], label_type=TensorProto.INT64)
+    argmax = next(n for n in model.graph.node if n.op_type == "ArgMax")
+    argmax.op_type = "ArgMin"  # KMeans: the nearest centre, from a distance matrix
+    desc = describe(model.SerializeToString(), name="m.onnx")
+    assert desc.task is None and desc.classes is None
+
+
+def test_skl2onnx_kmeans_packs_as_what_it_is(tmp_path):
+    pytest.importorskip("sklearn")
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from sklearn.cluster import KMeans
+
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    onnx.save(skl2onnx.to_onnx(KMeans(3, n_init=2, random_state=0).fit(X), X[:1].astype(np.float32)),
+              tmp_path / "km.onnx")
+    assert modelpack.pack(tmp_path / "km.onnx", tmp_path / "km.mpk").task != "classification"

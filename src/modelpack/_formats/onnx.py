@@ -160,7 +160,8 @@ def _classes(model: Any, outputs: tuple[TensorSpec, ...]) -> tuple[Any, ...] | N
     if found is not None or pair is None:
         return found
     label, probabilities = pair
-    classes = _classes_gathered(model, label.name)
+    table, from_argmax = _label_source(model, label.name)
+    classes = _constant_values(table) if table is not None and from_argmax else None
     columns = (probabilities.shape or (None, None))[1]
     if classes is None or (isinstance(columns, int) and columns != len(classes)):
         return None
@@ -181,24 +182,28 @@ def _classes_of_operators(model: Any) -> tuple[Any, ...] | None:
 
 def _task(model: Any, outputs: tuple[TensorSpec, ...]) -> str | None:
     ops = {node.op_type for node in model.graph.node}
-    if ops & CLASSIFIER_OPS or _classifier_outputs(outputs):
+    if ops & CLASSIFIER_OPS or _classifier_outputs(model, outputs):
         return "classification"
     if ops & REGRESSOR_OPS:
         return "regression"
     return None
 
 
-def _classifier_outputs(outputs: tuple[TensorSpec, ...]) -> bool:
-    """A classifier by its outputs alone, whatever operators compute them.
+def _classifier_outputs(model: Any, outputs: tuple[TensorSpec, ...]) -> bool:
+    """A classifier by its outputs, whatever operators compute its probabilities.
 
-    A ZipMap-shaped output (a sequence of maps), or exactly two outputs: labels (integer
-    or string, one per row) and a float probability matrix over the same rows. This is
-    what converters emit when they build a classifier from plain operators (skl2onnx's
-    float64 pipelines: MatMul, Softmax or Sigmoid, ArgMax). A third output (boxes, scores
-    of a detector...) means something else.
+    A ZipMap-shaped output (a sequence of maps); or exactly two outputs, labels (integer
+    or string, one per row) and a float matrix over the same rows, where the labels are
+    the ArgMax of the row (perhaps looked up in a table of classes). This is what
+    converters emit when they build a classifier from plain operators (skl2onnx's float64
+    pipelines: MatMul, Softmax or Sigmoid, ArgMax). The ArgMax tells a classifier from
+    a clusterer, whose labels are the ArgMin of a distance matrix of the same shape; a
+    third output (a detector's boxes and scores...) means something else.
     """
-    return (any(o.kind == "sequence" and o.dtype.startswith("map:") for o in outputs)
-            or _label_and_probabilities(outputs) is not None)
+    if any(o.kind == "sequence" and o.dtype.startswith("map:") for o in outputs):
+        return True
+    pair = _label_and_probabilities(outputs)
+    return pair is not None and _label_source(model, pair[0].name)[1]
 
 
 def _label_and_probabilities(outputs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, TensorSpec] | None:
@@ -220,31 +225,43 @@ _PASS_THROUGH = {"Identity", "Cast", "Reshape", "Squeeze", "Flatten", "Unsqueeze
 _MAX_CLASSES = 100_000
 
 
-def _classes_gathered(model: Any, label: str) -> tuple[Any, ...] | None:
-    """The class labels a label output picks from a constant (ArrayFeatureExtractor or Gather)."""
-    import onnx
-    from onnx import numpy_helper
+def _label_source(model: Any, label: str) -> tuple[Any, bool]:
+    """(the constant table of classes the label is looked up in or None, whether it comes from an ArgMax).
 
+    Walks back from the label output through operators that pass it on unchanged and
+    through a lookup (ArrayFeatureExtractor or Gather of a constant, by its indices).
+    """
     producers = {out: node for node in model.graph.node for out in node.output}
     constants = {t.name: t for t in model.graph.initializer}
-    name, seen = label, set()
+    name, seen, table = label, set(), None
     while name in producers and name not in seen:
         seen.add(name)
         node = producers[name]
-        if node.op_type in ("ArrayFeatureExtractor", "Gather") and node.input and node.input[0] in constants:
-            table = constants[node.input[0]]
-            if (table.data_location == onnx.TensorProto.EXTERNAL or len(table.dims) != 1
-                    or not 0 < table.dims[0] <= _MAX_CLASSES):
-                return None
-            try:  # the graph is the package author's: a constant may not hold what its header says
-                values = numpy_helper.to_array(table).tolist()
-                return tuple(v.decode() if isinstance(v, bytes) else v for v in values)
-            except (ValueError, TypeError, UnicodeDecodeError):
-                return None
-        if node.op_type not in _PASS_THROUGH or not node.input:
-            return None
-        name = node.input[0]
-    return None
+        if node.op_type == "ArgMax":
+            return table, True
+        if (table is None and node.op_type in ("ArrayFeatureExtractor", "Gather") and len(node.input) == 2
+                and node.input[0] in constants):
+            table, name = constants[node.input[0]], node.input[1]
+        elif node.op_type in _PASS_THROUGH and node.input:
+            name = node.input[0]
+        else:
+            break
+    return table, False
+
+
+def _constant_values(table: Any) -> tuple[Any, ...] | None:
+    """The values of a 1-D constant of at most :data:`_MAX_CLASSES`, or None."""
+    import onnx
+    from onnx import numpy_helper
+
+    if (table.data_location == onnx.TensorProto.EXTERNAL or len(table.dims) != 1
+            or not 0 < table.dims[0] <= _MAX_CLASSES):
+        return None
+    try:  # the graph is the package author's: a constant may not hold what its header says
+        values = numpy_helper.to_array(table).tolist()
+        return tuple(v.decode() if isinstance(v, bytes) else v for v in values)
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
 
 
 def assign_roles(outputs: tuple[TensorSpec, ...], task: str | None) -> tuple[TensorSpec, ...]:
