@@ -10,12 +10,12 @@ and fix; anything else keeps the status code's general advice.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Explained", "explain"]
 
 _CHECKER = "onnx.checker.check_model(onnx.load(path), full_check=True) names the node"
+_UPGRADE = "pip install -U onnxruntime"
 
 
 @dataclass(frozen=True)
@@ -26,59 +26,33 @@ class Explained:
     fix: str
 
 
-def _unknown_op(m: re.Match[str], version: str) -> Explained:
-    return Explained(
-        f"the model uses operator {m['op']}, which opset {m['opset']} of its domain does not define",
-        f"Re-export the model with standard ONNX operators ({_CHECKER}); if {m['op']} is newer than "
-        f"onnxruntime {version}, upgrade it (pip install -U onnxruntime).")
-
-
-def _custom_op(m: re.Match[str], version: str) -> Explained:
-    return Explained(
-        f"the model uses the custom operator {m['op']} of domain {m['domain']}, which "
-        f"onnxruntime {version} does not have",
-        "Re-export the model without custom operators: modelpack runs standard ONNX and ONNX Runtime's own "
-        "operators only, and loads no custom-operator libraries.")
-
-
-def _no_kernel(m: re.Match[str], version: str) -> Explained:
-    return Explained(
-        f"onnxruntime {version} has no implementation of {m['op']} (opset {m['opset']}) "
-        "for the types this model gives it",
-        f"Re-export the model so that {m['op']} gets a type onnxruntime implements (float32 rather than "
-        "bfloat16/float16 or float64, as a rule), or try a newer onnxruntime (pip install -U onnxruntime).")
-
-
-def _bad_type(m: re.Match[str], version: str) -> Explained:
-    return Explained(
-        f"the model gives operator {m['op']} a {m['type']} input ({m['input']}), which the "
-        "operator does not take", f"The model file is malformed: re-export it ({_CHECKER}).")
-
-
-def _node_failed(m: re.Match[str], version: str) -> Explained:
-    return Explained(
-        f"the model failed in its {m['op']} node on these inputs: {m['status'].strip()}",
-        "Check the inputs' shapes and values against Model.inputs (a fixed size the model expects, a "
-        "count it reshapes to); if they match, the model itself fails on them: tell its author which node.")
-
-
-def _init_failed(m: re.Match[str], version: str) -> Explained:
-    return Explained(
-        f"onnxruntime {version} refused a node's settings while preparing the model: "
-        f"{m['detail'].strip()}",
-        f"The model file sets an attribute onnxruntime does not accept: re-export it ({_CHECKER}), or run it "
-        "with the onnxruntime that made it (source.environment in the manifest).")
-
-
-_PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], str], Explained]], ...] = (
-    (re.compile(r"No Op registered for (?P<op>[\w.]+) with domain_version of (?P<opset>\d+)"), _unknown_op),
-    (re.compile(r"(?P<domain>[\w.]+):(?P<op>[\w.]+)\(-?\d+\) is not a registered function/op"), _custom_op),
-    (re.compile(r"Could not find an implementation for (?P<op>[\w.]+)\((?P<opset>\d+)\)"), _no_kernel),
-    (re.compile(r"Type '(?P<type>[^']+)' of input parameter \((?P<input>[^)]*)\) of operator "
-                r"\((?P<op>[\w.]+)\)"), _bad_type),
+#: (what onnxruntime says, our message, our fix); the messages are formatted with the
+#: pattern's groups, ``version`` (onnxruntime's) and ``checker``/``upgrade`` (the commands).
+_CASES: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"No Op registered for (?P<op>[\w.]+) with domain_version of (?P<opset>\d+)"),
+     "the model uses operator {op}, which opset {opset} of its domain does not define",
+     "Re-export the model with standard ONNX operators ({checker}); if {op} is newer than onnxruntime "
+     "{version}, upgrade it ({upgrade})."),
+    (re.compile(r"(?P<domain>[\w.]+):(?P<op>[\w.]+)\(-?\d+\) is not a registered function/op"),
+     "the model uses the custom operator {op} of domain {domain}, which onnxruntime {version} does not have",
+     "Re-export the model without custom operators: modelpack runs standard ONNX and ONNX Runtime's own "
+     "operators only, and loads no custom-operator libraries."),
+    (re.compile(r"Could not find an implementation for (?P<op>[\w.]+)\((?P<opset>\d+)\)"),
+     "onnxruntime {version} has no implementation of {op} (opset {opset}) for the types this model gives it",
+     "Re-export the model so that {op} gets a type onnxruntime implements (float32 rather than "
+     "bfloat16/float16 or float64, as a rule), or try a newer onnxruntime ({upgrade})."),
+    (re.compile(r"Type '(?P<type>[^']+)' of input parameter \((?P<input>[^)]*)\) of operator \((?P<op>[\w.]+)\)"),
+     "the model gives operator {op} a {type} input ({input}), which the operator does not take",
+     "The model file is malformed: re-export it ({checker})."),
     (re.compile(r"Non-zero status code returned while running (?P<op>[\w.]+) node\..*?Status Message: "
-                r"(?:\S+:\d+ )?(?:\S+\([^)]*\) )?(?P<status>[^\n]{0,300})", re.DOTALL), _node_failed),
-    (re.compile(r"Exception during initialization: (?:\S+:\d+ )?(?P<detail>[^\n]{0,300})"), _init_failed),
+                r"(?:\S+:\d+ )?(?:\S+\([^)]*\) )?(?P<status>[^\n]{0,300})", re.DOTALL),
+     "the model failed in its {op} node on these inputs: {status}",
+     "Check the inputs' shapes and values against Model.inputs (a fixed size the model expects, a count it "
+     "reshapes to); if they match, the model itself fails on them: tell its author which node."),
+    (re.compile(r"Exception during initialization: (?:\S+:\d+ )?(?P<detail>[^\n]{0,300})"),
+     "onnxruntime {version} refused a node's settings while preparing the model: {detail}",
+     "The model file sets an attribute onnxruntime does not accept: re-export it ({checker}), or run it with "
+     "the onnxruntime that made it (source.environment in the manifest)."),
 )
 
 
@@ -90,8 +64,10 @@ def explain(text: str, version: str) -> Explained | None:
     >>> explain("Fatal error: my.ops:MyOp(-1) is not a registered function/op", "1.32.0").message
     'the model uses the custom operator MyOp of domain my.ops, which onnxruntime 1.32.0 does not have'
     """
-    for pattern, build in _PATTERNS:
+    for pattern, message, fix in _CASES:
         found = pattern.search(text)
         if found:
-            return build(found, version)
+            words = {k: v.strip() for k, v in found.groupdict().items()}
+            words.update(version=version, checker=_CHECKER, upgrade=_UPGRADE)
+            return Explained(message.format(**words), fix.format(**words))
     return None
