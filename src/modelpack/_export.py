@@ -117,9 +117,9 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
     built from plain operators, when its two outputs are a label that is the ArgMax of
     a float matrix beside it (the classes then come from the table the label is looked
     up in); ``task=`` and ``classes=`` say it otherwise. ``runtime.requires`` names the
-    oldest onnxruntime that reads the file's IR version and opsets. With ``sample``, the model is run on it and inputs and outputs
-    are stored in ``samples/`` so :func:`modelpack.verify` can re-check them on
-    another machine. ``session`` stores ONNX Runtime settings every loader starts
+    oldest onnxruntime that reads the file's IR version and opsets. With ``sample``,
+    the model is run on it and inputs and outputs are stored in ``samples/`` so
+    :func:`modelpack.verify` can re-check them on another machine. ``session`` stores ONNX Runtime settings every loader starts
     from (``intra_op_num_threads``, ``graph_optimization_level``...; docs/devices.md).
     ``dest`` ending in ``.mpk`` gives an archive, else a folder.
 

@@ -108,7 +108,8 @@ def translate(exc: BaseException, package: str, ort: Any) -> ModelpackError:
     newer = _too_new(str(exc), ort)
     if newer is not None:
         return RuntimeBackendError(newer[0], package=package, fix=newer[1])
-    explained = explain(str(exc), getattr(ort, "__version__", "?")) if ours in (PackageError, RuntimeBackendError) else None
+    explained = (explain(str(exc), getattr(ort, "__version__", "?"))
+                 if ours in (PackageError, RuntimeBackendError) else None)
     if explained is not None:
         return ours(f"ONNX Runtime: {explained.message}", package=package, fix=explained.fix)
     return ours(f"ONNX Runtime: {text}", package=package, fix=_FIXES[ours])
