@@ -48,15 +48,20 @@ def test_integer_classes_are_read_from_the_gathered_constant():
     assert desc.task == "classification" and desc.classes == (3, 7)
 
 
-@pytest.mark.parametrize("case", ["third output", "columns disagree", "bad utf-8"])
+@pytest.mark.parametrize("case", ["third output", "columns disagree", "bad utf-8", "short data", "huge table"])
 def test_what_is_not_plainly_a_classifier_stays_unclaimed(case):
     if case == "third output":  # e.g. a detector's boxes, labels and scores
         desc = describe(_linear_classifier(["a", "b"], extra_output=True).SerializeToString(), name="m.onnx")
         assert desc.task is None and desc.classes is None
         return
     model = _linear_classifier(["a", "b"], columns=3 if case == "columns disagree" else None)
+    table = model.graph.initializer[0]
     if case == "bad utf-8":
-        model.graph.initializer[0].string_data[0] = b"\xff\xfe"
+        table.string_data[0] = b"\xff\xfe"
+    elif case == "short data":  # a hostile header: more classes declared than held
+        table.dims[0] = 5
+    elif case == "huge table":  # nothing is allocated for what a header declares
+        table.dims[0] = 10**12
     desc = describe(model.SerializeToString(), name="m.onnx")
     assert desc.task == "classification" and desc.classes is None
 
