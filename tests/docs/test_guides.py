@@ -1,11 +1,13 @@
-"""Every code block of the guides runs, in page order, in a fresh folder (or says why it cannot)."""
+"""Every code block of the guides runs, in page order, in a fresh folder (or says why it cannot).
+
+Pages run in this process, one after another (docs/contributing-docs.md has the markers)."""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,7 @@ def test_every_block_runs_or_says_why_not(page: Path):
 
 
 @pytest.mark.parametrize("page", [_param(p) for p in GUIDE_PAGES])
-def test_guide_runs(page: Path, tmp_path: Path):
+def test_guide_runs(page: Path, tmp_path: Path, monkeypatch, capsys):
     text = page.read_text(encoding="utf-8")
     if not [b for b in blocks(text) if b.language in RUNNABLE and not b.not_run]:
         pytest.skip(f"{page.name} has no block to run (each says why in the page)")
@@ -49,7 +51,10 @@ def test_guide_runs(page: Path, tmp_path: Path):
                 pytest.skip(f"{page.name} needs a Java runtime on the PATH (PMML)")
         elif importlib.util.find_spec(name) is None:
             pytest.skip(f"{page.name} needs the module {name}, which is not installed")
-    done = subprocess.run([sys.executable, "-X", "faulthandler", str(RUNNER), str(page)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    assert "ran " in done.stdout
+    monkeypatch.chdir(tmp_path)  # in this process: the frameworks' imports are paid once for all pages
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # a library's deprecation warning is not the guide's failure
+        status = pages.main(page)
+    out = capsys.readouterr()
+    assert status == 0, out.out[-3000:] + out.err[-6000:]
+    assert "ran " in out.out
