@@ -30,6 +30,7 @@ class ModelCard:
 
     Example
     -------
+    >>> import modelpack
     >>> card = modelpack.load("churn.mpk").card()   # doctest: +SKIP
     >>> card.save("churn-card")                      # doctest: +SKIP
     [PosixPath('churn-card/README.md'), PosixPath('churn-card/card.html'), PosixPath('churn-card/fidelity.png')]

@@ -17,7 +17,6 @@ from html import escape
 from typing import Any
 
 from .._display import shape_text
-from .._fidelity import summary
 from .facts import FRONT_MATTER_FIELDS, Facts, text
 from .plots import PLOT_EXTRA
 
@@ -131,7 +130,8 @@ def _md_fidelity(f: Facts, plot: bool) -> str:
     if fid is None:
         return "_No certificate: the package was packed from a file, not exported from a framework model._"
     head = (f"**{'Passed' if fid.passed else 'FAILED'}** on {fid.rows} sample rows"
-            + (f" (exported as {md(fid.dtype)})" if fid.dtype else "") + f": {md(summary(fid))}")
+            + (f", exported as {md(fid.dtype)}" if fid.dtype else "") + ": the exported model against the "
+            "source model, output by output.")
     rows = [[md_code(o.output), "ok" if o.passed else "FAIL", f"{o.max_abs_diff:.3g}", f"{o.max_rel_diff:.3g}",
              "" if o.tolerance is None else f"{o.tolerance:.3g}",
              "" if o.label_agreement is None else f"{o.label_agreement:.2%}", str(o.worst_row)] for o in fid.outputs]
@@ -207,7 +207,9 @@ def _h_fidelity(f: Facts, png: bytes | None) -> str:
     rows = [[o.output, "ok" if o.passed else "FAIL", f"{o.max_abs_diff:.3g}", f"{o.max_rel_diff:.3g}",
              "" if o.tolerance is None else f"{o.tolerance:.3g}",
              "" if o.label_agreement is None else f"{o.label_agreement:.2%}", str(o.worst_row)] for o in fid.outputs]
-    out = (f"<p>{verdict} on {fid.rows} sample rows: {escape(summary(fid))}</p>"
+    dtype = f", exported as {escape(fid.dtype)}" if fid.dtype else ""
+    out = (f"<p>{verdict} on {fid.rows} sample rows{dtype}: the exported model against the source model, "
+           "output by output.</p>"
            + _h_table(["output", "", "max abs diff", "max rel diff", "tolerance", "label agreement", "worst row"], rows))
     if png is not None:
         out += (f'<img alt="Per-row differences between the exported and the source model" '
