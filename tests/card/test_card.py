@@ -159,7 +159,8 @@ def test_cli_writes_the_card(exported, tmp_path, capsys):
 
 
 def test_card_of_a_packed_file_without_certificate_or_samples(add_one, tmp_path):
-    modelpack.pack(add_one, tmp_path / "a.mpk", name="adder", card=True)
+    assert main(["pack", str(add_one), str(tmp_path / "a.mpk"), "--name", "adder", "--card"]) == 0
+    assert "extra/card/card.html" in modelpack.inspect(tmp_path / "a.mpk").extra
     with modelpack.load(tmp_path / "a.mpk") as m:
         card = m.card()
     assert "No certificate" in card.markdown and "No samples stored" in card.markdown
