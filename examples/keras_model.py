@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import sys
-import tempfile
 from pathlib import Path
 
 import keras
@@ -39,8 +37,6 @@ def main(out_dir: Path) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-        sys.exit(main(Path(sys.argv[1])))
-    with tempfile.TemporaryDirectory() as tmp:
-        sys.exit(main(Path(tmp)))
+    from _example import run  # beside this file: the folder handling all examples share
+
+    run(main)

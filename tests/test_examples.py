@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
+EXAMPLES = sorted(p for p in (Path(__file__).resolve().parents[1] / "examples").glob("*.py")
+                  if not p.name.startswith("_"))  # _example.py: the folder handling they share
 DEFAULT_REQUIRES = ("sklearn", "modelpack_sklearn")  # quickstart.py trains a scikit-learn model
 
 
