@@ -14,6 +14,7 @@ from sklearn.datasets import load_iris
 import modelpack
 
 REQUIRES = ("catboost", "sklearn", "modelpack_catboost")
+SLOW = "a fresh process pays the framework's import and the tree engine's compile; the guide page runs the same in the default tests"
 
 
 def main(out_dir: Path) -> int:

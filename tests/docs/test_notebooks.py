@@ -37,11 +37,12 @@ def _skip_without(requires: list[str], name: str) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_runs(path: Path, tmp_path: Path):
+def test_runs(path: Path, tmp_path: Path, monkeypatch):
     nbclient = pytest.importorskip("nbclient", reason="the docs extra is not installed")
     pytest.importorskip("ipykernel", reason="the docs extra is not installed")
     notebook = nbformat.read(path, as_version=4)
     _skip_without(notebook.metadata["modelpack"]["requires"], path.name)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebook's scratch folder (its first cell) lands here
     # ipykernel's "python3" spec: jupyter_client starts it with this interpreter (sys.executable).
     client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
