@@ -105,6 +105,9 @@ def test_front_matter_is_yaml_that_hostile_values_cannot_break(exported):
     assert front["library_name"] == "onnx" and front["pipeline_tag"] == "tabular-classification"
     assert HOSTILE in front["tags"] and "modelpack" in front["tags"]
     assert front["model_file"] == "model.onnx"
+    widget = front["widget"][0]["structuredData"]  # the first sample rows, by column
+    assert set(widget) == {"size", f"colour{HOSTILE}"} and len(widget["size"]) == 3
+    assert set(widget[f"colour{HOSTILE}"]) <= {"red", "gr<e>en"}
 
 
 def test_markdown_renders_to_no_live_html_or_links(exported):

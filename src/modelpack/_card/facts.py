@@ -36,6 +36,7 @@ FRONT_MATTER_FIELDS = ("license", "language", "datasets", "tags", "base_model")
 _MAX_TEXT = 2000      # characters of one metadata value shown
 _MAX_CATEGORIES = 20  # categories shown per column
 _SAMPLE_ROWS = 5
+_WIDGET_ROWS = 3
 
 
 def text(value: Any, limit: int = _MAX_TEXT) -> str:
@@ -59,6 +60,7 @@ class Facts:
     row_diffs: dict[str, np.ndarray] = field(default_factory=dict)  # output -> per-row |exported - source|
     sample_header: list[str] = field(default_factory=list)
     sample_rows: list[list[str]] = field(default_factory=list)
+    widget: dict[str, list[Any]] = field(default_factory=dict)      # column -> first sample values
     notes: list[str] = field(default_factory=list)                  # what could not be shown, and why
 
 
@@ -180,7 +182,28 @@ def _sample_table(facts: Facts, inputs: Mapping[str, np.ndarray], outputs: Mappi
             for row, extra in zip(body, cells, strict=True):
                 row += extra
     facts.sample_header, facts.sample_rows = header, body
+    facts.widget = _widget(facts.manifest, inputs)
 
+
+def _widget(m: Manifest, inputs: Mapping[str, np.ndarray]) -> dict[str, list[Any]]:
+    """The first rows by column, for the front matter's ``widget`` (tabular models only)."""
+    out: dict[str, list[Any]] = {}
+    for spec in m.inputs:
+        arr = inputs.get(spec.name)
+        if arr is None or arr.ndim != 2 or not spec.columns or len(spec.columns) not in (1, arr.shape[1]):
+            return {}
+        for j, column in enumerate(spec.columns):
+            out[column.name] = [_scalar(v) for v in arr[:_WIDGET_ROWS, j if arr.shape[1] > 1 else 0]]
+    return out
+
+
+def _scalar(v: Any) -> Any:
+    """A JSON value: floats as numpy prints them (5.1, not 5.099999904632568), missing as null."""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, (float, np.floating)):
+        return float(str(v)) if np.isfinite(v) else None
+    return v.item() if isinstance(v, np.generic) else v
 
 def _row_diffs(m: Manifest, outputs: Mapping[str, np.ndarray],
                reference: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

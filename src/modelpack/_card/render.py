@@ -79,7 +79,12 @@ def front_matter(f: Facts) -> str:
             lines += [f"{key}:"] + [f"- {_yaml(v)}" for v in value[:50]]
         else:
             lines.append(f"{key}: {_yaml(value)}")
-    lines += [f"model_format: {m.model.format}", f"model_file: {_yaml(m.model.file)}", "---"]
+    lines += [f"model_format: {m.model.format}", f"model_file: {_yaml(m.model.file)}"]
+    if f.widget:  # Hugging Face's example inputs for tabular models, as skops writes them
+        lines += ["widget:", "- structuredData:"] + [
+            f"    {_yaml(name)}: {json.dumps(values, ensure_ascii=True, allow_nan=False, default=str)}"
+            for name, values in f.widget.items()]
+    lines.append("---")
     return "\n".join(lines)
 
 
