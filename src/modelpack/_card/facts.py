@@ -167,6 +167,9 @@ def _cell(v: Any) -> str:
 
 def _sample_table(facts: Facts, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
     columns = {s.name: [c.name for c in s.columns] for s in facts.manifest.inputs if s.columns}
+    classes = [str(c) for c in facts.manifest.classes or ()]
+    probability_names = {s.name: [f"P({c})" for c in classes] for s in facts.manifest.outputs
+                         if s.role == "probabilities" and s.for_class is None}
     rows = min(_SAMPLE_ROWS, min((len(a) for a in inputs.values() if a.ndim), default=0))
     header: list[str] = []
     body: list[list[str]] = [[] for _ in range(rows)]
@@ -175,9 +178,9 @@ def _sample_table(facts: Facts, inputs: Mapping[str, np.ndarray], outputs: Mappi
             if arr.ndim == 0 or len(arr) < rows:
                 continue
             names, cells = _cells(name, arr, rows)
-            if kind == "in" and name in columns and len(names) > 1 and len(columns[name]) == arr.shape[-1]:
-                names = (columns[name][:len(names) - 1] + ["…"]) if names[-1].endswith("[…]") \
-                    else columns[name][:len(names)]
+            known = columns.get(name) if kind == "in" else probability_names.get(name)
+            if known and len(names) > 1 and len(known) == arr.shape[-1]:
+                names = (known[:len(names) - 1] + ["…"]) if names[-1].endswith("[…]") else known[:len(names)]
             header += [f"{n} →" if kind == "out" else n for n in names]
             for row, extra in zip(body, cells, strict=True):
                 row += extra
