@@ -15,6 +15,7 @@ import numpy as np
 import modelpack
 
 REQUIRES = ("java", "jpype", "pypmml")
+SLOW = "the PMML guide runs the same document in the default tests"
 PMML = """<?xml version="1.0" encoding="UTF-8"?>
 <PMML version="4.4" xmlns="http://www.dmg.org/PMML-4_4">
   <Header description="Logistic regression"/>

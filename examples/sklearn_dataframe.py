@@ -19,6 +19,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 import modelpack
 
 REQUIRES = ("sklearn", "pandas", "modelpack_sklearn")
+SLOW = "the scikit-learn guide and notebook run the same pipeline in the default tests"
 NUMERIC = ["alcohol", "malic_acid", "color_intensity", "proline"]
 
 
