@@ -181,6 +181,20 @@ def test_hostile_samples_leave_a_note_not_a_crash(exported, tmp_path):
     assert "could not be read" in card.markdown
 
 
+def test_odd_sample_arrays_give_a_card(exported):
+    from modelpack._card import build_card
+    from modelpack._formats.samples import write_samples
+
+    manifest = modelpack.inspect(exported)
+    with open_package(exported) as pkg:
+        files = {f.path: pkg.read_bytes(f.path) for f in manifest.files}
+    files[manifest.samples.outputs] = write_samples({"label": np.zeros((40, 0), np.float32),
+                                                      "probabilities": np.full((3, 2), np.nan, np.float32)})
+    files[manifest.samples.reference] = write_samples({"label": np.zeros((0,), np.float32)})
+    card = build_card(manifest, files.__getitem__, package="x", signature="Not signed.")
+    assert "## Sample predictions" in card.markdown and card.images == {}
+
+
 def test_a_user_extra_file_in_the_card_folder_is_refused(add_one, tmp_path):
     note = tmp_path / "n.md"
     note.write_text("mine")

@@ -175,7 +175,7 @@ def _sample_table(facts: Facts, inputs: Mapping[str, np.ndarray], outputs: Mappi
     body: list[list[str]] = [[] for _ in range(rows)]
     for kind, arrays in (("in", inputs), ("out", outputs)):
         for name, arr in arrays.items():
-            if arr.ndim == 0 or len(arr) < rows:
+            if arr.ndim == 0 or arr.size == 0 or len(arr) < rows:  # nothing to show (or hostile)
                 continue
             names, cells = _cells(name, arr, rows)
             known = columns.get(name) if kind == "in" else probability_names.get(name)
@@ -215,7 +215,7 @@ def _row_diffs(m: Manifest, outputs: Mapping[str, np.ndarray],
     diffs = {}
     for key, ref in reference.items():
         got = outputs.get(by_role.get(key, key))
-        if got is None or got.size != ref.size or ref.ndim == 0:
+        if got is None or got.size != ref.size or ref.ndim == 0 or ref.size == 0:
             continue
         got, ref = got.reshape(len(ref), -1), ref.reshape(len(ref), -1)
         if key in ("label", "cluster") or ref.dtype.kind not in "fiub" or got.dtype.kind not in "fiub":
