@@ -135,6 +135,16 @@ def test_html_escapes_everything_and_loads_nothing(exported):
     assert "Content-Security-Policy" in html
 
 
+def test_notebook_display_is_a_sandboxed_frame(exported):
+    with modelpack.load(exported) as m:
+        card = m.card(plots=False)
+    parsed = _parsed(card._repr_html_())
+    assert parsed.tags == ["iframe"]  # the whole page sits in srcdoc, escaped: no tag of it leaks out
+    attrs = dict(parsed.attrs)
+    assert attrs["sandbox"] == "" and attrs["srcdoc"] == card.html
+    assert repr(card).startswith("<ModelCard m<script>") and "no plots" in repr(card)
+
+
 def test_card_without_matplotlib_is_complete_but_the_plot(exported, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
