@@ -208,6 +208,7 @@ def _scalar(v: Any) -> Any:
         return float(str(v)) if np.isfinite(v) else None
     return v.item() if isinstance(v, np.generic) else v
 
+
 def _row_diffs(m: Manifest, outputs: Mapping[str, np.ndarray],
                reference: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per row, the largest |exported - source| of each output the certificate compared."""
@@ -218,8 +219,13 @@ def _row_diffs(m: Manifest, outputs: Mapping[str, np.ndarray],
         if got is None or got.size != ref.size or ref.ndim == 0 or ref.size == 0:
             continue
         got, ref = got.reshape(len(ref), -1), ref.reshape(len(ref), -1)
-        if key in ("label", "cluster") or ref.dtype.kind not in "fiub" or got.dtype.kind not in "fiub":
-            diffs[key] = (got.astype(str) != ref.astype(str)).any(axis=1).astype(np.float64)
+        numeric = ref.dtype.kind in "fiub" and got.dtype.kind in "fiub"
+        if numeric:
+            got, ref = got.astype(np.float64), ref.astype(np.float64)
+        else:  # string labels: compared as text
+            got, ref = got.astype(str), ref.astype(str)
+        if key in ("label", "cluster") or not numeric:  # 1 where the row's label differs
+            diffs[key] = (got != ref).any(axis=1).astype(np.float64)
         else:
-            diffs[key] = np.abs(got.astype(np.float64) - ref.astype(np.float64)).max(axis=1)
+            diffs[key] = np.abs(got - ref).max(axis=1)
     return diffs
