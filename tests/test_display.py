@@ -57,6 +57,18 @@ def test_model_inputs_print_briefly_and_show_column_names_in_html(add_one):
     assert "… and 3 more" in parsed.text and "c11" in parsed.text and "c12" not in parsed.text
 
 
+def test_one_column_inputs_show_their_categories_not_their_name_again():
+    from modelpack._display import specs_html
+
+    plan = TensorSpec("plan", "string", ("N", 1), columns=(ColumnSpec("plan", "string", categories=("a", EVIL)),))
+    size = TensorSpec("size", "float32", ("N", 1), columns=(ColumnSpec("size", "float32"),))
+    parsed = _parse(specs_html((plan, size)))
+    assert "script" not in parsed.tags
+    assert f"(a, {EVIL})" in parsed.text and "columns (categories)" in parsed.text
+    assert parsed.text.count("plan") == 1 and parsed.text.count("size") == 1
+    assert "columns" not in _parse(specs_html((size,))).text  # nothing to say: no column
+
+
 def test_model_html_hides_empty_rows(add_one):
     with modelpack.load(add_one) as m:
         html = m._repr_html_()

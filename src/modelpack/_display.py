@@ -20,6 +20,7 @@ __all__ = ["FAIL", "OK", "TensorSpecs", "fidelity_html", "manifest_html", "shape
            "specs_html", "table"]
 
 _SHOWN_COLUMNS = 12  # column names listed in a summary before "… and N more"
+_SHOWN_CATEGORIES = 5
 OK = '<span style="color:#1a7f37">ok</span>'
 FAIL = '<strong style="color:#cf222e">FAIL</strong>'
 
@@ -52,18 +53,27 @@ def table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
 
 
 def _columns(s: TensorSpec) -> str:
+    """Column names, each with its first categories; a one-column input named as its column shows only those."""
     if not s.columns:
         return ""
-    names = [f"<code>{escape(c.name)}</code>" for c in s.columns[:_SHOWN_COLUMNS]]
+    cells = []
+    for c in s.columns[:_SHOWN_COLUMNS]:
+        cats = ""
+        if c.categories:
+            shown = ", ".join(escape(str(v)) for v in c.categories[:_SHOWN_CATEGORIES])
+            cats = f" ({shown}{', …' if len(c.categories) > _SHOWN_CATEGORIES else ''})"
+        name = "" if len(s.columns) == 1 and c.name == s.name else f"<code>{escape(c.name)}</code>"
+        cells.append((name + cats).strip())
     more = len(s.columns) - _SHOWN_COLUMNS
-    return ", ".join(names) + (f" … and {more} more" if more > 0 else "")
+    return ", ".join(filter(None, cells)) + (f" … and {more} more" if more > 0 else "")
 
 
 def specs_html(specs: Sequence[TensorSpec]) -> str:
     """Inputs or outputs as a table: name, type, shape, role, columns (only the columns used)."""
     show_role = any(s.role or s.for_class is not None for s in specs)
-    show_columns = any(s.columns for s in specs)
-    header = ["name", "type", "shape"] + (["role"] if show_role else []) + (["columns"] if show_columns else [])
+    show_columns = any(_columns(s) for s in specs)
+    header = (["name", "type", "shape"] + (["role"] if show_role else [])
+              + (["columns (categories)"] if show_columns else []))
     rows = []
     for s in specs:
         row = [f"<code>{escape(s.name)}</code>",
