@@ -51,6 +51,8 @@ def _panel(ax: Axes, output: str, values: np.ndarray, tolerance: float | None) -
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("differs (1) or not (0)")
         ax.set_title(f"{output}: {int(values.sum())} of {len(values)} rows differ", loc="left")
+        if not values.any():
+            ax.text(0.5, 0.5, "every row agrees", transform=ax.transAxes, ha="center", va="center", color="#1a7f37")
     else:
         ax.semilogy(rows, np.maximum(values, _FLOOR), ".", markersize=4, color="#0969da")
         if tolerance:
