@@ -5,6 +5,8 @@
 #   make test      set up the full environment and run the default test suite
 #   make test-all  everything, including slow tests (GPU tests skip without a GPU)
 #   make bench     run the benchmarks and rewrite docs/benchmarks.md
+#   make docs      serve the documentation site at http://127.0.0.1:8000 (MODELPACK_DOCS_EXECUTE=true
+#                  runs the notebooks to show their outputs)
 #   make test-plugins  each converter plugin alone: its own environment with the core, the
 #                  plugin and its framework only, running the plugin's tests
 
@@ -22,7 +24,7 @@ PLUGINS := converters/sklearn converters/xgboost converters/lightgbm converters/
 # requirement pulls a multi-GB CUDA build. sklearn2pmml refuses scikit-learn 1.9.1.
 FRAMEWORKS := "scikit-learn==1.9.0" "torch==2.13.0" onnxscript xgboost-cpu lightgbm catboost \
               tensorflow-cpu tf2onnx onnxmltools sklearn2pmml
-EXTRAS := cpu,trees,pandas,pmml,sign,remote,s3,deploy,batch,serve,spark,test
+EXTRAS := cpu,trees,pandas,pmml,sign,remote,s3,deploy,batch,serve,spark,test,card,docs
 
 # onnxruntime-openvino and onnxruntime share the onnxruntime/ folder, so the OpenVINO provider
 # gets its own environment, with modelpack installed --no-deps; `make test` runs the device
@@ -34,7 +36,7 @@ OV_PIP := $(OV_VENV)/bin/python -m pip --disable-pip-version-check -q
 KS_VENV ?= .venv-kserve
 KS_PIP := $(KS_VENV)/bin/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test test-all test-openvino test-kserve test-plugins bench clean
+.PHONY: install demo test test-all test-openvino test-kserve test-plugins bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +72,7 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
 	$(BIN)/python -m ruff check src converters tests benchmarks examples
 	$(BIN)/python -m mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
 	$(BIN)/python $(PYTEST) --doctest-modules src/modelpack
 	$(BIN)/python $(PYTEST)
 	$(OV_VENV)/bin/python $(PYTEST) tests/devices/test_devices.py tests/runtime/test_onnx.py \
@@ -86,6 +89,7 @@ test-kserve: $(KS_VENV)/.installed
 test-all: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
 	$(BIN)/python -m ruff check src converters tests benchmarks examples
 	$(BIN)/python -m mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
 	$(BIN)/python $(PYTEST) -m "" --doctest-modules src/modelpack
 	$(BIN)/python $(PYTEST) -m ""
 	$(OV_VENV)/bin/python $(PYTEST) -m "" tests/devices/test_devices.py tests/runtime/test_onnx.py
@@ -106,6 +110,9 @@ test-plugins:
 	        -e converters/$$name $$frameworks; \
 	    $$env/bin/python $(PYTEST) -q converters/$$name/tests; \
 	done
+
+docs: $(VENV)/.dev-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
 
 bench: $(VENV)/.dev-installed $(OV_VENV)/.installed
 	$(BIN)/python benchmarks/run.py

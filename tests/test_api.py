@@ -6,7 +6,7 @@ DOCUMENTED = {
     # functions
     "load", "pack", "export", "inspect", "verify", "fetch", "register", "list_converters", "devices",
     # types
-    "Model", "Manifest", "TensorSpec", "VerifyReport", "DeviceReport",
+    "Model", "Manifest", "TensorSpec", "VerifyReport", "DeviceReport", "ModelCard",
     # errors
     "ModelpackError", "PackageError", "PackageNotFoundError", "PackageIntegrityError", "UnsafePackageError",
     "SignatureError", "ManifestError", "SchemaVersionError", "InputError", "MissingColumnError", "DTypeError",

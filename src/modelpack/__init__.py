@@ -12,6 +12,7 @@ training framework and without pickle.
 
 from __future__ import annotations
 
+from ._card import ModelCard
 from ._devices import DeviceReport, DeviceWarning, PlacementWarning, devices
 from ._export import export, pack
 from ._load import inspect, load
@@ -56,6 +57,7 @@ __all__ = [
     "ManifestError",
     "MissingColumnError",
     "Model",
+    "ModelCard",
     "ModelpackError",
     "NoConverterError",
     "PackageError",

@@ -34,6 +34,7 @@ from .errors import (
     ConversionError,
     FidelityError,
     ModelpackError,
+    PackageError,
     PackageNotFoundError,
     _unrelated_to_the_caller,
 )
@@ -88,8 +89,9 @@ def _with_forecast(manifest: Manifest, model_files: Mapping[str, bytes]) -> Mani
 
 def write_with_samples(dest: PathLike, manifest: Manifest, model_files: Mapping[str, bytes], *,
                        sample: InputData | None, reference: Mapping[str, Any] | None = None,
-                       extra: Mapping[str, bytes] | None = None, model: Model | None = None) -> Manifest:
-    """Run the sample (if any), then write the package atomically."""
+                       extra: Mapping[str, bytes] | None = None, model: Model | None = None,
+                       card: bool = False) -> Manifest:
+    """Run the sample (if any), add the card (if asked), then write the package atomically."""
     files = dict(model_files)
     extra = dict(extra or {})
     manifest = _with_forecast(manifest.replace(extra=tuple(sorted(extra))), model_files)
@@ -98,8 +100,25 @@ def write_with_samples(dest: PathLike, manifest: Manifest, model_files: Mapping[
         sample_data, samples = sample_files(model, sample, reference)
         files.update(sample_data)
         manifest = manifest.replace(samples=samples)
+    if card:
+        extra.update(_card_files(manifest, files, extra))
+        manifest = manifest.replace(extra=tuple(sorted(extra)))
     files.update(extra)
     return write_package(dest, manifest, files)
+
+
+def _card_files(manifest: Manifest, files: Mapping[str, bytes], extra: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The model card's files under extra/card/, listed and checksummed like any extra file."""
+    from ._card import CARD_DIR, build_card
+
+    taken = [name for name in extra if name.startswith(CARD_DIR + "/")]
+    if taken:
+        raise PackageError(f"extra file(s) {taken[:5]} would be overwritten by the model card",
+                           package=manifest.name, fix="Rename those extra files, or pass card=False.")
+    card = build_card(manifest, files.__getitem__, package=manifest.name,
+                      signature="Not signed when the card was written; a signature added later "
+                                "covers this card, as the manifest lists its checksums.")
+    return {f"{CARD_DIR}/{name}": data for name, data in card.files().items()}
 
 
 @_unrelated_to_the_caller
@@ -107,7 +126,7 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
          description: str = "", metadata: Mapping[str, Any] | None = None,
          sample: InputData | None = None, task: str | None = None, classes: Sequence[Any] | None = None,
          extra: Mapping[str, PathLike] | Sequence[PathLike] | None = None,
-         session: Mapping[str, Any] | None = None) -> Manifest:
+         session: Mapping[str, Any] | None = None, card: bool = False) -> Manifest:
     """Wrap an ONNX or PMML file made elsewhere into a package at ``dest``.
 
     The manifest is filled from the model file (inputs, outputs, dtypes,
@@ -121,7 +140,8 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
     the model is run on it and inputs and outputs are stored in ``samples/`` so
     :func:`modelpack.verify` can re-check them on another machine. ``session`` stores ONNX Runtime settings every loader starts
     from (``intra_op_num_threads``, ``graph_optimization_level``...; docs/devices.md).
-    ``dest`` ending in ``.mpk`` gives an archive, else a folder.
+    ``dest`` ending in ``.mpk`` gives an archive, else a folder. ``card=True``
+    writes a model card (README.md, card.html) into the package's ``extra/card/``.
 
     Example
     -------
@@ -140,7 +160,7 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
 
         check_versions(manifest.model.ir_version, manifest.model.opsets, str(model_file))
     files = {manifest.model.file: data, **external}
-    return write_with_samples(dest, manifest, files, sample=sample, extra=extra_files(extra))
+    return write_with_samples(dest, manifest, files, sample=sample, extra=extra_files(extra), card=card)
 
 
 def _convert(model: Any, sample: Any, format: str, options: dict[str, Any]) -> Conversion:
@@ -167,7 +187,7 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
            tolerance: float | Mapping[str, float] | None = None, strict: bool = True,
            dtype: str | None = None, options: Mapping[str, Any] | None = None,
            extra: Mapping[str, PathLike] | Sequence[PathLike] | None = None,
-           session: Mapping[str, Any] | None = None) -> Manifest:
+           session: Mapping[str, Any] | None = None, card: bool = False) -> Manifest:
     """Export a trained model to a package, with a fidelity certificate.
 
     Parameters
@@ -197,6 +217,10 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
     session:
         ONNX Runtime settings stored in the package, which every loader starts from
         (``{"intra_op_num_threads": 1}``...; see docs/devices.md for what a package may set).
+    card:
+        Also write a model card (README.md with Hugging Face front matter, card.html and,
+        with matplotlib, a plot of per-row differences) into the package's ``extra/card/``,
+        listed and checksummed like any extra file.
 
     Example
     -------
@@ -222,7 +246,7 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
         if not fidelity.passed:
             _refuse_or_warn(manifest, fidelity, strict)
         return write_with_samples(dest, manifest.replace(fidelity=fidelity), model_files, sample=sample,
-                                  reference=conv.reference, extra=extra_files(extra), model=exported)
+                                  reference=conv.reference, extra=extra_files(extra), model=exported, card=card)
     finally:
         exported.close()
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._types import DeviceSpec, PathLike
     from .manifest import Manifest
 
-__all__ = ["inspect", "load", "load_memory"]
+__all__ = ["inspect", "load", "load_memory", "open_for_reading"]
 
 
 @_unrelated_to_the_caller
@@ -134,6 +134,11 @@ def _refuse_framework_file(p: Path) -> None:
                            "framework files, since opening one runs code or needs its framework", package=str(p),
                            fix="Load it with its framework in a process you trust, then export it once: "
                                "modelpack.export(model, 'model.mpk', sample=X); load that package anywhere.")
+
+
+def open_for_reading(path: PathLike) -> Package:
+    """A package (or a bare model file) at a path or URL, verified, with no runtime started."""
+    return _open(resolve(path))
 
 
 def _open(path: PathLike) -> Package:

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._display import TensorSpecs
 from ._inputs import InputAdapter, numpy_dtype
 from .errors import TaskError
 from .manifest import Manifest, TensorSpec
 
 if TYPE_CHECKING:
+    from ._card import ModelCard
     from ._package import Package
     from ._runtime import Backend
     from ._types import InputData
@@ -71,12 +73,12 @@ class Model:
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
         """The model's inputs: name, dtype, shape (named dynamic dimensions), columns."""
-        return self.manifest.inputs
+        return TensorSpecs(self.manifest.inputs)
 
     @property
     def outputs(self) -> tuple[TensorSpec, ...]:
         """The model's outputs, in the order :meth:`run` returns them."""
-        return self.manifest.outputs
+        return TensorSpecs(self.manifest.outputs)
 
     @property
     def classes(self) -> np.ndarray | None:
@@ -122,6 +124,26 @@ class Model:
     @property
     def path(self) -> Path:
         return self._package.path
+
+    def card(self, *, plots: bool = True) -> ModelCard:
+        """A model card from the manifest and the stored samples: README.md and an HTML page.
+
+        The card shows the description, intended uses and other user metadata, the
+        inputs (columns, dtypes, categories), outputs and classes, the fidelity
+        certificate with a plot of per-row differences (matplotlib, from the
+        ``modelpack[card]`` extra; without it the card is complete but for the plot),
+        the placement forecast, provenance, the signature status and sample
+        predictions. Nothing is re-run: the card is a view of the package.
+
+        Example
+        -------
+        >>> with modelpack.load("churn.mpk") as m:   # doctest: +SKIP
+        ...     m.card().save("churn-card")
+        """
+        from ._card import build_card, signature_status
+
+        return build_card(self.manifest, self._package.read_bytes, package=str(self.path), plots=plots,
+                          signature=signature_status(self._package.signature, str(self.path)))
 
     # -- prediction ------------------------------------------------------------------
     def run(self, X: InputData) -> dict[str, Any]:

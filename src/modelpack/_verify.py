@@ -49,6 +49,22 @@ class VerifyReport:
     def __bool__(self) -> bool:
         return self.ok
 
+    def __repr__(self) -> str:
+        failed = [name for name, ok, _ in self.checks if not ok]
+        where = f" on {self.providers[0]}" if self.providers else ""
+        return (f"<VerifyReport {self.path}: {'OK' if self.ok else 'FAILED'}, {len(self.checks)} checks{where}"
+                + (f", failed: {', '.join(failed)}" if failed else "") + ">")
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from ._display import FAIL, OK, table
+
+        where = f" on {escape(', '.join(self.providers))}" if self.providers else ""
+        rows = [[OK if ok else FAIL, escape(name), escape(detail)] for name, ok, detail in self.checks]
+        return (f"<div><strong>verify</strong> <code>{escape(self.path)}</code>: {OK if self.ok else FAIL}"
+                f"{where}" + table(["", "check", "detail"], rows) + "</div>")
+
 
 def _load_npz(model: Model, name: str) -> dict[str, np.ndarray]:
     return read_samples(model._package.read_bytes(name), name, str(model._package.path))

@@ -91,6 +91,16 @@ class TensorSpec:
     columns: tuple[ColumnSpec, ...] | None = None
     description: str | None = None
 
+    def __repr__(self) -> str:
+        from ._display import spec_text
+
+        return f"<TensorSpec {spec_text(self)}>"
+
+    def _repr_html_(self) -> str:
+        from ._display import specs_html
+
+        return specs_html((self,))
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -141,6 +151,16 @@ class Fidelity:
     passed: bool
     outputs: tuple[OutputFidelity, ...] = ()
     dtype: str | None = None
+
+    def __repr__(self) -> str:
+        worst = max((o.max_abs_diff for o in self.outputs), default=0.0)
+        return (f"<Fidelity {'passed' if self.passed else 'FAILED'} on {self.rows} rows: "
+                f"{len(self.outputs)} output(s), max abs diff {worst:.3g}>")
+
+    def _repr_html_(self) -> str:
+        from ._display import fidelity_html
+
+        return fidelity_html(self)
 
 
 @dataclass(frozen=True)

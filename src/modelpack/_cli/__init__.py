@@ -19,7 +19,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import ModelpackError
-from . import deploy, devices, doctor, package, predict, serve, sign
+from . import card, deploy, devices, doctor, package, predict, serve, sign
 
 __all__ = ["main"]
 
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_parser(sub)
     doctor.add_parser(sub)
     serve.add_parser(sub)
+    card.add_parser(sub)
     return parser
 
 

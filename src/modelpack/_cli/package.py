@@ -57,6 +57,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metadata", help="JSON object of free metadata")
     p.add_argument("--session", metavar="JSON",
                    help='ONNX Runtime settings stored in the package, e.g. \'{"intra_op_num_threads": 1}\'')
+    p.add_argument("--card", action="store_true", help="also write a model card into the package's extra/card/")
     p.set_defaults(handler=_pack)
 
 
@@ -122,7 +123,8 @@ def _pack(args: argparse.Namespace) -> int:
     metadata = json.loads(args.metadata) if args.metadata else None
     session = json.loads(args.session) if args.session else None
     manifest = pack(args.model, args.output, name=args.name, version=args.version,
-                    description=args.description, metadata=metadata, task=args.task, session=session)
+                    description=args.description, metadata=metadata, task=args.task, session=session,
+                    card=args.card)
     sys.stdout.write(f"wrote {args.output}: {manifest.name} {manifest.version} ({manifest.task}, "
                      f"{len(manifest.files)} files)\n")
     return 0

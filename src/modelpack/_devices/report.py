@@ -73,6 +73,27 @@ class DeviceReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def __repr__(self) -> str:
+        runtime = f"onnxruntime {self.onnxruntime}" if self.onnxruntime else "no onnxruntime"
+        return (f"<DeviceReport {runtime}: works on {', '.join(self.working) or 'nothing'}; "
+                f"{len(self.gpus)} GPU(s), {self.cpus} CPU thread(s)>")
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from .._display import FAIL, OK, table
+
+        state = {True: OK, False: FAIL, None: "installed, not probed"}
+        runtime = (f"onnxruntime {escape(self.onnxruntime)} (package {escape(str(self.package))})"
+                   if self.onnxruntime else "onnxruntime: not installed")
+        rows = [[escape(p.device), f"<code>{escape(p.provider)}</code>", state[p.works], escape(p.detail)]
+                for p in self.providers]
+        gpus = ", ".join(escape(f"{g.index}: {g.name}") for g in self.gpus) or "none found"
+        advice = "".join(f"<li>{escape(line)}</li>" for line in self.advice)
+        return (f"<div><strong>devices</strong>: {runtime}" + table(["device", "provider", "", "detail"], rows)
+                + f"<p>CPU threads by default: {self.cpus}; GPUs: {gpus}</p>"
+                + (f"<ul>{advice}</ul>" if advice else "") + "</div>")
+
     def __str__(self) -> str:
         if not self.onnxruntime:
             lines = ["onnxruntime: not installed"]
