@@ -16,7 +16,7 @@ import pytest
 from modelpack import ModelpackError
 from modelpack._cli.serve import add_parser
 
-from .conftest import create_app
+from .conftest import create_app, make_scaled
 
 httpx = pytest.importorskip("httpx")
 
@@ -49,6 +49,8 @@ def test_openapi_flag_prints_the_document(capsys: pytest.CaptureFixture[str]) ->
     (("x.mpk", "--threads", "0"), "--threads is 0"),
     (("x.mpk", "--max-batch-size", "-1"), "--max-batch-size is -1"),
     (("x.mpk", "--max-body-size", "-2"), "--max-body-size is -2"),
+    (("x.mpk", "--grpc-port", "-1"), "--grpc-port is -1"),
+    (("x.mpk", "--reload-interval", "-1"), "--reload-interval is -1"),
 ])
 def test_bad_arguments_raise_with_the_fix(argv: tuple[str, ...], words: str) -> None:
     args = parse(*argv)
@@ -76,11 +78,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_runs_until_interrupted_with_renamed_packages(packages: dict[str, Path]) -> None:
-    port = _free_port()
+def test_serve_runs_until_interrupted_with_renamed_packages(packages: dict[str, Path], tmp_path: Path) -> None:
+    port, grpc_port = _free_port(), _free_port()
+    v1, v2 = make_scaled(tmp_path, factor=2, version="1"), make_scaled(tmp_path, factor=3, version="2")
     proc = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, "serve", f"calc={packages['arith']}", str(packages["text"]),
-         "--port", str(port), "--max-batch-size", "16", "--log-level", "warning"],
+         f"times={v1}", f"times={v2}", "--port", str(port), "--grpc-port", str(grpc_port),
+         "--max-batch-size", "16", "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -98,11 +102,17 @@ def test_serve_runs_until_interrupted_with_renamed_packages(packages: dict[str, 
         assert httpx.get(f"{url}/v2/models/arith").status_code == 404
         body = {"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES", "data": ["dog"]}]}
         assert httpx.post(f"{url}/v2/models/text/infer", json=body).json()["outputs"][1]["data"] == [2]
+        assert httpx.get(f"{url}/v2/models/times").json()["versions"] == ["1", "2"]
+        tc = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
+        client = tc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        assert client.is_model_ready("times", "1") and client.get_model_metadata("calc").name == "calc"
+        client.close()
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert f"serving calc 1.2.0 at http://127.0.0.1:{port}/v2/models/calc" in err  # said at start
+    assert f"serving gRPC (inference.GRPCInferenceService) at 127.0.0.1:{grpc_port}" in err
 
 
 def test_the_command_module_imports_no_web_stack() -> None:

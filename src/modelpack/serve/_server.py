@@ -21,8 +21,8 @@ _INSTALL = "Install the serving extra: pip install 'modelpack[serve]'."
 _INSTALL_GRPC = "Install the gRPC extra: pip install 'modelpack[grpc]'."
 
 
-def serve(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, host: str = "127.0.0.1",
-          port: int = 8080, log_level: str = "info", **options: Any) -> None:
+def serve(models: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping[str, ModelSource], *,
+          host: str = "127.0.0.1", port: int = 8080, log_level: str = "info", **options: Any) -> None:
     """Serve packages over HTTP until interrupted (Ctrl-C).
 
     ``options`` go to :func:`~modelpack.serve.create_app` (``device``, ``threads``,

@@ -39,7 +39,7 @@ def generate() -> dict[str, bytes]:
     """
     import tempfile
 
-    from grpc_tools import protoc  # type: ignore[import-untyped]
+    from grpc_tools import protoc
 
     src = PROTO.parents[3]  # the folder holding the modelpack package
     relative = PROTO.relative_to(src).as_posix()
