@@ -33,8 +33,11 @@ OV_PIP := $(OV_VENV)/bin/python -m pip --disable-pip-version-check -q
 # `modelpack serve`, gets an environment of its own as well.
 KS_VENV ?= .venv-kserve
 KS_PIP := $(KS_VENV)/bin/python -m pip --disable-pip-version-check -q
+# Seldon MLServer, which benchmarks/bench_serve.py runs beside `modelpack serve`, pins FastAPI
+# and protobuf versions of its own: an environment used only by `make bench`.
+MLS_VENV ?= .venv-mlserver
 
-.PHONY: install demo test test-all test-openvino test-kserve test-plugins bench clean
+.PHONY: install demo test test-all test-openvino test-kserve test-plugins bench mlserver-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -107,8 +110,16 @@ test-plugins:
 	    $$env/bin/python $(PYTEST) -q converters/$$name/tests; \
 	done
 
-bench: $(VENV)/.dev-installed $(OV_VENV)/.installed
+bench: $(VENV)/.dev-installed $(OV_VENV)/.installed $(MLS_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 
+$(MLS_VENV)/.installed:
+	$(PYTHON) -m venv $(MLS_VENV)
+	$(MLS_VENV)/bin/python -m pip --disable-pip-version-check -q install mlserver==1.7.1 mlserver-sklearn==1.7.1 \
+	    "scikit-learn==1.9.0"
+	touch $@
+
+mlserver-env: $(MLS_VENV)/.installed
+
 clean:
-	rm -rf $(VENV) $(OV_VENV) $(KS_VENV) .venv-plugin-* .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) $(OV_VENV) $(KS_VENV) $(MLS_VENV) .venv-plugin-* .pytest_cache .hypothesis build dist

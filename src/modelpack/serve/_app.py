@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..errors import ModelpackError
 from ._body import BodyLimit
-from ._errors import status_of
+from ._errors import ModelUnavailableError, status_of
 from ._repository import Loader, ModelSource, open_models
 from ._schemas import (
     ErrorResponse,
@@ -71,7 +71,7 @@ HeaderLength = Annotated[str | None, Header(alias="Inference-Header-Content-Leng
 
 def _error(exc: BaseException) -> JSONResponse:
     status = status_of(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, ModelUnavailableError):  # unloaded or loading: no fault
         log.error("request failed: %s", exc, exc_info=exc)
     text = str(exc) if isinstance(exc, ModelpackError) else f"internal error: {type(exc).__name__}: {exc}"
     return JSONResponse({"error": text}, status_code=status)

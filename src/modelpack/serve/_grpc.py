@@ -24,7 +24,7 @@ import grpc.aio
 
 from .._version import __version__
 from ..errors import ModelpackError
-from ._errors import status_of
+from ._errors import ModelUnavailableError, status_of
 from ._proto import SERVICE
 from ._proto import grpc_service_pb2 as pb
 from ._repository import Repository, ServedModel
@@ -64,18 +64,18 @@ def _guard(backend: Backend, method: str, handler: Callable[[Any], Awaitable[Any
     @functools.wraps(handler)
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         began = time.perf_counter()
-        model = getattr(request, "model_name", "")
         try:
             response = await handler(request)
         except Exception as exc:  # noqa: BLE001 (the server must outlive any request)
             status = status_of(exc)
-            backend.observe("grpc", model, status, time.perf_counter() - began)
-            if status >= 500:
+            if method == "ModelInfer":
+                backend.observe("grpc", request.model_name, status, time.perf_counter() - began)
+            if status >= 500 and not isinstance(exc, ModelUnavailableError):  # unloaded or loading: no fault
                 log.error("%s failed: %s", method, exc, exc_info=exc)
             text = str(exc) if isinstance(exc, ModelpackError) else f"internal error: {type(exc).__name__}: {exc}"
             await context.abort(_CODES.get(status, grpc.StatusCode.INTERNAL), text)
         if method == "ModelInfer":
-            backend.observe("grpc", model, 200, time.perf_counter() - began)
+            backend.observe("grpc", request.model_name, 200, time.perf_counter() - began)
         return response
 
     return guarded

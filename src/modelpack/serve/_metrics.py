@@ -16,6 +16,7 @@ Prometheus text format:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -48,12 +49,18 @@ class Metrics:
                                         ["model"], buckets=_BATCH_BUCKETS, registry=self.registry)
         self.batch_rows = Histogram("modelpack_batch_rows", "Rows in one merged model run.",
                                     ["model"], buckets=_BATCH_BUCKETS, registry=self.registry)
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, protocol: str, model: str, status: int, seconds: float) -> None:
         """Count one inference request, and time it when it succeeded."""
-        self.requests.labels(protocol, model, str(status)).inc()
+        key = (protocol, model, status)
+        series = self._series.get(key)
+        if series is None:  # labels() takes a lock and builds a key each call: once per series
+            series = self._series[key] = (self.requests.labels(protocol, model, str(status)),
+                                          self.latency.labels(protocol, model))
+        series[0].inc()
         if status < 400:
-            self.latency.labels(protocol, model).observe(seconds)
+            series[1].observe(seconds)
 
     def batches(self, model: str) -> Callable[[int, int], None]:
         """A callback for the micro-batcher of ``model``: (requests, rows) of each run."""
