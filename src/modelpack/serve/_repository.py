@@ -17,12 +17,12 @@ import numpy as np
 
 from ..errors import InputError, MissingColumnError, ModelpackError, ShapeError
 from ..manifest import TensorSpec
+from ._classification import classify
 from ._errors import ModelNotFoundError, ModelUnavailableError, RequestError
 from ._schemas import PredictRequest
 from ._v2 import (
     InferRequest,
     OutputTensor,
-    classify,
     datatype_of,
     decode_infer_request,
     encode_infer_response,

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from .._inputs import numpy_dtype
 from ..errors import InputError
 from ..manifest import TensorSpec
+from ._classification import top_k
 from ._errors import RequestError
 from ._schemas import InferenceRequest, RequestInput
 
@@ -33,7 +34,6 @@ __all__ = [
     "InferRequest",
     "OutputTensor",
     "check_tensor",
-    "classify",
     "datatype_of",
     "decode_infer_request",
     "encode_infer_response",
@@ -209,14 +209,6 @@ def _requested(request: InferenceRequest) -> tuple[dict[str, bool] | None, dict[
             classification[out.name] = top_k(params["classification"], out.name)
         wanted[out.name] = _flag(params, "binary_data", default)
     return wanted, classification
-
-
-def top_k(value: Any, output: str) -> int:
-    """The ``classification`` parameter of a requested output: how many classes to return."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RequestError(f"output {output!r} asks for classification {value!r}",
-                           fix="Send the number of top classes wanted as a positive integer.")
-    return value
 
 
 def _binary_size(item: RequestInput) -> int | None:
@@ -456,25 +448,3 @@ def tensor_bytes(arr: np.ndarray, datatype: str) -> bytes:
         parts.append(data)
     return b"".join(parts)
 
-
-def classify(array: np.ndarray, k: int, labels: Sequence[Any] | None) -> np.ndarray:
-    """The classification extension: the top ``k`` scores of every row as ``"score:index[:label]"``.
-
-    Example
-    -------
-    >>> classify(np.array([[0.1, 0.7, 0.2]]), 2, ["a", "b", "c"])
-    array([['0.7:1:b', '0.2:2:c']], dtype=object)
-    """
-    scores = array.reshape(1, -1) if array.ndim < 2 else array.reshape(array.shape[0], -1)
-    if scores.dtype.kind not in "iufb":
-        raise RequestError(f"classification needs numeric scores, the output holds {scores.dtype}",
-                           fix="Ask for classification only on a score or probability output.")
-    k = min(k, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    names = list(labels) if labels is not None and len(labels) == scores.shape[1] else None
-    out = np.empty(order.shape, dtype=object)
-    for r, row in enumerate(order):
-        for c, i in enumerate(row):
-            text = f"{scores[r, i].item()}:{i}"
-            out[r, c] = f"{text}:{names[i]}" if names is not None else text
-    return out

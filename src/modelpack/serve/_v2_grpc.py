@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ._classification import top_k
 from ._errors import RequestError
 from ._proto import grpc_service_pb2 as pb
-from ._v2 import InferRequest, OutputTensor, check_tensor, datatype_of, tensor_bytes, top_k, unpack_strings
+from ._v2 import InferRequest, OutputTensor, check_tensor, datatype_of, tensor_bytes, unpack_strings
 
 __all__ = ["decode_grpc_request", "encode_grpc_response", "parameter_value"]
 
