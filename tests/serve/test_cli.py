@@ -72,6 +72,14 @@ def test_without_the_extra_the_command_says_what_to_install(packages: dict[str, 
     assert "pip install 'modelpack[serve]'" in done.stderr
 
 
+def test_grpc_without_its_extra_says_what_to_install(packages: dict[str, Path]) -> None:
+    code = ("import sys; sys.modules['grpc'] = None; " + LAUNCH)
+    done = subprocess.run([sys.executable, "-c", code, "serve", str(packages["arith"]), "--grpc-port", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "pip install 'modelpack[grpc]'" in done.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

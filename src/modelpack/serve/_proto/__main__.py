@@ -5,6 +5,13 @@ from __future__ import annotations
 from ..._atomic import write_file
 from . import PROTO, generate
 
-for name, data in generate().items():
-    write_file(PROTO.with_name(name), data)
-    print(f"wrote {PROTO.with_name(name)}")  # noqa: T201 (a developer's command)
+
+def main() -> None:
+    """Write every generated module beside the .proto file."""
+    for name, data in generate().items():
+        write_file(PROTO.with_name(name), data)
+        print(f"wrote {PROTO.with_name(name)}")  # noqa: T201 (a developer's command)
+
+
+if __name__ == "__main__":
+    main()
