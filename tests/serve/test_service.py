@@ -114,6 +114,10 @@ def test_repository_index_unload_and_load(tmp_path: Path) -> None:
         assert _grpc_scaled(client, [2.0]) == ([4.0], "1")
         r = httpx.post(f"{url}/v2/repository/models/other/load")
         assert r.status_code == 404 and "other" in r.json()["error"]
+        path.write_bytes(b"not a package")  # a failed load names no server path to the client
+        r = httpx.post(f"{url}/v2/repository/models/scaled/load")
+        assert r.status_code == 503 and "failed to load" in r.json()["error"] and str(tmp_path) not in r.text
+        assert _grpc_scaled(client, [2.0]) == ([4.0], "1")  # the loaded version goes on serving
         index = client.get_model_repository_index(as_json=True)["models"]
         assert [(m["name"], m["state"]) for m in index] == [("scaled", "READY")]
         client.close()

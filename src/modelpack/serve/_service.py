@@ -20,7 +20,7 @@ import anyio.to_thread
 
 from ._batching import MicroBatcher
 from ._body import inflate
-from ._errors import ModelNotFoundError
+from ._errors import ModelNotFoundError, ModelUnavailableError
 from ._repository import Loader, Repository, ServedModel, package_signature
 
 __all__ = ["EXTENSIONS", "Service"]
@@ -137,13 +137,16 @@ class Service:
             for source in sources:
                 new.append(await self.in_thread(self.loader.open, source, name))
             old = repo.replace(name, new)
-        except BaseException as exc:
+        except Exception as exc:
             for s in new:
                 s.retire()
-            repo.states[name] = ("UNAVAILABLE", f"load failed: {exc}")
+            # The error names the package's path on the server: the log gets it, clients do not.
+            log.error("loading %s failed: %s", name, exc)
+            repo.states[name] = ("UNAVAILABLE", "load failed (the server log says why)")
             if repo.is_ready(name):
                 repo.states.pop(name)
-            raise
+            raise ModelUnavailableError(f"model {name!r} failed to load; the server log says why",
+                                        fix="Fix the package on the server, then load it again.") from None
         for s in new:
             self._attach(s)
         for s in old:
