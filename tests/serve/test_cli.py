@@ -36,6 +36,7 @@ def test_defaults() -> None:
     args = parse("a.mpk")
     assert (args.packages, args.host, args.port, args.device) == (["a.mpk"], "127.0.0.1", 8080, "cpu")
     assert args.max_batch_size == 0 and args.max_body_size == 64.0
+    assert (args.grpc_port, args.metrics, args.reload_interval, args.load_in_background) == (None, None, 0.0, False)
 
 
 def test_openapi_flag_prints_the_document(capsys: pytest.CaptureFixture[str]) -> None:

@@ -193,3 +193,22 @@ def test_models_passed_in_are_served_under_a_pair_name_and_never_closed(tmp_path
         assert r.json()["outputs"][0]["data"] == [4.0]
     assert model.run(np.array([1.0], np.float32))["y"].tolist() == [4.0]  # still open
     model.close()
+
+
+def test_loading_in_background_answers_at_once_and_is_ready_when_loaded(tmp_path: Path) -> None:
+    good, bad = make_scaled(tmp_path, factor=2, version="1"), make_scaled(tmp_path, factor=3, version="1",
+                                                                            name="broken")
+    app = create_app([good, bad], load_in_background=True, grpc_port=0)
+    repo = app.state.service.repository
+    assert not repo.ready() and repo.states == {"scaled": ("LOADING", ""), "broken": ("LOADING", "")}
+    bad.write_bytes(b"damaged after the manifest was read")
+    with running(app) as url:
+        deadline = time.monotonic() + 20
+        while not httpx.get(f"{url}/v2/health/ready").json()["ready"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _rest_scaled(url, [1.0]) == [2.0]
+        client = tc.InferenceServerClient(f"127.0.0.1:{app.state.grpc_port}")
+        assert client.is_model_ready("scaled") and not client.is_model_ready("broken")
+        client.close()
+        index = {m["name"]: m["state"] for m in httpx.post(f"{url}/v2/repository/index").json()}
+    assert index == {"scaled": "READY", "broken": "UNAVAILABLE"}

@@ -42,6 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="Prometheus metrics at GET /metrics (default: on when prometheus-client is installed)")
     p.add_argument("--reload-interval", type=float, default=0.0, metavar="SECONDS",
                    help="check the package files this often and reload a changed one (0: never)")
+    p.add_argument("--load-in-background", action="store_true",
+                   help="open the ports at once and load the packages behind them (readiness false until then)")
     p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                    help="at shutdown, how long gRPC calls in flight get to finish")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -68,7 +70,8 @@ def _run(args: argparse.Namespace) -> int:
           device=args.device, session_options=_session_options(args), threads=args.threads,
           max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms,
           max_body_bytes=int(args.max_body_size * 2**20), trusted_keys=args.trusted_keys,
-          grpc_port=args.grpc_port, metrics=args.metrics, reload_interval=args.reload_interval, grace=args.grace)
+          grpc_port=args.grpc_port, metrics=args.metrics, reload_interval=args.reload_interval, grace=args.grace,
+          load_in_background=args.load_in_background)
     return 0
 
 

@@ -96,7 +96,7 @@ def create_app(models: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                trusted_keys: Sequence[Any] | None = None, grpc_port: int | None = None,
                grpc_host: str = "127.0.0.1", metrics: bool | None = None, reload_interval: float = 0.0,
-               grace: float = 30.0) -> FastAPI:
+               grace: float = 30.0, load_in_background: bool = False) -> FastAPI:
     """The ASGI application serving ``models`` over the Open Inference Protocol.
 
     Parameters
@@ -131,6 +131,10 @@ def create_app(models: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping
         reload it; requests keep being served by the old model until the new one is in.
     grace:
         Seconds gRPC calls in flight get to finish at shutdown.
+    load_in_background:
+        Read only the manifests here, and load the packages once the application has
+        started: it answers at once, with readiness false until they are in (a package
+        that fails is logged and shown ``UNAVAILABLE`` in the repository index).
 
     Example
     -------
@@ -140,7 +144,8 @@ def create_app(models: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping
     >>> uvicorn.run(app, host="127.0.0.1", port=8080)           # doctest: +SKIP
     """
     options = _serving_options(session_options)
-    repository = open_models(models, device=device, session_options=options, trusted_keys=trusted_keys)
+    repository = open_models(models, device=device, session_options=options, trusted_keys=trusted_keys,
+                             later=load_in_background)
     loader = Loader(device=device, session_options=options, trusted_keys=trusted_keys)
     server = Service(repository, loader, threads=threads or min(8, os.cpu_count() or 1),
                      max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, max_body_bytes=max_body_bytes,

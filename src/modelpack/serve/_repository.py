@@ -335,20 +335,29 @@ class Repository:
 
 def open_models(sources: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping[str, ModelSource], *,
                 device: Any = "cpu", session_options: Mapping[str, Any] | None = None,
-                trusted_keys: Sequence[Any] | None = None) -> Repository:
+                trusted_keys: Sequence[Any] | None = None, later: bool = False) -> Repository:
     """Load every package into a repository; a mapping or ``(name, source)`` pairs name them.
 
     If one package fails to load, those already loaded are closed before the error goes on.
+    With ``later``, only the manifests are read: every name starts ``LOADING``, for the
+    server to load once it listens.
     """
     loader = Loader(device=device, session_options=session_options, trusted_keys=trusted_keys)
     items: list[tuple[str | None, ModelSource]] = (
         list(sources.items()) if isinstance(sources, Mapping)
         else [s if isinstance(s, tuple) else (None, s) for s in sources])
+    if later:
+        by_name: dict[str, list[ModelSource]] = {}
+        for name, source in items:
+            by_name.setdefault(name or _manifest_name(source), []).append(source)
+        repository = Repository([], by_name)
+        repository.states.update(dict.fromkeys(by_name, ("LOADING", "")))
+        return repository
     served: list[ServedModel] = []
     try:
         for name, source in items:
             served.append(loader.open(source, name))
-        by_name: dict[str, list[ModelSource]] = {}
+        by_name = {}
         for s, (_, source) in zip(served, items, strict=True):
             by_name.setdefault(s.name, []).append(source)
         return Repository(served, by_name)
@@ -357,6 +366,13 @@ def open_models(sources: Sequence[ModelSource | tuple[str, ModelSource]] | Mappi
             if s.owned:
                 s.model.close()
         raise
+
+
+def _manifest_name(source: ModelSource) -> str:
+    from .._load import inspect
+    from .._model import Model
+
+    return source.manifest.name if isinstance(source, Model) else inspect(source).name
 
 
 class Loader:

@@ -42,6 +42,8 @@ def serve(models: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping[str,
     base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     for name, version in app.state.models:  # before uvicorn's own line: what is served, and where
         sys.stderr.write(f"serving {name} {version} at {base}/v2/models/{name}/versions/{version}\n")
+    for name in app.state.service.repository.states:
+        sys.stderr.write(f"loading {name} behind {base}/v2/models/{name}\n")
     if options.get("grpc_port") is not None:
         sys.stderr.write(f"serving gRPC (inference.GRPCInferenceService) at {host}:{options['grpc_port']}\n")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -183,6 +183,14 @@ class Service:
             self._retire(served)
             log.info("reloaded %s from %s: version %s", new.name, new.source, new.version)
 
+    async def _load_pending(self) -> None:
+        for name, (state, _) in list(self.repository.states.items()):
+            if state == "LOADING":
+                try:
+                    await self.load_model(name)
+                except ModelUnavailableError:  # logged, and the index shows it UNAVAILABLE
+                    pass
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.reload_interval)
@@ -199,12 +207,15 @@ class Service:
             grpc_server, self.grpc_port = await start_grpc(self, host=host, port=port,
                                                            max_message_bytes=self.max_body_bytes)
             app.state.grpc_port = self.grpc_port
-        watcher = asyncio.get_running_loop().create_task(self._watch()) if self.reload_interval > 0 else None
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self._watch())] if self.reload_interval > 0 else []
+        if self.repository.states:  # names still to load: behind open ports, readiness says false
+            tasks.append(loop.create_task(self._load_pending()))
         try:
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for task in tasks:
+                task.cancel()
             if grpc_server is not None:  # REST has drained by now; RPCs in flight get `grace` seconds
                 await grpc_server.stop(self.grace)
             for served in self.repository:
