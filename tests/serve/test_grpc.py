@@ -254,3 +254,22 @@ def test_concurrent_grpc_requests_share_the_micro_batcher(tmp_path: Path) -> Non
     for (a, b), total in zip(cases, results, strict=True):
         np.testing.assert_allclose(total, a.sum(axis=1) + b, rtol=1e-6)
     assert stats.requests == 48 and stats.batches < 48
+
+
+def test_range_text_and_size_checks(stub) -> None:
+    request = tpb.ModelInferRequest(model_name="arith")
+    a = request.inputs.add(name="a", datatype="INT8", shape=[1])
+    a.contents.int_contents.append(300)
+    with pytest.raises(grpc.RpcError, match="beyond the range of INT8") as info:
+        stub.ModelInfer(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    text = tpb.ModelInferRequest(model_name="text")
+    text.inputs.add(name="s", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"\xff\xfe")
+    with pytest.raises(grpc.RpcError, match="not UTF-8") as info:
+        stub.ModelInfer(text)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    big = _arith_request(raw=[bytes(2 << 20), np.ones(1, "<i8").tobytes()])  # over the 1 MiB limit
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(big)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert stub.ServerReady(tpb.ServerReadyRequest()).ready
