@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from modelpack.serve._proto import grpc_service_pb2 as pb  # noqa: E402
 
-from .conftest import create_app, make_arith, make_churn, make_fragile, make_text, running  # noqa: E402
+from .conftest import create_app, make_arith, make_churn, make_fragile, make_slow, make_text, running  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +273,16 @@ def test_range_text_and_size_checks(stub) -> None:
         stub.ModelInfer(big)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert stub.ServerReady(tpb.ServerReadyRequest()).ready
+
+
+def test_large_typed_requests_are_answered_in_kind(tmp_path: Path) -> None:
+    app = create_app([make_slow(tmp_path, layers=1)], grpc_port=0)
+    x = np.random.default_rng(2).normal(size=(300, 256)).astype(np.float32)  # past the inline limit
+    with running(app):
+        channel = grpc.insecure_channel(f"127.0.0.1:{app.state.grpc_port}")
+        request = tpb.ModelInferRequest(model_name="slow")
+        request.inputs.add(name="X", datatype="FP32", shape=list(x.shape)).contents.fp32_contents.extend(x.ravel())
+        response = tstub.GRPCInferenceServiceStub(channel).ModelInfer(request)
+        channel.close()
+    y = np.array(response.outputs[0].contents.fp32_contents, np.float32).reshape(x.shape)
+    np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-6)

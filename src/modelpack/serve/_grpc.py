@@ -34,6 +34,7 @@ __all__ = ["Backend", "start_grpc"]
 
 log = logging.getLogger("modelpack.serve")
 
+_INLINE = 65536  # typed elements decoded on the event loop; more go to a worker thread
 _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
           413: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
 
@@ -111,10 +112,19 @@ class _Service:
     async def ModelInfer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:  # noqa: N802
         served = self.repo.get(request.model_name, request.model_version or None)
         with served.lease():
-            decoded = decode_grpc_request(request)
-            feeds = served.feeds(decoded)
-            values = await self.backend.compute(served, feeds)
-            return encode_grpc_response(served.name, served.version, decoded.id, served.tensors(decoded, values))
+            # Raw tensors are read in place, so small and raw requests are decoded on the event
+            # loop; typed contents are converted element by element, which a large one would
+            # hold the loop for, so those go to a worker thread, there and back.
+            typed = not request.raw_input_contents and sum(_elements(t.shape) for t in request.inputs) > _INLINE
+            decoded = await self.backend.in_thread(decode_grpc_request, request) if typed else \
+                decode_grpc_request(request)
+            values = await self.backend.compute(served, served.feeds(decoded))
+            answer = functools.partial(self._answer, served, decoded, values)
+            return await self.backend.in_thread(answer) if typed else answer()
+
+    @staticmethod
+    def _answer(served: ServedModel, decoded: Any, values: dict[str, Any]) -> pb.ModelInferResponse:
+        return encode_grpc_response(served.name, served.version, decoded.id, served.tensors(decoded, values))
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest) -> pb.RepositoryIndexResponse:  # noqa: N802
         response = pb.RepositoryIndexResponse()
@@ -131,6 +141,13 @@ class _Service:
                                     ) -> pb.RepositoryModelUnloadResponse:
         await self.backend.unload_model(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+
+def _elements(shape: Any) -> int:
+    count = 1
+    for d in shape:
+        count *= max(int(d), 0)
+    return count
 
 
 _METHODS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
