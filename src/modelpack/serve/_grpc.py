@@ -112,8 +112,8 @@ class _Service:
     async def ModelInfer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:  # noqa: N802
         served = self.repo.get(request.model_name, request.model_version or None)
         with served.lease():
-            # Raw tensors are read in place, so small and raw requests are decoded on the event
-            # loop; typed contents are converted element by element, which a large one would
+            # Raw tensors become arrays over the message's bytes, so raw and small requests are
+            # decoded on the event loop; typed contents are converted element by element, which a large one would
             # hold the loop for, so those go to a worker thread, there and back.
             typed = not request.raw_input_contents and sum(_elements(t.shape) for t in request.inputs) > _INLINE
             decoded = await self.backend.in_thread(decode_grpc_request, request) if typed else \
