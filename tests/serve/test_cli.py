@@ -81,6 +81,15 @@ def test_grpc_without_its_extra_says_what_to_install(packages: dict[str, Path]) 
     assert "pip install 'modelpack[grpc]'" in done.stderr
 
 
+def test_a_taken_grpc_port_fails_before_loading(packages: dict[str, Path]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        args = parse(str(packages["arith"]), "--port", "0", "--grpc-port", str(taken.getsockname()[1]))
+        with pytest.raises(ModelpackError, match="cannot listen for gRPC"):
+            args.handler(args)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

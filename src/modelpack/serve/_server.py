@@ -6,6 +6,7 @@ without the ``serve`` extra, and serving then says what to install.
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ def serve(models: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping[str,
 
     if options.get("grpc_port") is not None:
         import_or_explain("grpc", _INSTALL_GRPC)
+        _check_free(host, options["grpc_port"])
     app = create_app(models, grpc_host=host, **options)
     base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     for name, version in app.state.models:  # before uvicorn's own line: what is served, and where
@@ -47,6 +49,17 @@ def serve(models: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping[str,
     if options.get("grpc_port") is not None:
         sys.stderr.write(f"serving gRPC (inference.GRPCInferenceService) at {host}:{options['grpc_port']}\n")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse a gRPC port already taken before loading anything (grpcio would fail later, deep in start-up)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ModelpackError(f"cannot listen for gRPC on {host}:{port} ({exc.strerror})",
+                                 fix="Choose a free port with --grpc-port.") from exc
 
 
 def import_or_explain(module: str, fix: str = _INSTALL) -> Any:
