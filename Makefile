@@ -24,7 +24,7 @@ PLUGINS := converters/sklearn converters/xgboost converters/lightgbm converters/
 # requirement pulls a multi-GB CUDA build. sklearn2pmml refuses scikit-learn 1.9.1.
 FRAMEWORKS := "scikit-learn==1.9.0" "torch==2.13.0" onnxscript xgboost-cpu lightgbm catboost \
               tensorflow-cpu tf2onnx onnxmltools sklearn2pmml
-EXTRAS := cpu,trees,pandas,pmml,sign,remote,s3,deploy,batch,serve,spark,test,card,docs
+EXTRAS := cpu,trees,pandas,pmml,sign,remote,s3,deploy,batch,serve,grpc,metrics,spark,test,card,docs
 
 # onnxruntime-openvino and onnxruntime share the onnxruntime/ folder, so the OpenVINO provider
 # gets its own environment, with modelpack installed --no-deps; `make test` runs the device
@@ -35,8 +35,11 @@ OV_PIP := $(OV_VENV)/bin/python -m pip --disable-pip-version-check -q
 # `modelpack serve`, gets an environment of its own as well.
 KS_VENV ?= .venv-kserve
 KS_PIP := $(KS_VENV)/bin/python -m pip --disable-pip-version-check -q
+# Seldon MLServer, which benchmarks/bench_serve.py runs beside `modelpack serve`, pins FastAPI
+# and protobuf versions of its own: an environment used only by `make bench`.
+MLS_VENV ?= .venv-mlserver
 
-.PHONY: install demo test test-all test-openvino test-kserve test-plugins bench docs clean
+.PHONY: install demo test test-all test-openvino test-kserve test-plugins bench mlserver-env docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -114,8 +117,16 @@ test-plugins:
 docs: $(VENV)/.dev-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
 
-bench: $(VENV)/.dev-installed $(OV_VENV)/.installed
+bench: $(VENV)/.dev-installed $(OV_VENV)/.installed $(MLS_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 
+$(MLS_VENV)/.installed:
+	$(PYTHON) -m venv $(MLS_VENV)
+	$(MLS_VENV)/bin/python -m pip --disable-pip-version-check -q install mlserver==1.7.1 mlserver-sklearn==1.7.1 \
+	    "scikit-learn==1.9.0"
+	touch $@
+
+mlserver-env: $(MLS_VENV)/.installed
+
 clean:
-	rm -rf $(VENV) $(OV_VENV) $(KS_VENV) .venv-plugin-* .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) $(OV_VENV) $(KS_VENV) $(MLS_VENV) .venv-plugin-* .pytest_cache .hypothesis build dist

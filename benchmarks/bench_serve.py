@@ -1,20 +1,18 @@
-"""Load test of `modelpack serve` on loopback, against calling the library directly.
+"""Load test of `modelpack serve` (REST and gRPC) against the library in-process and Seldon MLServer.
 
-Two scikit-learn MLPs (64 features -> two hidden layers -> 10 classes, exported to ONNX)
-are served by `modelpack serve` in its own process on 127.0.0.1: a small one, whose
-run costs less than the HTTP exchange around it, and a large one, whose run costs
-more. Client threads (each with its own keep-alive connection) send one-row requests
-as fast as the answers come back, for a bounded number of requests and seconds.
-Cases, for each model:
+Two scikit-learn MLPs (64 features -> two hidden layers -> 10 classes) are trained here. The
+library and `modelpack serve` use them exported to ONNX; MLServer (with its scikit-learn
+runtime) serves the original scikit-learn models, in its own virtual environment
+(`.venv-mlserver`, made by `make mlserver-env`: MLServer pins FastAPI and protobuf versions
+of its own). Every server runs in its own process on 127.0.0.1, with and without micro-batching
+(modelpack: `--max-batch-size 64 --max-latency-ms 2`; MLServer: its adaptive batching with the
+same size and time). One client serves all: threads, each with its own keep-alive HTTP
+connection (httpx) or gRPC channel (the protocol's stubs, raw tensor contents), sending
+one-row requests for class probabilities as fast as the answers come, at 1, 8 and 32
+concurrent clients. Every answer is checked (modelpack against the library, MLServer against
+scikit-learn). The cases alternate in rounds, so drift in the machine's load hits all alike.
 
-- library: the same threads call ``Model.run`` in-process (no HTTP);
-- JSON: a V2 request with the data in JSON;
-- binary: the same request with the binary tensor data extension (as tritonclient sends it);
-- each served case again on a server with micro-batching (``--max-batch-size 64 --max-latency-ms 2``).
-
-The cases alternate in rounds, so drift in the machine's load hits all of them alike,
-and every answer is checked against the library's. Run:
-    .venv/bin/python benchmarks/bench_serve.py [--clients 16] [--requests 3000] [--seconds 8]
+    .venv/bin/python benchmarks/bench_serve.py [--seconds 2] [--rounds 2] [--clients 1 8 32]
 """
 
 from __future__ import annotations
@@ -39,130 +37,171 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_section  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
+MLSERVER = ROOT / ".venv-mlserver" / "bin" / "mlserver"
 LAUNCH = ("import argparse, sys; from modelpack._cli.serve import add_parser; "
           "p = argparse.ArgumentParser(prog='modelpack'); add_parser(p.add_subparsers()); "
           "a = p.parse_args(sys.argv[1:]); sys.exit(a.handler(a))")
 FEATURES = 64
 MODELS = {"mlp-small": (256, 256), "mlp-large": (4096, 4096)}
-BATCHING = ["--max-batch-size", "64", "--max-latency-ms", "2"]
+BATCH_SIZE, BATCH_MS = 64, 2.0
 Call = Callable[[Any, int], None]
 
 
-def build_package(folder: Path, name: str, hidden: tuple[int, int]) -> Path:
-    from skl2onnx import to_onnx
+def train(name: str, hidden: tuple[int, int]) -> Any:
     from sklearn.datasets import make_classification
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    import modelpack
-
     X, y = make_classification(500, FEATURES, n_informative=32, n_classes=10, random_state=0)
-    X = X.astype(np.float32)
     with warnings.catch_warnings():  # a few epochs are enough: only the speed is measured
         warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp = MLPClassifier(hidden, max_iter=3, random_state=0).fit(X, y)
-    onx = to_onnx(mlp, X[:1], options={"zipmap": False})
-    src = folder / f"{name}.onnx"
-    src.write_bytes(onx.SerializeToString())
-    modelpack.pack(src, folder / f"{name}.mpk", name=name)
+        return MLPClassifier(hidden, max_iter=3, random_state=0).fit(X.astype(np.float32), y)
+
+
+def package(mlp: Any, folder: Path, name: str) -> Path:
+    from skl2onnx import to_onnx
+
+    import modelpack
+
+    onx = to_onnx(mlp, np.zeros((1, FEATURES), np.float32), options={"zipmap": False})
+    (folder / f"{name}.onnx").write_bytes(onx.SerializeToString())
+    modelpack.pack(folder / f"{name}.onnx", folder / f"{name}.mpk", name=name)
     return folder / f"{name}.mpk"
 
 
-def start_server(packages: list[Path], extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    import httpx
-
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "serve", *map(str, packages), "--port", str(port),
-                             "--log-level", "warning", *extra])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+        return int(s.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with status {proc.returncode}")
         try:
             if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return proc, url
+                return
         except httpx.TransportError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.3)
     proc.kill()
     raise RuntimeError("the server did not start")
 
 
-def drive(call: Call, make_session: Callable[[], Any], *, clients: int,
-          requests: int, seconds: float) -> tuple[list[float], int, float]:
-    """Run ``call(session, i)`` from ``clients`` threads until ``requests`` or ``seconds``.
-
-    Returns the latency of every call, the number of failed calls, and the elapsed seconds.
-    """
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
-    counter = iter(range(requests))
-    lock = threading.Lock()
-    stop = time.perf_counter() + seconds
-
-    def worker(k: int) -> None:
-        session = make_session()
-        try:
-            while time.perf_counter() < stop:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                start = time.perf_counter()
-                try:
-                    call(session, i)
-                except Exception:  # noqa: BLE001 (counted and reported)
-                    errors[k] += 1
-                latencies[k].append(time.perf_counter() - start)
-        finally:
-            if hasattr(session, "close"):
-                session.close()
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return [v for per in latencies for v in per], sum(errors), time.perf_counter() - began
+def start_modelpack(packages: list[Path], batching: bool) -> tuple[subprocess.Popen[bytes], str, str]:
+    port, grpc_port = free_port(), free_port()
+    extra = ["--max-batch-size", str(BATCH_SIZE), "--max-latency-ms", str(BATCH_MS)] if batching else []
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "serve", *map(str, packages), "--port", str(port),
+                             "--grpc-port", str(grpc_port), "--log-level", "warning", *extra])
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, url)
+    return proc, url, f"127.0.0.1:{grpc_port}"
 
 
-def summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, float]:
-    flat = sorted(latencies)
-    return {"n": len(flat), "errors": errors, "rps": len(flat) / elapsed, "p50": statistics.median(flat) * 1e3,
-            "p99": flat[min(len(flat) - 1, int(len(flat) * 0.99))] * 1e3}
+def start_mlserver(mlps: dict[str, Any], folder: Path, batching: bool) -> tuple[subprocess.Popen[bytes], str, str]:
+    """MLServer with its scikit-learn runtime over the original models (joblib files, as it reads them)."""
+    import joblib
+
+    port, grpc_port = free_port(), free_port()
+    root = folder / ("mlserver-batching" if batching else "mlserver")
+    for name, mlp in mlps.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        joblib.dump(mlp, root / name / "model.joblib")
+        settings: dict[str, Any] = {"name": name, "implementation": "mlserver_sklearn.SKLearnModel",
+                                    "parameters": {"uri": "./model.joblib", "version": "1"}}
+        if batching:
+            settings.update(max_batch_size=BATCH_SIZE, max_batch_time=BATCH_MS / 1000)
+        (root / name / "model-settings.json").write_text(json.dumps(settings))
+    (root / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": grpc_port, "metrics_port": free_port(), "host": "127.0.0.1",
+        # Inference in the server process: 1.7.1's worker pool dies at start with uvloop >= 0.22
+        # (asyncio.get_event_loop in a fresh process), and on 2 CPUs it would only add a hop.
+        "parallel_workers": 0}))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc = subprocess.Popen([str(MLSERVER), "start", str(root)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, url)
+    return proc, url, f"127.0.0.1:{grpc_port}"
 
 
-def json_body(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    return json.dumps({"inputs": [{"name": "X", "shape": list(x.shape), "datatype": "FP32",
-                                   "data": x.reshape(-1).tolist()}]}).encode(), {}
-
-
-def binary_body(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    header = json.dumps({"inputs": [{"name": "X", "shape": list(x.shape), "datatype": "FP32",
-                                     "parameters": {"binary_data_size": x.nbytes}}],
-                         "parameters": {"binary_data_output": True}}).encode()
-    return header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
-
-
-def served_call(url: str, name: str, rows: np.ndarray, expected: np.ndarray, binary: bool) -> Call:
-    bodies = [binary_body(r[None]) if binary else json_body(r[None]) for r in rows]
+# -- the one client ---------------------------------------------------------------------------
+def rest_call(url: str, model: str, output: str, rows: np.ndarray, expected: np.ndarray, binary: bool) -> Call:
+    bodies = []
+    for r in rows:
+        tensor: dict[str, Any] = {"name": "X", "shape": [1, FEATURES], "datatype": "FP32"}
+        if binary:
+            tensor["parameters"] = {"binary_data_size": r.nbytes}
+            header = json.dumps({"inputs": [tensor], "outputs": [{"name": output, "parameters": {
+                "binary_data": True}}]}).encode()
+            bodies.append((header + r.tobytes(), {"Inference-Header-Content-Length": str(len(header))}))
+        else:
+            tensor["data"] = r.tolist()
+            bodies.append((json.dumps({"inputs": [tensor], "outputs": [{"name": output}]}).encode(),
+                           {"Content-Type": "application/json"}))
 
     def call(client: Any, i: int) -> None:
         body, headers = bodies[i % len(rows)]
-        r = client.post(f"{url}/v2/models/{name}/infer", content=body, headers=headers)
+        r = client.post(f"{url}/v2/models/{model}/infer", content=body, headers=headers)
         r.raise_for_status()
         if binary:
             n = int(r.headers["inference-header-content-length"])
-            doc = json.loads(r.content[:n])
-            sizes = [o["parameters"]["binary_data_size"] for o in doc["outputs"]]
-            proba = np.frombuffer(r.content[n + sizes[0]:n + sizes[0] + sizes[1]], dtype="<f4")
+            got = np.frombuffer(r.content[n:], dtype="<f4")
         else:
-            proba = np.asarray(r.json()["outputs"][1]["data"], dtype=np.float32)
-        if not np.allclose(proba, expected[i % len(rows)], atol=1e-5):
+            got = np.asarray(r.json()["outputs"][0]["data"], dtype=np.float32)
+        if not np.allclose(got, expected[i % len(rows)], atol=1e-4):
             raise AssertionError("wrong answer")
 
     return call
+
+
+def grpc_call(model: str, output: str, rows: np.ndarray, expected: np.ndarray) -> Call:
+    from tritonclient.grpc import service_pb2 as pb
+
+    requests = []
+    for r in rows:
+        request = pb.ModelInferRequest(model_name=model)
+        request.inputs.add(name="X", datatype="FP32", shape=[1, FEATURES])
+        request.outputs.add(name=output)
+        request.raw_input_contents.append(r.tobytes())
+        requests.append(request)
+
+    def call(stub: Any, i: int) -> None:
+        response = stub.ModelInfer(requests[i % len(rows)])
+        out = response.outputs[0]
+        if response.raw_output_contents:
+            dtype = "<f8" if out.datatype == "FP64" else "<f4"
+            got = np.frombuffer(response.raw_output_contents[0], dtype=dtype)
+        else:
+            got = np.asarray(out.contents.fp64_contents or out.contents.fp32_contents)
+        if not np.allclose(got, expected[i % len(rows)], atol=1e-4):
+            raise AssertionError("wrong answer")
+
+    return call
+
+
+def grpc_session(target: str) -> Callable[[], Any]:
+    def make() -> Any:
+        import grpc
+        from tritonclient.grpc import service_pb2_grpc
+
+        channel = grpc.insecure_channel(target)
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        stub.close = channel.close
+        return stub
+
+    return make
+
+
+def http_session() -> Any:
+    import httpx
+
+    return httpx.Client(timeout=60)
 
 
 def library_call(model: Any, rows: np.ndarray, expected: np.ndarray) -> Call:
@@ -174,82 +213,171 @@ def library_call(model: Any, rows: np.ndarray, expected: np.ndarray) -> Call:
     return call
 
 
+def drive(call: Call, make_session: Callable[[], Any], *, clients: int, seconds: float) -> tuple[list[float], int, float]:
+    """Run ``call(session, i)`` from ``clients`` threads for ``seconds``: latencies, errors, elapsed."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    stop = [0.0]
+    # The clock starts once every client has its connection: the barrier's action sets the end.
+    start_line = threading.Barrier(clients + 1, action=lambda: stop.__setitem__(0, time.perf_counter() + seconds))
+
+    def worker(k: int) -> None:
+        session = make_session()
+        start_line.wait()
+        i = k
+        try:
+            while time.perf_counter() < stop[0]:
+                began = time.perf_counter()
+                try:
+                    call(session, i)
+                except Exception:  # noqa: BLE001 (counted and reported)
+                    errors[k] += 1
+                latencies[k].append(time.perf_counter() - began)
+                i += clients
+        finally:
+            if hasattr(session, "close"):
+                session.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    start_line.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    return [v for per in latencies for v in per], sum(errors), time.perf_counter() - began
+
+
+def summary(runs: list[tuple[list[float], int, float]]) -> dict[str, float]:
+    """Requests, errors, the median over rounds of requests/s, and p50/p99 latency over all rounds."""
+    flat = sorted(v for lat, _, _ in runs for v in lat) or [float("nan")]
+    rps = statistics.median(len(lat) / t for lat, _, t in runs)
+    return {"n": len(flat), "errors": sum(e for _, e, _ in runs), "rps": rps,
+            "p50": statistics.median(flat) * 1e3, "p99": flat[min(len(flat) - 1, int(len(flat) * 0.99))] * 1e3}
+
+
+def build_cases(args: argparse.Namespace, folder: Path, servers: list[subprocess.Popen[bytes]]
+                ) -> tuple[dict[tuple[str, str], tuple[Call, Callable[[], Any]]], list[Any]]:
+    """Every contender for every model: (model, case) -> (call, session maker)."""
+    import modelpack
+    from modelpack.serve._app import SERVING_SESSION_OPTIONS
+
+    mlps = {name: train(name, hidden) for name, hidden in MODELS.items()}
+    packages = {name: package(mlp, folder, name) for name, mlp in mlps.items()}
+    rows = np.random.default_rng(1).normal(size=(256, FEATURES)).astype(np.float32)
+    # The library with the session settings the server gives its models (no spin-waiting threads),
+    # so both run the same ONNX Runtime configuration.
+    models = {name: modelpack.load(path, session_options=SERVING_SESSION_OPTIONS) for name, path in packages.items()}
+    ours = {n: np.vstack([m.run(r[None])["probabilities"] for r in rows]) for n, m in models.items()}
+    theirs = {n: mlp.predict_proba(rows) for n, mlp in mlps.items()}
+    cases: dict[tuple[str, str], tuple[Call, Callable[[], Any]]] = {}
+    for name, model in models.items():
+        cases[name, "library (Model.run, in-process)"] = (library_call(model, rows, ours[name]), lambda: None)
+    for batching in (False, True):
+        label = ", batching" if batching else ""
+        proc, url, target = start_modelpack(list(packages.values()), batching)
+        servers.append(proc)
+        for name in models:
+            cases[name, f"modelpack REST JSON{label}"] = (
+                rest_call(url, name, "probabilities", rows, ours[name], False), http_session)
+            cases[name, f"modelpack REST binary{label}"] = (
+                rest_call(url, name, "probabilities", rows, ours[name], True), http_session)
+            cases[name, f"modelpack gRPC{label}"] = (
+                grpc_call(name, "probabilities", rows, ours[name]), grpc_session(target))
+        if args.no_mlserver or not MLSERVER.exists():
+            continue
+        proc, url, target = start_mlserver(mlps, folder, batching)
+        servers.append(proc)
+        for name in models:
+            cases[name, f"MLServer REST JSON{label}"] = (
+                rest_call(url, name, "predict_proba", rows, theirs[name], False), http_session)
+            cases[name, f"MLServer gRPC{label}"] = (
+                grpc_call(name, "predict_proba", rows, theirs[name]), grpc_session(target))
+    return cases, list(models.values())
+
+
+def metrics_cost() -> float:
+    """Microseconds the server's metrics add to one batched request: a count, a latency, a batch."""
+    import timeit
+
+    from modelpack.serve._metrics import Metrics
+
+    metrics = Metrics()
+    batch = metrics.batches("mlp-large")
+
+    def one() -> None:
+        metrics.observe("grpc", "mlp-large", 200, 0.004)
+        batch(1, 1)
+
+    return min(timeit.repeat(one, number=20000, repeat=5)) / 20000 * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=3000, help="most requests per case")
-    parser.add_argument("--seconds", type=float, default=8.0, help="most seconds per case")
-    parser.add_argument("--rounds", type=int, default=2, help="cases alternate this many times")
-    parser.add_argument("--server-args", default="", help="more `modelpack serve` options, e.g. '--threads 4'")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per case, over all rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="cases alternate this many times")
+    parser.add_argument("--no-mlserver", action="store_true", help="leave MLServer out")
     args = parser.parse_args()
-
-    import httpx
-
-    import modelpack
-
     folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    packages = {name: build_package(folder, name, hidden) for name, hidden in MODELS.items()}
-    rows = np.random.default_rng(1).normal(size=(256, FEATURES)).astype(np.float32)
-    models = {name: modelpack.load(path) for name, path in packages.items()}
-    expected = {name: np.vstack([m.run(r[None])["probabilities"] for r in rows]) for name, m in models.items()}
-    cases: dict[str, tuple[Call, Callable[[], Any]]] = {}
-    servers = []
+    servers: list[subprocess.Popen[bytes]] = []
     try:
-        for name, model in models.items():
-            cases[f"{name}: library (Model.run)"] = (library_call(model, rows, expected[name]), lambda: None)
-        for label, extra in (("", []), (", micro-batching", BATCHING)):
-            proc, url = start_server(list(packages.values()), [*extra, *args.server_args.split()])
-            servers.append(proc)
-            for name in models:
-                for binary in (False, True):
-                    call = served_call(url, name, rows, expected[name], binary)
-                    drive(call, lambda: httpx.Client(timeout=60), clients=4, requests=40, seconds=5)  # warm-up
-                    cases[f"{name}: serve, {'binary' if binary else 'JSON'}{label}"] = (
-                        call, lambda: httpx.Client(timeout=60))
-        samples: dict[str, list[tuple[list[float], int, float]]] = {name: [] for name in cases}
+        cases, models = build_cases(args, folder, servers)
+        for call, session in cases.values():  # warm-up: first runs, connections, batchers
+            drive(call, session, clients=4, seconds=0.3)
+        samples: dict[tuple[str, int, str], list[tuple[list[float], int, float]]] = {}
         for _ in range(args.rounds):
-            for case, (call, session) in cases.items():
-                samples[case].append(drive(call, session, clients=args.clients,
-                                           requests=args.requests // args.rounds,
-                                           seconds=args.seconds / args.rounds))
+            for clients in args.clients:
+                for (model, case), (call, session) in cases.items():
+                    samples.setdefault((model, clients, case), []).append(
+                        drive(call, session, clients=clients, seconds=args.seconds / args.rounds))
+        for m in models:
+            m.close()
     finally:
         for proc in servers:
             proc.terminate()
-            proc.wait(timeout=30)
-        for model in models.values():
-            model.close()
-    results = {case: summary([v for lat, _, _ in runs for v in lat], sum(e for _, e, _ in runs),
-                             sum(t for _, _, t in runs)) for case, runs in samples.items()}
-    for case, r in results.items():
-        print(case, {k: round(v, 2) for k, v in r.items()}, flush=True)
-    write_results(dict(sorted(results.items(), key=lambda kv: kv[0].split(":")[0])), args)
+            proc.wait(timeout=60)
+    results = {key: summary(runs) for key, runs in sorted(samples.items(), key=lambda kv: kv[0][:2])}
+    for key, r in results.items():
+        print(*key, {k: round(v, 2) for k, v in r.items()}, flush=True)
+    write_results(results, args, mlserver=any("MLServer" in case for _, case in cases), metrics_us=metrics_cost())
     return 0
 
 
-def write_results(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
-    lines = ["| model | case | requests | errors | requests/s | p50 ms | p99 ms | vs library | vs unbatched |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for case, r in results.items():
-        model, what = case.split(": ", 1)
-        base = results[f"{model}: library (Model.run)"]["rps"]
-        plain = results.get(case.removesuffix(", micro-batching"), r)["rps"]
-        gain = f"{r['rps'] / plain:.2f}x" if case.endswith("micro-batching") else ""
-        lines.append(f"| {model} | {what} | {r['n']:.0f} | {r['errors']:.0f} | {r['rps']:,.0f} | {r['p50']:.2f} | "
-                     f"{r['p99']:.2f} | {r['rps'] / base:.3f}x | {gain} |")
+def write_results(results: dict[tuple[str, int, str], dict[str, float]], args: argparse.Namespace, *,
+                  mlserver: bool, metrics_us: float) -> None:
+    lines = ["| model | clients | case | requests | errors | requests/s | p50 ms | p99 ms | vs library |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for (model, clients, case), r in results.items():
+        base = results[model, clients, "library (Model.run, in-process)"]["rps"]
+        lines.append(f"| {model} | {clients} | {case} | {r['n']:.0f} | {r['errors']:.0f} | {r['rps']:,.0f} | "
+                     f"{r['p50']:.2f} | {r['p99']:.2f} | {r['rps'] / base:.2f}x |")
     sizes = "; ".join(f"{n}: {FEATURES} -> {h[0]} -> {h[1]} -> 10" for n, h in MODELS.items())
+    top = max(args.clients)
+    goal = {case: results["mlp-large", top, case]["rps"] / results["mlp-large", top, "library (Model.run, in-process)"]["rps"]
+            for case in ("modelpack REST JSON, batching", "modelpack REST binary, batching", "modelpack gRPC, batching")
+            if ("mlp-large", top, case) in results}
     body = (f"`{' '.join(['.venv/bin/python benchmarks/bench_serve.py', *sys.argv[1:]])}`: "
-            f"{args.clients} client threads send one-row requests to scikit-learn MLPs exported to ONNX "
-            f"({sizes}), at most {args.requests} requests or {args.seconds:g} s per case, the cases "
-            f"alternating in {args.rounds} rounds; server and clients share the machine's "
-            f"{os.cpu_count()} CPUs over loopback, and every answer is checked.\n\n" + "\n".join(lines) + "\n\n"
-            "Micro-batching merges the one-row requests that arrive together into one model run; the "
-            "last column is its measured gain over the same server without it. It pays where the "
-            "model's cost per run is large against the HTTP exchange; on this machine the clients, "
-            "the server and the model share 2 CPUs, so the exchange (parsing, framing, the Python "
-            "clients themselves) takes most of every request and caps the gain. Batching adds at most "
-            "`--max-latency-ms` to a request's latency, and none when requests arrive one at a time.")
+            f"scikit-learn MLPs ({sizes}), one-row requests for class probabilities from "
+            f"{', '.join(map(str, args.clients))} concurrent client threads, {args.seconds:g} s per case in "
+            f"{args.rounds} alternating rounds (requests/s: the median of the rounds; latency: over all). Servers, clients and the library share the machine's "
+            f"{os.cpu_count()} CPUs over loopback; every answer is checked. The library runs with the ONNX "
+            "Runtime settings the server gives its models (threads that sleep rather than spin between "
+            "runs). Batching: modelpack "
+            f"`--max-batch-size {BATCH_SIZE} --max-latency-ms {BATCH_MS:g}`, MLServer adaptive batching "
+            f"with `max_batch_size` {BATCH_SIZE} and `max_batch_time` {BATCH_MS / 1000:g} s. "
+            + ("MLServer (1.7.1, scikit-learn runtime, `parallel_workers` 0: its worker pool does not start "
+               "with uvloop 0.23; defaults otherwise) serves the original scikit-learn models from "
+               "`.venv-mlserver`. " if mlserver else
+               "MLServer was not measured in this run (no `.venv-mlserver`). ")
+            + "\n\nAt " + str(top) + " clients on mlp-large with batching, against the library in-process: "
+            + ", ".join(f"{case.removesuffix(', batching')} {ratio:.2f}x" for case, ratio in goal.items())
+            + f". The servers run with their Prometheus metrics on (the default); counting one request "
+            f"(its count, its latency and its batch) costs {metrics_us:.1f} µs in-process.\n\n"
+            + "\n".join(lines) + "\n")
     path = write_section("serve", "Serving (`modelpack serve`)", body,
-                         ["modelpack", "onnxruntime", "fastapi", "starlette", "uvicorn", "httpx", "numpy"])
+                         ["modelpack", "onnxruntime", "scikit-learn", "fastapi", "uvicorn", "grpcio", "httpx",
+                          "numpy"])
     print(f"wrote {path}")
 
 

@@ -190,3 +190,37 @@ def make_sum_model(folder: Path) -> Path:
                          initializer=[h.make_tensor("axes", T.INT64, [1], [1])])
     return _save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), folder, "sum-model",
                  version="1.2.3", task="transform")
+
+
+def make_slow(folder: Path, *, name: str = "slow", layers: int = 24, version: str = "1.0.0") -> Path:
+    """X FP32 [N, 256] through ``layers`` 256x256 matrix products: a run long enough to be in flight."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    w = (np.eye(256, dtype=np.float32)).reshape(-1).tolist()  # identity: the answer is X itself
+    nodes = [h.make_node("MatMul", [f"h{k}", "W"], [f"h{k + 1}"]) for k in range(layers)]
+    nodes[0].input[0] = "X"
+    nodes[-1].output[0] = "Y"
+    graph = h.make_graph(nodes, name, [h.make_tensor_value_info("X", T.FLOAT, ["N", 256])],
+                         [h.make_tensor_value_info("Y", T.FLOAT, ["N", 256])],
+                         initializer=[h.make_tensor("W", T.FLOAT, [256, 256], w)])
+    return _save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), folder, name, version=version,
+                 task="transform")
+
+
+def make_scaled(folder: Path, *, factor: float, version: str, name: str = "scaled", dest: Path | None = None) -> Path:
+    """x FP32 [N] -> y = factor * x; the version says which factor (for reload and version tests)."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    graph = h.make_graph([h.make_node("Mul", ["x", "k"], ["y"])], name,
+                         [h.make_tensor_value_info("x", T.FLOAT, ["N"])],
+                         [h.make_tensor_value_info("y", T.FLOAT, ["N"])],
+                         initializer=[h.make_tensor("k", T.FLOAT, [], [factor])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 9
+    src = folder / f"{name}-{version}.onnx"
+    src.write_bytes(model.SerializeToString())
+    dest = dest or folder / f"{name}-{version}.mpk"
+    modelpack.pack(src, dest, name=name, version=version, task="transform")
+    return dest

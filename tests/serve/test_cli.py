@@ -16,7 +16,7 @@ import pytest
 from modelpack import ModelpackError
 from modelpack._cli.serve import add_parser
 
-from .conftest import create_app
+from .conftest import create_app, make_scaled
 
 httpx = pytest.importorskip("httpx")
 
@@ -36,6 +36,7 @@ def test_defaults() -> None:
     args = parse("a.mpk")
     assert (args.packages, args.host, args.port, args.device) == (["a.mpk"], "127.0.0.1", 8080, "cpu")
     assert args.max_batch_size == 0 and args.max_body_size == 64.0
+    assert (args.grpc_port, args.metrics, args.reload_interval, args.load_in_background) == (None, None, 0.0, False)
 
 
 def test_openapi_flag_prints_the_document(capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,6 +50,8 @@ def test_openapi_flag_prints_the_document(capsys: pytest.CaptureFixture[str]) ->
     (("x.mpk", "--threads", "0"), "--threads is 0"),
     (("x.mpk", "--max-batch-size", "-1"), "--max-batch-size is -1"),
     (("x.mpk", "--max-body-size", "-2"), "--max-body-size is -2"),
+    (("x.mpk", "--grpc-port", "-1"), "--grpc-port is -1"),
+    (("x.mpk", "--reload-interval", "-1"), "--reload-interval is -1"),
 ])
 def test_bad_arguments_raise_with_the_fix(argv: tuple[str, ...], words: str) -> None:
     args = parse(*argv)
@@ -70,17 +73,36 @@ def test_without_the_extra_the_command_says_what_to_install(packages: dict[str, 
     assert "pip install 'modelpack[serve]'" in done.stderr
 
 
+def test_grpc_without_its_extra_says_what_to_install(packages: dict[str, Path]) -> None:
+    code = ("import sys; sys.modules['grpc'] = None; " + LAUNCH)
+    done = subprocess.run([sys.executable, "-c", code, "serve", str(packages["arith"]), "--grpc-port", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "pip install 'modelpack[grpc]'" in done.stderr
+
+
+def test_a_taken_grpc_port_fails_before_loading(packages: dict[str, Path]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        args = parse(str(packages["arith"]), "--port", "0", "--grpc-port", str(taken.getsockname()[1]))
+        with pytest.raises(ModelpackError, match="cannot listen for gRPC"):
+            args.handler(args)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def test_serve_runs_until_interrupted_with_renamed_packages(packages: dict[str, Path]) -> None:
-    port = _free_port()
+def test_serve_runs_until_interrupted_with_renamed_packages(packages: dict[str, Path], tmp_path: Path) -> None:
+    port, grpc_port = _free_port(), _free_port()
+    v1, v2 = make_scaled(tmp_path, factor=2, version="1"), make_scaled(tmp_path, factor=3, version="2")
     proc = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, "serve", f"calc={packages['arith']}", str(packages["text"]),
-         "--port", str(port), "--max-batch-size", "16", "--log-level", "warning"],
+         f"times={v1}", f"times={v2}", "--port", str(port), "--grpc-port", str(grpc_port),
+         "--max-batch-size", "16", "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -98,11 +120,17 @@ def test_serve_runs_until_interrupted_with_renamed_packages(packages: dict[str, 
         assert httpx.get(f"{url}/v2/models/arith").status_code == 404
         body = {"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES", "data": ["dog"]}]}
         assert httpx.post(f"{url}/v2/models/text/infer", json=body).json()["outputs"][1]["data"] == [2]
+        assert httpx.get(f"{url}/v2/models/times").json()["versions"] == ["1", "2"]
+        tc = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
+        client = tc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        assert client.is_model_ready("times", "1") and client.get_model_metadata("calc").name == "calc"
+        client.close()
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert f"serving calc 1.2.0 at http://127.0.0.1:{port}/v2/models/calc" in err  # said at start
+    assert f"serving gRPC (inference.GRPCInferenceService) at 127.0.0.1:{grpc_port}" in err
 
 
 def test_the_command_module_imports_no_web_stack() -> None:

@@ -35,7 +35,7 @@ def test_tritonclient_health_and_metadata(triton) -> None:
     assert not client.is_model_ready("nope")
     meta = client.get_model_metadata("arith")
     assert [i["name"] for i in meta["inputs"]] == ["a", "b"]
-    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data", "classification", "model_repository"]
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

@@ -130,7 +130,7 @@ BAD_JSON = {
     "no data": (_json([{"name": "x", "shape": [1], "datatype": "FP32"}]), "has no data"),
     "twice": (_json([{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}] * 2), "given twice"),
     "classification": (_json([{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
-                             outputs=[{"name": "y", "parameters": {"classification": 2}}]), "classification"),
+                             outputs=[{"name": "y", "parameters": {"classification": 0}}]), "classification 0"),
     "shared memory": (_json([{"name": "x", "shape": [1], "datatype": "FP32",
                               "parameters": {"shared_memory_region": "r"}}]), "shared memory"),
     "binary flag not bool": (_json([{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],

@@ -14,12 +14,10 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
-import anyio
-import anyio.to_thread
 from fastapi import FastAPI, Header, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -27,10 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..errors import ModelpackError
-from ._batching import MicroBatcher
-from ._body import BodyLimit, inflate
-from ._errors import status_of
-from ._repository import ModelSource, Repository, ServedModel, open_models
+from ._body import BodyLimit
+from ._errors import ModelUnavailableError, status_of
+from ._repository import Loader, ModelSource, open_models
 from ._schemas import (
     ErrorResponse,
     InferenceRequest,
@@ -40,8 +37,10 @@ from ._schemas import (
     PredictRequest,
     PredictResponse,
     ReadyResponse,
+    RepositoryEntry,
     ServerMetadata,
 )
+from ._service import Service
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "SERVING_SESSION_OPTIONS", "create_app"]
 
@@ -49,7 +48,6 @@ log = logging.getLogger("modelpack.serve")
 
 #: Largest request body accepted, in bytes, unless ``max_body_bytes`` says otherwise.
 DEFAULT_MAX_BODY_BYTES = 64 * 2**20
-EXTENSIONS = ["binary_tensor_data"]
 #: ONNX Runtime settings of served models, under the caller's own: worker threads that spin
 #: waiting for the next run burn the CPU that concurrent requests need, so they sleep instead.
 SERVING_SESSION_OPTIONS: dict[str, Any] = {
@@ -73,7 +71,7 @@ HeaderLength = Annotated[str | None, Header(alias="Inference-Header-Content-Leng
 
 def _error(exc: BaseException) -> JSONResponse:
     status = status_of(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, ModelUnavailableError):  # unloaded or loading: no fault
         log.error("request failed: %s", exc, exc_info=exc)
     text = str(exc) if isinstance(exc, ModelpackError) else f"internal error: {type(exc).__name__}: {exc}"
     return JSONResponse({"error": text}, status_code=status)
@@ -92,77 +90,21 @@ def _guard(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitab
     return guarded
 
 
-class _Server:
-    """The state behind the routes: the repository, the thread limit, the batchers."""
-
-    def __init__(self, repository: Repository, *, threads: int, max_batch_size: int,
-                 max_latency_ms: float, max_body_bytes: int) -> None:
-        self.repository = repository
-        self.threads = threads
-        self.max_body_bytes = max_body_bytes
-        self._limiter: anyio.CapacityLimiter | None = None
-        self.batchers: dict[tuple[str, str], MicroBatcher] = {}
-        if max_batch_size > 1:
-            for served in repository:
-                if served.batchable:
-                    self.batchers[served.name, served.version] = MicroBatcher(
-                        self._runner(served), max_batch_size=max_batch_size,
-                        max_latency_ms=max_latency_ms, max_concurrent=threads)
-                else:
-                    log.info("%s: no dynamic batch dimension, requests are not merged", served.name)
-
-    def _runner(self, served: ServedModel) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
-        async def run(feeds: dict[str, Any]) -> dict[str, Any]:
-            outputs: dict[str, Any] = await self.in_thread(served.run, feeds)
-            return outputs
-        return run
-
-    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._limiter is None:  # created lazily: it belongs to the running event loop
-            self._limiter = anyio.CapacityLimiter(self.threads)
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-
-    async def body(self, request: Request) -> bytes:
-        """The request body, inflated if it came compressed (tritonclient can send gzip or deflate)."""
-        body = await request.body()
-        encoding = request.headers.get("content-encoding")
-        if encoding is None:
-            return body
-        return await self.in_thread(inflate, body, encoding, self.max_body_bytes)
-
-    async def infer(self, served: ServedModel, body: bytes, header_length: str | None) -> Response:
-        batcher = self.batchers.get((served.name, served.version))
-        if batcher is None:
-            content, json_length = await self.in_thread(served.infer, body, header_length)
-        else:
-            request, feeds = await self.in_thread(served.decode, body, header_length)
-            values = await batcher.submit(feeds)
-            content, json_length = await self.in_thread(served.encode, request, values)
-        if json_length is None:
-            return Response(content, media_type="application/json")
-        return Response(content, media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(json_length)})
-
-    @asynccontextmanager
-    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        yield
-        for batcher in self.batchers.values():
-            await batcher.close()
-        self.repository.close()
-
-
-def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, device: Any = "cpu",
-               session_options: Mapping[str, Any] | None = None, threads: int | None = None,
+def create_app(models: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping[str, ModelSource], *,
+               device: Any = "cpu", session_options: Mapping[str, Any] | None = None, threads: int | None = None,
                max_batch_size: int = 0, max_latency_ms: float = 2.0,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               trusted_keys: Sequence[Any] | None = None) -> FastAPI:
+               trusted_keys: Sequence[Any] | None = None, grpc_port: int | None = None,
+               grpc_host: str = "127.0.0.1", metrics: bool | None = None, reload_interval: float = 0.0,
+               grace: float = 30.0, load_in_background: bool = False) -> FastAPI:
     """The ASGI application serving ``models`` over the Open Inference Protocol.
 
     Parameters
     ----------
     models:
-        Package paths or loaded :class:`~modelpack.Model` objects; a mapping serves
-        each under its key instead of the manifest's name. Models loaded here are
+        Package paths or loaded :class:`~modelpack.Model` objects; a mapping, or
+        ``(name, source)`` pairs, serve each under that name instead of the manifest's.
+        Several versions of one name are served side by side. Models loaded here are
         closed when the application shuts down; models passed in are not.
     device, session_options:
         Where and how to run the packages loaded here (see :func:`modelpack.load`).
@@ -179,6 +121,20 @@ def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, dev
     trusted_keys:
         Ed25519 public keys; when given, every package loaded here must be signed by
         one of them (Model objects passed in are not checked again).
+    grpc_port, grpc_host:
+        Also serve the protocol over gRPC on this port (0: any free port, then in
+        ``app.state.grpc_port``), started and stopped with the application.
+    metrics:
+        Serve Prometheus metrics at ``GET /metrics``; default: when prometheus-client is installed.
+    reload_interval:
+        Above 0, check every so many seconds whether a package file changed, and
+        reload it; requests keep being served by the old model until the new one is in.
+    grace:
+        Seconds gRPC calls in flight get to finish at shutdown.
+    load_in_background:
+        Read only the manifests here, and load the packages once the application has
+        started: it answers at once, with readiness false until they are in (a package
+        that fails is logged and shown ``UNAVAILABLE`` in the repository index).
 
     Example
     -------
@@ -187,20 +143,38 @@ def create_app(models: Sequence[ModelSource] | Mapping[str, ModelSource], *, dev
     >>> app = create_app(["iris.mpk"], max_batch_size=64)      # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8080)           # doctest: +SKIP
     """
-    repository = open_models(models, device=device, session_options=_serving_options(session_options),
-                             trusted_keys=trusted_keys)
-    server = _Server(repository, threads=threads or min(8, os.cpu_count() or 1),
-                     max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, max_body_bytes=max_body_bytes)
+    options = _serving_options(session_options)
+    repository = open_models(models, device=device, session_options=options, trusted_keys=trusted_keys,
+                             later=load_in_background)
+    loader = Loader(device=device, session_options=options, trusted_keys=trusted_keys)
+    server = Service(repository, loader, threads=threads or min(8, os.cpu_count() or 1),
+                     max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, max_body_bytes=max_body_bytes,
+                     metrics=_metrics(metrics), grpc_address=None if grpc_port is None else (grpc_host, grpc_port),
+                     reload_interval=reload_interval, grace=grace)
     app = FastAPI(title="modelpack serve", version=__version__, lifespan=server.lifespan,
                   description="Open Inference Protocol (KServe V2) REST API for modelpack packages, "
                               "with the binary tensor data extension.")
     app.state.batchers = server.batchers  # (name, version) -> MicroBatcher, for monitoring
+    app.state.service = server
     app.state.models = [(s.name, s.version) for s in repository]  # what is served, in order
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     _add_routes(app, server)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _metrics(wanted: bool | None) -> Any:
+    if wanted is False:
+        return None
+    try:
+        from ._metrics import Metrics
+    except ImportError as exc:
+        if wanted:
+            raise ModelpackError("prometheus-client is not installed",
+                                 fix="Install the metrics extra: pip install 'modelpack[metrics]'.") from exc
+        return None
+    return Metrics()
 
 
 def _serving_options(given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -215,12 +189,12 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
                                   "The routes are listed at /docs."}, status_code=exc.status_code)
 
 
-def _add_routes(app: FastAPI, server: _Server) -> None:
+def _add_routes(app: FastAPI, server: Service) -> None:
     repo = server.repository
 
     @_guard
     async def server_metadata() -> Response:
-        return JSONResponse({"name": "modelpack", "version": __version__, "extensions": EXTENSIONS})
+        return JSONResponse({"name": "modelpack", "version": __version__, "extensions": server.extensions})
 
     @_guard
     async def live() -> Response:
@@ -228,7 +202,7 @@ def _add_routes(app: FastAPI, server: _Server) -> None:
 
     @_guard
     async def ready() -> Response:
-        return JSONResponse({"ready": len(repo) > 0})
+        return JSONResponse({"ready": repo.ready()})
 
     app.add_api_route("/v2", server_metadata, methods=["GET"], response_model=ServerMetadata,
                       summary="Server metadata")
@@ -238,15 +212,49 @@ def _add_routes(app: FastAPI, server: _Server) -> None:
                       summary="Server readiness")
     for prefix, versioned in (("/v2/models/{name}", False), ("/v2/models/{name}/versions/{version}", True)):
         _add_model_routes(app, server, prefix, versioned)
+    _add_repository_routes(app, server)
+    if server.metrics is not None:
+        metrics = server.metrics
+
+        async def prometheus() -> Response:
+            return Response(metrics.render(), media_type=metrics.content_type)
+
+        app.add_api_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
 
 
-def _add_model_routes(app: FastAPI, server: _Server, prefix: str, versioned: bool) -> None:
+def _add_repository_routes(app: FastAPI, server: Service) -> None:
+    """The repository extension: the index, and loading or unloading a model by name."""
+
+    @_guard
+    async def index(request: Request) -> Response:
+        body = await request.body()
+        ready_only = bool(json.loads(body).get("ready", False)) if body.strip() else False
+        return JSONResponse(server.repository.index(ready_only=ready_only))
+
+    @_guard
+    async def load(name: str) -> Response:
+        await server.load_model(name)
+        return JSONResponse({})
+
+    @_guard
+    async def unload(name: str) -> Response:
+        await server.unload_model(name)
+        return JSONResponse({})
+
+    app.add_api_route("/v2/repository/index", index, methods=["POST"], response_model=list[RepositoryEntry],
+                      summary="Repository index: every model and its state")
+    for path, fn, summary in (("load", load, "Load (or reload) a model"), ("unload", unload, "Unload a model")):
+        app.add_api_route(f"/v2/repository/models/{{name}}/{path}", fn, methods=["POST"], summary=summary,
+                          responses={404: _ERRORS[404]})
+
+
+def _add_model_routes(app: FastAPI, server: Service, prefix: str, versioned: bool) -> None:
     repo = server.repository
     suffix = " (one version)" if versioned else ""
 
     @_guard
     async def metadata(name: str, version: str | None = None) -> Response:
-        return JSONResponse(repo.get(name, version).metadata)
+        return JSONResponse(repo.metadata(name, version))
 
     @_guard
     async def model_ready(name: str, version: str | None = None) -> Response:
@@ -256,13 +264,26 @@ def _add_model_routes(app: FastAPI, server: _Server, prefix: str, versioned: boo
     @_guard
     async def infer(request: Request, name: str, version: str | None = None,
                     inference_header_content_length: HeaderLength = None) -> Response:
-        served = repo.get(name, version)
-        return await server.infer(served, await server.body(request), inference_header_content_length)
+        began = time.perf_counter()
+        try:
+            body = await server.body(await request.body(), request.headers.get("content-encoding"))
+            served = repo.get(name, version)  # then no await before the model is leased
+            content, json_length = await server.infer(served, body, inference_header_content_length)
+        except Exception as exc:
+            server.observe("rest", name, status_of(exc), time.perf_counter() - began)
+            raise
+        server.observe("rest", name, 200, time.perf_counter() - began)
+        if json_length is None:
+            return Response(content, media_type="application/json")
+        return Response(content, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(json_length)})
 
     @_guard
     async def predict(request: Request, name: str, version: str | None = None) -> Response:
+        body = await server.body(await request.body(), request.headers.get("content-encoding"))
         served = repo.get(name, version)
-        result = await server.in_thread(served.predict, await server.body(request))
+        with served.lease():
+            result = await server.in_thread(served.predict, body)
         return Response(json.dumps(result, separators=(",", ":")), media_type="application/json")
 
     if not versioned:  # otherwise FastAPI would document `version` as a query parameter

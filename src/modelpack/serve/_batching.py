@@ -70,6 +70,8 @@ class MicroBatcher:
         Longest a request waits for companions.
     max_concurrent:
         Merged runs in flight at once.
+    on_batch:
+        Called with the requests and rows of every run (for metrics).
 
     Example
     -------
@@ -78,8 +80,9 @@ class MicroBatcher:
     """
 
     def __init__(self, run: Runner, *, max_batch_size: int, max_latency_ms: float,
-                 max_concurrent: int = 1) -> None:
+                 max_concurrent: int = 1, on_batch: Callable[[int, int], None] | None = None) -> None:
         self._run = run
+        self._on_batch = on_batch
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000.0
         self._max_concurrent = max_concurrent
@@ -213,6 +216,8 @@ class MicroBatcher:
         s.requests += len(batch)
         s.rows += sum(i.rows for i in batch)
         s.sizes[len(batch)] = s.sizes.get(len(batch), 0) + 1
+        if self._on_batch is not None:
+            self._on_batch(len(batch), sum(i.rows for i in batch))
 
 
 def _fail(items: Iterable[_Item]) -> None:

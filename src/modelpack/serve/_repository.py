@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import InputError, MissingColumnError, ModelpackError, ShapeError
 from ..manifest import TensorSpec
-from ._errors import ModelNotFoundError, RequestError
+from ._classification import classify
+from ._errors import ModelNotFoundError, ModelUnavailableError, RequestError
 from ._schemas import PredictRequest
 from ._v2 import (
     InferRequest,
@@ -34,7 +35,7 @@ from ._v2 import (
 if TYPE_CHECKING:
     from .._model import Model
 
-__all__ = ["ModelSource", "Repository", "ServedModel"]
+__all__ = ["Loader", "ModelSource", "Repository", "ServedModel", "open_models", "package_signature"]
 
 log = logging.getLogger("modelpack.serve")
 
@@ -59,6 +60,36 @@ class ServedModel:
         self._has_proba = any(s.role == "probabilities" for s in manifest.outputs) and bool(manifest.classes)
         self._path = str(model.path)
         self.metadata = self._metadata()
+        self.source: ModelSource | None = None  # the package it was loaded from, when loaded by the server
+        self.signature: tuple[int, ...] | None = None  # the package's file state when loaded
+        self.batcher: Any = None  # its MicroBatcher, when requests are merged
+        self._active = 0
+        self._retired: list[Callable[[], None]] | None = None
+
+    @contextmanager
+    def lease(self) -> Iterator[ServedModel]:
+        """Hold the model open for one request (taken on the event loop, like every request)."""
+        self._active += 1
+        try:
+            yield self
+        finally:
+            self._active -= 1
+            if self._retired is not None and self._active == 0:
+                self._finish()
+
+    def retire(self, *then: Callable[[], None]) -> None:
+        """No new requests come; once those holding a lease end, run ``then`` and close the model."""
+        self._retired = list(then)
+        if self._active == 0:
+            self._finish()
+
+    def _finish(self) -> None:
+        callbacks, self._retired = self._retired or [], None
+        for callback in callbacks:
+            callback()
+        if self.owned:
+            self.model.close()
+            log.info("closed %s %s", self.name, self.version)
 
     @contextmanager
     def _named_errors(self) -> Iterator[None]:
@@ -101,18 +132,26 @@ class ServedModel:
 
     def _decode(self, body: bytes, header_length: str | None) -> tuple[InferRequest, dict[str, np.ndarray]]:
         request = decode_infer_request(body, header_length)
+        return request, self._feeds(request)
+
+    def feeds(self, request: InferRequest) -> dict[str, np.ndarray]:
+        """The feeds of a decoded request, checked against the model's inputs and outputs."""
+        with self._named_errors():
+            return self._feeds(request)
+
+    def _feeds(self, request: InferRequest) -> dict[str, np.ndarray]:
         feeds = {name: self._check_input(name, datatype, array)
                  for name, (datatype, array) in request.inputs.items()}
         missing = [n for n in self._inputs if n not in feeds]
         if missing:
             raise MissingColumnError("missing from the request", input=missing[0], expected=f"{list(self._inputs)}",
                                      got=f"{list(feeds)}", package=self.name,
-                                     fix=f"Send every input listed by GET /v2/models/{self.name}.")
+                                     fix=f"Send every input listed by the model metadata of {self.name}.")
         unknown = [n for n in (request.outputs or {}) if n not in self._outputs]
         if unknown:
             raise RequestError(f"unknown output(s) {unknown}; the model has {list(self._outputs)}",
                                package=self.name, fix="Ask only for outputs the model metadata lists.")
-        return request, feeds
+        return feeds
 
     def _check_input(self, name: str, datatype: str, array: np.ndarray) -> np.ndarray:
         spec = self._inputs.get(name)
@@ -132,15 +171,26 @@ class ServedModel:
         with self._named_errors():
             return self.model.run(feeds)
 
-    def encode(self, request: InferRequest, values: dict[str, Any]) -> tuple[bytes, int | None]:
-        """The response body for the outputs the request asked for."""
+    def tensors(self, request: InferRequest, values: dict[str, Any]) -> list[OutputTensor]:
+        """The outputs the request asked for, as protocol tensors (top-k strings where it asked)."""
         wanted = request.outputs
         if wanted is None:
             wanted = dict.fromkeys(self._outputs, request.binary_output)
-        manifest = self.model.manifest
-        outputs = [OutputTensor(name, to_tensor(values[name], self._outputs[name], manifest.classes), binary)
-                   for name, binary in wanted.items()]
-        return encode_infer_response(self.name, self.version, request.id, outputs)
+        classes = self.model.manifest.classes
+        tensors = []
+        for name, binary in wanted.items():
+            spec = self._outputs[name]
+            array = to_tensor(values[name], spec, classes)
+            k = request.classification.get(name)
+            if k is not None:
+                with self._named_errors():
+                    array = classify(array, k, classes if spec.role == "probabilities" else None)
+            tensors.append(OutputTensor(name, array, binary))
+        return tensors
+
+    def encode(self, request: InferRequest, values: dict[str, Any]) -> tuple[bytes, int | None]:
+        """The response body for the outputs the request asked for."""
+        return encode_infer_response(self.name, self.version, request.id, self.tensors(request, values))
 
     def infer(self, body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
         """Decode, run and encode in one call (the path without micro-batching)."""
@@ -190,66 +240,173 @@ def _jsonable(values: Any) -> Any:
 
 
 class Repository:
-    """The served models, by name and version."""
+    """The served models, by name and version, and the state of every name.
 
-    def __init__(self, models: Sequence[ServedModel]) -> None:
+    Models come and go while the server runs (reload, the repository extension's
+    load and unload); a model taken out keeps serving the requests that hold a
+    lease on it, and is closed when the last one ends.
+    """
+
+    def __init__(self, models: Sequence[ServedModel],
+                 sources: Mapping[str, list[ModelSource]] | None = None) -> None:
+        self._order: list[ServedModel] = []
         self._by_key: dict[tuple[str, str], ServedModel] = {}
         self._latest: dict[str, ServedModel] = {}
+        self.sources: dict[str, list[ModelSource]] = dict(sources or {})  # name -> what it was loaded from
+        self.states: dict[str, tuple[str, str]] = {}  # name -> (LOADING or UNAVAILABLE, reason)
+        self._place(models)
+
+    def _place(self, models: Sequence[ServedModel], *, without: Sequence[ServedModel] = ()) -> None:
+        order = [s for s in self._order if all(s is not w for w in without)]
+        keys = {(s.name, s.version) for s in order}
         for served in models:
             key = (served.name, served.version)
-            if key in self._by_key:
+            if key in keys:
                 raise ModelpackError(f"two packages are both {served.name} {served.version}",
                                      fix="Serve each name and version once, or name them: NAME=PATH.")
-            self._by_key[key] = served
-            self._latest[served.name] = served  # the last one given wins the unversioned URL
+            keys.add(key)
+            order.append(served)
+        self._order = order
+        self._by_key = {(s.name, s.version): s for s in order}
+        self._latest = {s.name: s for s in order}  # the last one given wins the unversioned URL
 
     def __iter__(self) -> Iterator[ServedModel]:
-        return iter(self._by_key.values())
+        return iter(list(self._order))
 
     def __len__(self) -> int:
-        return len(self._by_key)
+        return len(self._order)
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         """The model served as ``name`` (and ``version``), or :class:`ModelNotFoundError`."""
         served = self._latest.get(name) if version is None else self._by_key.get((name, version))
-        if served is None:
-            what = f"{name} version {version}" if version is not None else name
-            known = ", ".join(f"{n} {v}" for n, v in self._by_key) or "none"
-            raise ModelNotFoundError(f"no model {what!r} is served (served: {known})",
-                                     fix="Use a name and version from GET /v2/models/{name}.")
-        return served
+        if served is not None:
+            return served
+        state, reason = self.states.get(name, ("", ""))
+        if state == "LOADING":
+            raise ModelUnavailableError(f"model {name!r} is loading", fix="Retry once its ready endpoint says true.")
+        if state == "UNAVAILABLE":
+            raise ModelUnavailableError(f"model {name!r} is not loaded ({reason})",
+                                        fix=f"Load it: POST /v2/repository/models/{name}/load.")
+        what = f"{name} version {version}" if version is not None else name
+        known = ", ".join(f"{n} {v}" for n, v in self._by_key) or "none"
+        raise ModelNotFoundError(f"no model {what!r} is served (served: {known})",
+                                 fix="Use a name and version from the model metadata or the repository index.")
+
+    def ready(self) -> bool:
+        """Whether the server is ready: it serves a model and none is loading."""
+        return bool(self._order) and not any(state == "LOADING" for state, _ in self.states.values())
+
+    def is_ready(self, name: str, version: str | None = None) -> bool:
+        """Whether ``name`` (and ``version``) answers requests now."""
+        return (self._latest.get(name) if version is None else self._by_key.get((name, version))) is not None
+
+    def metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The protocol's model metadata, listing every served version of the name."""
+        meta = dict(self.get(name, version).metadata)
+        meta["versions"] = [s.version for s in self._order if s.name == name]
+        return meta
+
+    def index(self, *, ready_only: bool = False) -> list[dict[str, str]]:
+        """The repository extension's index: every model with its state."""
+        entries = [{"name": s.name, "version": s.version, "state": "READY", "reason": ""} for s in self._order]
+        for name in self.sources:
+            if name not in self._latest:
+                state, reason = self.states.get(name, ("UNAVAILABLE", "unloaded"))
+                entries.append({"name": name, "version": "", "state": state, "reason": reason})
+        return [e for e in entries if e["state"] == "READY" or not ready_only]
+
+    def replace(self, name: str, models: Sequence[ServedModel]) -> list[ServedModel]:
+        """Serve ``models`` in place of every version of ``name``; return those taken out."""
+        old = [s for s in self._order if s.name == name]
+        self._place(models, without=old)
+        self.states.pop(name, None)
+        return old
+
+    def swap(self, old: ServedModel, new: ServedModel) -> None:
+        """Serve ``new`` in place of ``old`` (a reloaded package), or refuse if its version is taken."""
+        self._place([new], without=[old])
 
     def close(self) -> None:
         """Close the models the server loaded itself."""
-        for served in self._by_key.values():
+        for served in self._order:
             if served.owned:
                 served.model.close()
 
 
-def open_models(sources: Sequence[ModelSource] | Mapping[str, ModelSource], *, device: Any = "cpu",
-                session_options: Mapping[str, Any] | None = None,
-                trusted_keys: Sequence[Any] | None = None) -> Repository:
-    """Load every package into a repository; a mapping serves each under its key as name.
+def open_models(sources: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping[str, ModelSource], *,
+                device: Any = "cpu", session_options: Mapping[str, Any] | None = None,
+                trusted_keys: Sequence[Any] | None = None, later: bool = False) -> Repository:
+    """Load every package into a repository; a mapping or ``(name, source)`` pairs name them.
 
     If one package fails to load, those already loaded are closed before the error goes on.
+    With ``later``, only the manifests are read: every name starts ``LOADING``, for the
+    server to load once it listens.
     """
-    from .._load import load
-    from .._model import Model
-
+    loader = Loader(device=device, session_options=session_options, trusted_keys=trusted_keys)
     items: list[tuple[str | None, ModelSource]] = (
-        list(sources.items()) if isinstance(sources, Mapping) else [(None, s) for s in sources])
+        list(sources.items()) if isinstance(sources, Mapping)
+        else [s if isinstance(s, tuple) else (None, s) for s in sources])
+    if later:
+        by_name: dict[str, list[ModelSource]] = {}
+        for name, source in items:
+            by_name.setdefault(name or _manifest_name(source), []).append(source)
+        repository = Repository([], by_name)
+        repository.states.update(dict.fromkeys(by_name, ("LOADING", "")))
+        return repository
     served: list[ServedModel] = []
     try:
         for name, source in items:
-            if isinstance(source, Model):
-                served.append(ServedModel(source, owned=False, name=name))
-            else:
-                model = load(source, device=device, session_options=session_options, trusted_keys=trusted_keys)
-                served.append(ServedModel(model, owned=True, name=name))
-                log.info("loaded %s %s from %s", served[-1].name, served[-1].version, source)
-        return Repository(served)
+            served.append(loader.open(source, name))
+        by_name = {}
+        for s, (_, source) in zip(served, items, strict=True):
+            by_name.setdefault(s.name, []).append(source)
+        return Repository(served, by_name)
     except BaseException:
         for s in served:
             if s.owned:
                 s.model.close()
         raise
+
+
+def _manifest_name(source: ModelSource) -> str:
+    from .._load import inspect
+    from .._model import Model
+
+    return source.manifest.name if isinstance(source, Model) else inspect(source).name
+
+
+class Loader:
+    """Loads packages the way the server was told to (device, session settings, trusted keys)."""
+
+    def __init__(self, *, device: Any, session_options: Mapping[str, Any] | None,
+                 trusted_keys: Sequence[Any] | None) -> None:
+        self.device = device
+        self.session_options = session_options
+        self.trusted_keys = trusted_keys
+
+    def open(self, source: ModelSource, name: str | None) -> ServedModel:
+        """A served model for a package path (loaded here, owned) or a loaded Model (not owned)."""
+        from .._load import load
+        from .._model import Model
+
+        if isinstance(source, Model):
+            return ServedModel(source, owned=False, name=name)
+        signature = package_signature(source)
+        model = load(source, device=self.device, session_options=self.session_options,
+                     trusted_keys=self.trusted_keys)
+        served = ServedModel(model, owned=True, name=name)
+        served.source, served.signature = source, signature
+        log.info("loaded %s %s from %s", served.name, served.version, source)
+        return served
+
+
+def package_signature(source: ModelSource) -> tuple[int, ...] | None:
+    """What changes when a package is rewritten (in place or by a rename), or None for a URL."""
+    path = Path(str(source))
+    try:
+        parts = [path.stat()]
+        if path.is_dir():
+            parts.append((path / "manifest.json").stat())
+    except OSError:
+        return None
+    return tuple(v for st in parts for v in (st.st_ino, st.st_mtime_ns, st.st_size))

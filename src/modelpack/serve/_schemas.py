@@ -120,6 +120,15 @@ class ReadyResponse(BaseModel):
     ready: bool
 
 
+class RepositoryEntry(BaseModel):
+    """One model of ``POST /v2/repository/index``."""
+
+    name: str
+    version: str
+    state: str = Field(description="READY, LOADING or UNAVAILABLE")
+    reason: str
+
+
 class ErrorResponse(BaseModel):
     """Every 4xx and 5xx response."""
 

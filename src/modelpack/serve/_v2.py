@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from .._inputs import numpy_dtype
 from ..errors import InputError
 from ..manifest import TensorSpec
+from ._classification import top_k
 from ._errors import RequestError
 from ._schemas import InferenceRequest, RequestInput
 
@@ -31,11 +33,14 @@ __all__ = [
     "DATATYPES",
     "InferRequest",
     "OutputTensor",
+    "check_tensor",
     "datatype_of",
     "decode_infer_request",
     "encode_infer_response",
     "output_metadata",
+    "tensor_bytes",
     "to_tensor",
+    "unpack_strings",
     "validate_json",
 ]
 
@@ -61,6 +66,7 @@ class InferRequest:
     inputs: dict[str, tuple[str, np.ndarray]]  # name -> (datatype, array)
     outputs: dict[str, bool] | None  # name -> binary; None: every output
     binary_output: bool  # the default for outputs not listed with binary_data
+    classification: dict[str, int] = field(default_factory=dict)  # output -> top k (classification extension)
 
 
 @dataclass
@@ -175,8 +181,10 @@ def decode_infer_request(body: bytes, header_length: str | None) -> InferRequest
         raise RequestError(f"{len(rest) - offset} bytes follow the binary tensors that no input declares",
                            fix="Give every binary input its binary_data_size, or send "
                                "Inference-Header-Content-Length equal to the JSON header's length.")
-    return InferRequest(id=request.id, inputs=inputs, outputs=_requested(request),
-                        binary_output=_flag(request.parameters, "binary_data_output"))
+    outputs, classification = _requested(request)
+    return InferRequest(id=request.id, inputs=inputs, outputs=outputs,
+                        binary_output=_flag(request.parameters, "binary_data_output"),
+                        classification=classification)
 
 
 def _flag(parameters: dict[str, Any] | None, key: str, default: bool = False) -> bool:
@@ -186,20 +194,21 @@ def _flag(parameters: dict[str, Any] | None, key: str, default: bool = False) ->
     return value
 
 
-def _requested(request: InferenceRequest) -> dict[str, bool] | None:
+def _requested(request: InferenceRequest) -> tuple[dict[str, bool] | None, dict[str, int]]:
     if request.outputs is None:
-        return None
+        return None, {}
     default = _flag(request.parameters, "binary_data_output")
     wanted: dict[str, bool] = {}
+    classification: dict[str, int] = {}
     for out in request.outputs:
         params = out.parameters or {}
-        unsupported = [k for k in ("classification", "shared_memory_region") if k in params]
-        if unsupported:
-            raise RequestError(f"output {out.name!r} asks for {unsupported[0]!r}, an extension this "
-                               "server does not implement",
-                               fix="Drop that parameter; for labels and probabilities use POST .../predict.")
+        if "shared_memory_region" in params:
+            raise RequestError(f"output {out.name!r} asks for shared memory, an extension this server does not "
+                               "implement", fix="Drop that parameter: outputs come back in the response.")
+        if "classification" in params:
+            classification[out.name] = top_k(params["classification"], out.name)
         wanted[out.name] = _flag(params, "binary_data", default)
-    return wanted
+    return wanted, classification
 
 
 def _binary_size(item: RequestInput) -> int | None:
@@ -221,18 +230,29 @@ _MAX_DIM = 2**63 - 1  # a shape's product must fit an int64, as every runtime in
 
 
 def _target(item: RequestInput) -> np.dtype:
-    dtype = DATATYPES.get(item.datatype)
+    return check_tensor(item.name, item.datatype, item.shape)
+
+
+def check_tensor(name: str, datatype: str, shape: Sequence[int]) -> np.dtype:
+    """The numpy dtype of a V2 tensor, once its datatype and shape are known to make an array.
+
+    Example
+    -------
+    >>> check_tensor("x", "FP32", [2, 3])
+    dtype('float32')
+    """
+    dtype = DATATYPES.get(datatype)
     if dtype is None:
-        raise InputError(f"unknown datatype {item.datatype!r}", input=item.name,
-                         expected=", ".join(DATATYPES), got=item.datatype,
+        raise InputError(f"unknown datatype {datatype!r}", input=name,
+                         expected=", ".join(DATATYPES), got=datatype,
                          fix="Use one of the V2 datatypes (BF16 is not supported).")
-    if any(d < 0 for d in item.shape):
-        raise InputError(f"negative dimension in shape {item.shape}", input=item.name,
+    if any(d < 0 for d in shape):
+        raise InputError(f"negative dimension in shape {list(shape)}", input=name,
                          fix="Send the tensor's actual shape.")
-    if len(item.shape) > _MAX_RANK or any(d > _MAX_DIM for d in item.shape) or math.prod(item.shape) > _MAX_DIM:
-        raise InputError(f"shape {item.shape[:8]}{'...' if len(item.shape) > 8 else ''} of {len(item.shape)} "
+    if len(shape) > _MAX_RANK or any(d > _MAX_DIM for d in shape) or math.prod(shape) > _MAX_DIM:
+        raise InputError(f"shape {list(shape[:8])}{'...' if len(shape) > 8 else ''} of {len(shape)} "
                          f"dimensions cannot be an array (at most {_MAX_RANK} dimensions, and fewer than "
-                         "2**63 elements)", input=item.name, fix="Send the tensor's actual shape.")
+                         "2**63 elements)", input=name, fix="Send the tensor's actual shape.")
     return dtype
 
 
@@ -317,7 +337,7 @@ def _from_binary(buf: memoryview, item: RequestInput) -> np.ndarray:
     dtype = _target(item)
     count = math.prod(item.shape)
     if item.datatype == "BYTES":
-        values = _unpack_strings(buf, item.name)
+        values = unpack_strings(buf, item.name)
         if len(values) != count:
             raise _count_error(item, len(values))
         arr = np.empty(count, dtype=object)
@@ -330,7 +350,8 @@ def _from_binary(buf: memoryview, item: RequestInput) -> np.ndarray:
     return np.frombuffer(buf, dtype=dtype).reshape(item.shape)
 
 
-def _unpack_strings(buf: memoryview, name: str) -> list[str]:
+def unpack_strings(buf: memoryview, name: str) -> list[str]:
+    """BYTES elements of raw tensor data (each a little-endian uint32 length, then UTF-8 text)."""
     values, offset, end = [], 0, len(buf)
     while offset < end:
         if offset + 4 > end:
@@ -393,7 +414,7 @@ def encode_infer_response(model_name: str, model_version: str, request_id: str |
         datatype = datatype_of(out.array.dtype)
         entry: dict[str, Any] = {"name": out.name, "datatype": datatype, "shape": list(out.array.shape)}
         if out.binary:
-            blob = _to_bytes(out.array, datatype)
+            blob = tensor_bytes(out.array, datatype)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -416,7 +437,8 @@ def _to_list(arr: np.ndarray, datatype: str) -> list[Any]:
     return flat.tolist()
 
 
-def _to_bytes(arr: np.ndarray, datatype: str) -> bytes:
+def tensor_bytes(arr: np.ndarray, datatype: str) -> bytes:
+    """The raw bytes of a tensor: little-endian elements, or length-prefixed UTF-8 for ``BYTES``."""
     if datatype != "BYTES":
         return np.ascontiguousarray(arr, dtype=DATATYPES[datatype]).tobytes()
     parts = []
@@ -425,3 +447,4 @@ def _to_bytes(arr: np.ndarray, datatype: str) -> bytes:
         parts.append(_LENGTH.pack(len(data)))
         parts.append(data)
     return b"".join(parts)
+

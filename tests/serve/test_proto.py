@@ -1,0 +1,44 @@
+"""The committed message modules are what the generator makes of the committed .proto, and
+they agree with the protocol's definition as tritonclient ships it."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+
+from modelpack.serve._proto import GENERATOR, PROTO, SERVICE, generate
+from modelpack.serve._proto import grpc_service_pb2 as pb
+
+
+def test_regenerating_gives_the_committed_files() -> None:
+    pytest.importorskip("grpc_tools", reason="grpcio-tools is not installed (the test extra pins it)")
+    installed = f"grpcio-tools {importlib.metadata.version('grpcio-tools')}"
+    if installed != GENERATOR:
+        pytest.skip(f"the files were made with {GENERATOR}; {installed} writes other version stamps")
+    for name, data in generate().items():
+        assert PROTO.with_name(name).read_bytes() == data, f"{name} is stale: run python -m modelpack.serve._proto"
+
+
+def test_every_shared_message_has_the_protocols_fields() -> None:
+    tpb = pytest.importorskip("tritonclient.grpc.service_pb2", reason="tritonclient[grpc] is not installed")
+    ours = pb.DESCRIPTOR
+    theirs = tpb.DESCRIPTOR
+
+    def fields(message) -> dict:
+        found = {f.name: (f.number, f.type, f.message_type.name if f.message_type else None)
+                 for f in message.fields}
+        for nested in message.nested_types:
+            found.update({f"{nested.name}.{k}": v for k, v in fields(nested).items()})
+        return found
+
+    for name, message in ours.message_types_by_name.items():
+        mine, triton = fields(message), fields(theirs.message_types_by_name[name])
+        shared = {k: v for k, v in mine.items() if k in triton}
+        assert shared == {k: triton[k] for k in shared}, name
+        assert set(mine) - set(triton) <= {"parameters", "ParametersEntry.key", "ParametersEntry.value"}, name
+    service = ours.services_by_name["GRPCInferenceService"]
+    assert f"{ours.package}.{service.name}" == SERVICE
+    for method in service.methods:
+        other = theirs.services_by_name["GRPCInferenceService"].methods_by_name[method.name]
+        assert (method.input_type.name, method.output_type.name) == (other.input_type.name, other.output_type.name)
