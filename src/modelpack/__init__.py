@@ -42,6 +42,7 @@ from .errors import (
     UnsafePackageError,
 )
 from .manifest import Manifest, TensorSpec
+from .mlflow import from_mlflow
 
 __all__ = [
     "ConversionError",
@@ -74,6 +75,7 @@ __all__ = [
     "devices",
     "export",
     "fetch",
+    "from_mlflow",
     "inspect",
     "list_converters",
     "load",
