@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ._model import Model
     from ._types import PathLike
     from .manifest import Manifest
 
-__all__ = ["Prepared", "cached_model", "materialize", "package_digest", "prepare"]
+__all__ = ["Prepared", "cached_model", "materialize", "opener", "package_digest", "prepare", "with_results"]
 
 _MODELS: dict[tuple[str, str], Model] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # cached_model holds it while materialize takes it
 _CHUNK = 1 << 20
 _scratch: Path | None = None
 
@@ -45,11 +47,14 @@ class Prepared:
     manifest: Manifest
     digest: str
     keys: tuple[bytes, ...] | None
+    location: str  # the URL as given, or the local path
 
-    @property
-    def archive(self) -> bool:
-        """Whether the package is one file, which can travel as bytes."""
-        return self.path.is_file()
+    def shipment(self, ship: bool) -> str | bytes:
+        """What travels to the workers: the archive's bytes when shipped, else its location.
+
+        A folder package is never sent as bytes; workers read its location.
+        """
+        return self.path.read_bytes() if ship and self.path.is_file() else self.location
 
     def load_args(self, load_args: Mapping[str, Any]) -> dict[str, Any]:
         """``load_args`` with the trusted keys as raw bytes (they travel; key files may not)."""
@@ -67,7 +72,8 @@ def prepare(package: PathLike, trusted_keys: Sequence[Any] | None = None) -> Pre
     from ._load import inspect
     from ._package import fetch, is_url, open_package, raw_public_key, verify_signature
 
-    path = Path(fetch(str(package)) if is_url(package) else package).resolve()
+    url = is_url(package)
+    path = Path(fetch(str(package)) if url else package).resolve()
     keys = None if trusted_keys is None else tuple(raw_public_key(k) for k in trusted_keys)
     if keys is None:
         manifest = inspect(path)
@@ -75,7 +81,7 @@ def prepare(package: PathLike, trusted_keys: Sequence[Any] | None = None) -> Pre
         with open_package(path) as opened:
             verify_signature(opened, keys)
             manifest = opened.manifest
-    return Prepared(path, manifest, package_digest(path), keys)
+    return Prepared(path, manifest, package_digest(path), keys, str(package) if url else str(path))
 
 
 def package_digest(path: PathLike) -> str:
@@ -144,3 +150,30 @@ def materialize(payload: bytes, digest: str) -> Path:
         if not target.exists():
             write_file(target, payload)
     return target
+
+
+def opener(location: str | bytes, digest: str) -> Callable[[], Path]:
+    """How a worker gets a local copy of a package: shipped bytes, a URL or a path."""
+    def where() -> Path:
+        if isinstance(location, bytes):
+            return materialize(location, digest)
+        from ._package import fetch, is_url
+
+        return Path(fetch(location)) if is_url(location) else Path(location)
+
+    return where
+
+
+def with_results(model: Model, frame: pd.DataFrame, result: str) -> pd.DataFrame:
+    """``frame`` with the result columns of :func:`modelpack.batch.score` added on the right."""
+    import pandas as pd
+
+    from .batch import score
+    from .errors import InputError
+
+    scores = score(model, frame, result)
+    clash = [c for c in scores.columns if c in frame.columns]
+    if clash:
+        raise InputError(f"the data already has the result column(s) {clash}", package=model.manifest.name,
+                         fix="Rename or drop those columns before scoring.")
+    return pd.concat([frame, scores], axis=1)
