@@ -47,13 +47,11 @@ def predict(frame: Any, package: PathLike, *, result: str = "label", meta: pd.Da
         by scoring the first rows of the first partition on the driver (which computes
         that partition once).
     ship:
-        Send a ``.mpk`` archive as part of the task graph (default); ``False`` lets every
-        worker read it from its path.
-    trusted_keys:
-        Ed25519 public keys; the package must be signed by one of them (checked here and
-        by every worker).
-    load_args:
-        Passed to :func:`modelpack.load` in every worker (``device``, ``engine``...).
+        Make a ``.mpk`` archive one task of the graph (default), or let every worker read
+        its path (``False``).
+    trusted_keys, load_args:
+        The Ed25519 public keys of which one must have signed the package (checked here
+        and by every worker), and the keywords of :func:`modelpack.load` for the workers.
 
     Example
     -------

@@ -35,10 +35,11 @@ if TYPE_CHECKING:
 __all__ = ["from_mlflow", "log_package", "signature"]
 
 _EXAMPLE_ROWS = 5
-# MLflow refuses narrowing casts (float64 -> float32) at its own door, so the signature
-# declares the widest type of each kind and the model's casting rules take it from there.
+# MLflow refuses narrowing casts of columns (float64 -> float32) at its own door, so column
+# specs declare the widest type of each kind and the model's casting rules take it from there.
+# Tensor specs it enforces exactly: they keep the model's own dtype.
 _COLUMN_TYPES = {"f": "double", "i": "long", "u": "long", "b": "boolean"}
-_TENSOR_TYPES = {"f": np.float64, "i": np.int64, "u": np.int64, "b": np.bool_}
+_WIDE = {"f": np.float64, "i": np.int64, "u": np.int64, "b": np.bool_}
 # Flavours converted, in the order they are tried: the most specific first.
 _FLAVOURS = ("onnx", "xgboost", "lightgbm", "sklearn")
 
@@ -51,7 +52,7 @@ def log_package(package: PathLike, name: str = "model", *, result: str = "label"
     Parameters
     ----------
     package:
-        A package (folder or ``.mpk``); its files are copied into the model's artifacts.
+        A package (folder or ``.mpk``) or URL; its files are copied into the model's artifacts.
     name:
         The model's name in the run.
     result:
@@ -78,14 +79,16 @@ def log_package(package: PathLike, name: str = "model", *, result: str = "label"
     import mlflow.pyfunc
 
     from ._load import inspect
+    from ._package import fetch, is_url
 
     check_result(result)
-    manifest = inspect(package)
+    local = Path(fetch(str(package)) if is_url(package) else package).resolve()
+    manifest = inspect(local)
     requirements = (list(pip_requirements) if pip_requirements is not None
                     else ["modelpack", "pandas", *manifest.runtime.requires])
-    example = _input_example(package, manifest) if input_example else None
+    example = _input_example(local, manifest) if input_example else None
     return mlflow.pyfunc.log_model(
-        name=name, loader_module=__name__, data_path=str(Path(package).resolve()),
+        name=name, loader_module=__name__, data_path=str(local),
         signature=signature(manifest, result), input_example=example, pip_requirements=requirements,
         registered_model_name=registered_model_name, model_config={"result": result}, **log_args)
 
@@ -94,8 +97,9 @@ def signature(manifest: Manifest, result: str = "label") -> Any:
     """The MLflow ``ModelSignature`` of a package: inputs from the manifest, a ``result`` parameter.
 
     Tabular inputs (named columns, or one ``[N]``/``[N, 1]`` input per column) become
-    column specs; other inputs become tensor specs with ``-1`` for dynamic dimensions.
-    Float and integer inputs are declared as float64 and int64.
+    column specs, float and integer columns declared as float64 and int64 (MLflow refuses
+    narrowing casts of columns); other inputs become tensor specs of the model's own dtype
+    with ``-1`` for dynamic dimensions (MLflow checks tensor dtypes exactly).
 
     Example
     -------
@@ -109,9 +113,8 @@ def signature(manifest: Manifest, result: str = "label") -> Any:
     if columns is not None:
         inputs = Schema([ColSpec(_column_type(dtype), name) for name, dtype in columns])
     else:
-        inputs = Schema([TensorSpec(np.dtype(_TENSOR_TYPES.get(np.dtype(s.dtype).kind, s.dtype)),
-                                    tuple(d if isinstance(d, int) else -1 for d in s.shape or (-1,)), s.name)
-                         for s in manifest.inputs])
+        inputs = Schema([TensorSpec(np.dtype(s.dtype), tuple(d if isinstance(d, int) else -1 for d in s.shape or (-1,)),
+                                    s.name) for s in manifest.inputs])
     params = ParamSchema([ParamSpec("result", "string", result)])
     return ModelSignature(inputs=inputs, params=params)
 
@@ -145,11 +148,13 @@ def _input_example(package: PathLike, manifest: Manifest) -> Any:
         return None
     with open_package(package) as opened:
         arrays = read_samples(opened.read_bytes(manifest.samples.inputs), manifest.samples.inputs, str(package))
-    arrays = {name: _widened(value[:_EXAMPLE_ROWS]) for name, value in arrays.items()}
+    arrays = {name: value[:_EXAMPLE_ROWS] for name, value in arrays.items()}
     columns = _columns(manifest)
     if columns is None:
         return arrays if len(arrays) > 1 else next(iter(arrays.values()))
     import pandas as pd
+
+    arrays = {name: _widened(value) for name, value in arrays.items()}
 
     if len(manifest.inputs) == 1 and manifest.inputs[0].columns:
         matrix = arrays[manifest.inputs[0].name]
@@ -159,7 +164,7 @@ def _input_example(package: PathLike, manifest: Manifest) -> Any:
 
 def _widened(values: np.ndarray) -> np.ndarray:
     kind = values.dtype.kind
-    return values.astype(_TENSOR_TYPES[kind]) if kind in _TENSOR_TYPES else values
+    return values.astype(_WIDE[kind]) if kind in _WIDE else values
 
 
 # -- the pyfunc loader: MLflow calls _load_pyfunc with the package's local copy ----------------

@@ -86,13 +86,17 @@ def test_the_package_files_are_the_artifacts_and_nothing_is_pickled(tabular, tmp
 def test_tensor_packages_get_tensor_signatures(classifier, features):
     sig = signature(modelpack.inspect(classifier.path))
     spec = sig.inputs.inputs[0]
-    assert spec.name == "X" and spec.type == np.dtype("float64") and spec.shape == (-1, 4)
+    assert spec.name == "X" and spec.type == np.dtype("float32") and spec.shape == (-1, 4)
     with mlflow.start_run():
-        info = log_package(classifier.path)
+        info = log_package(classifier.path.resolve().as_uri())  # a URL: fetched, then logged
     loaded = mlflow.pyfunc.load_model(info.model_uri)
-    np.testing.assert_array_equal(loaded.predict(features.astype(np.float64)), classifier.labels(features))
+    np.testing.assert_array_equal(loaded.predict(features), classifier.labels(features))
+    np.testing.assert_allclose(loaded.predict(features, params={"result": "proba"}), classifier.proba(features),
+                               atol=1e-6)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="does not match expected dtype float32"):
+        loaded.predict(features.astype(np.float64))  # MLflow checks tensor dtypes exactly, before the model
     with pytest.raises(TaskError, match="not one of label, proba, all"):
-        loaded.predict(features.astype(np.float64), params={"result": "scores"})
+        loaded.predict(features, params={"result": "scores"})
 
 
 def test_load_options_travel_in_the_model_config(classifier, features):
@@ -101,7 +105,7 @@ def test_load_options_travel_in_the_model_config(classifier, features):
     loaded = mlflow.pyfunc.load_model(info.model_uri, model_config={"engine": "onnxruntime"})
     model = loaded.get_raw_model()
     assert model.engine == "onnxruntime"
-    np.testing.assert_array_equal(loaded.predict(features.astype(np.float64)), classifier.labels(features))
+    np.testing.assert_array_equal(loaded.predict(features), classifier.labels(features))
 
 
 # -- from MLflow -------------------------------------------------------------------------------
