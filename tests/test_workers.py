@@ -72,3 +72,8 @@ def test_prepare_checks_the_signature_on_the_driver(archive, tmp_path):
     prepared = prepare(archive, [public])
     assert prepared.keys is not None and prepared.digest == package_digest(archive)
     assert prepared.shipment(True) == archive.read_bytes() and prepared.shipment(False) == str(archive)
+
+
+def test_only_archives_travel_as_bytes(archive):
+    assert prepare(archive).shipment(True) == archive.read_bytes()
+    assert prepare(GOLDEN).shipment(True) == str(GOLDEN.resolve())  # a folder: workers read its path

@@ -52,9 +52,13 @@ class Prepared:
     def shipment(self, ship: bool) -> str | bytes:
         """What travels to the workers: the archive's bytes when shipped, else its location.
 
-        A folder package is never sent as bytes; workers read its location.
+        Only a ``.mpk`` archive is sent as bytes; workers read a folder package (or a bare
+        model file) at its location.
         """
-        return self.path.read_bytes() if ship and self.path.is_file() else self.location
+        from ._package import ARCHIVE_SUFFIX
+
+        archive = self.path.is_file() and self.path.suffix == ARCHIVE_SUFFIX
+        return self.path.read_bytes() if ship and archive else self.location
 
     def load_args(self, load_args: Mapping[str, Any]) -> dict[str, Any]:
         """``load_args`` with the trusted keys as raw bytes (they travel; key files may not)."""

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["predict", "predict_udf", "result_type"]
 
 # What a worker needs to open a package: (digest, kind, location, device, trusted raw keys).
-Where = tuple[str, str, str, str, "tuple[bytes, ...] | None"]
+_Where = tuple[str, str, str, str, "tuple[bytes, ...] | None"]
 _CHECKED_PYTHONS: set[str] = set()
 _PREDICT_ROLE = {"classification": "label", "regression": "value", "clustering": "cluster"}
 
@@ -148,15 +148,14 @@ def predict(df: Any, package: PathLike, *, result: str = "label", column: str = 
     check_result(result)
     if column in df.columns:
         raise InputError(f"the DataFrame already has a column {column!r}", fix="Pass another column=.")
-    spark = df.sparkSession
-    where, manifest = _locate(spark, package, ship, device, trusted_keys)
-    returns = result_type(manifest, result)
-    schema = T.StructType([*df.schema.fields, T.StructField(column, returns)])
     chosen = None if features is None else list(features)
     missing = [c for c in chosen or () if c not in df.columns]
     if missing:
         raise InputError(f"features names columns the DataFrame does not have: {missing}",
                          fix=f"Choose among {df.columns[:20]}.")
+    where, manifest = _locate(df.sparkSession, package, ship, device, trusted_keys)
+    returns = result_type(manifest, result)
+    schema = T.StructType([*df.schema.fields, T.StructField(column, returns)])
 
     def score_arrow(batches: Iterator[Any]) -> Iterator[Any]:
         model = _model(where)
@@ -190,7 +189,7 @@ def _with_column(model: Model, batch: Any, features: list[str] | None, result: s
 
 # -- the driver side -----------------------------------------------------------------------
 def _locate(spark: Any, package: PathLike, ship: bool | None, device: DeviceSpec,
-            trusted_keys: Sequence[Any] | None) -> tuple[Where, Manifest]:
+            trusted_keys: Sequence[Any] | None) -> tuple[_Where, Manifest]:
     """Where the workers find the package, and its manifest; checked (and keys checked) here."""
     from ._package import is_url
 
@@ -231,10 +230,12 @@ def _check_worker_python(sc: Any) -> None:
 
 
 def _same_interpreter(python: str) -> bool:
+    """Whether ``python`` names this very interpreter (links not followed: a virtual
+    environment's python links to a base interpreter that lacks the environment's packages)."""
     import shutil
 
     found = shutil.which(python)
-    return found is not None and Path(found).resolve() == Path(sys.executable).resolve()
+    return found is not None and Path(found).absolute() == Path(sys.executable).absolute()
 
 
 def result_type(manifest: Manifest, result: str) -> Any:
@@ -309,7 +310,7 @@ def _argument_names(manifest: Manifest) -> list[str] | None:
 
 
 # -- the worker side ------------------------------------------------------------------------
-def _model(where: Where) -> Model:
+def _model(where: _Where) -> Model:
     """The worker process's model for ``where``, opened on first use (cached by SHA-256)."""
     digest, kind, location, device, keys = where
 

@@ -29,6 +29,7 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow") / "mlruns"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")  # tests send nothing anywhere
         mlflow.set_tracking_uri(root.as_uri())
         mlflow.set_registry_uri(root.as_uri())
         yield root
