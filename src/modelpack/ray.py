@@ -20,12 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._workers import cached_model, opener, prepare, with_results
 from .batch import check_result
+from .errors import InputError
 
 if TYPE_CHECKING:
     from ._model import Model
     from ._types import PathLike
 
 __all__ = ["Predictor", "predict"]
+
+_FORMATS = ("pandas", "pyarrow")
 
 
 def predict(dataset: Any, package: PathLike, *, result: str = "label", batch_size: int | None = 4096,
@@ -65,6 +68,9 @@ def predict(dataset: Any, package: PathLike, *, result: str = "label", batch_siz
     import ray
 
     check_result(result)
+    if batch_format not in _FORMATS:
+        raise InputError(f"batch_format={batch_format!r} is not one of {', '.join(_FORMATS)}",
+                         fix="Pass batch_format='pandas' or 'pyarrow'.")
     prepared = prepare(package, trusted_keys)
     shipment = prepared.shipment(ship)
     source = ray.put(shipment) if isinstance(shipment, bytes) else shipment

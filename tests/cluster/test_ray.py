@@ -42,6 +42,8 @@ def test_the_callable_refuses_bad_results_and_clashing_columns(named_classifier,
         Predictor(str(named_classifier.path), result="scores")
     with pytest.raises(InputError, match="already has the result column"):
         Predictor(str(named_classifier.path))(table.assign(prediction=1))
+    with pytest.raises(InputError, match="batch_format='numpy' is not one of pandas, pyarrow"):
+        predict(None, named_classifier.path, batch_format="numpy")
 
 
 # -- a real local cluster ------------------------------------------------------------------------
