@@ -225,10 +225,16 @@ def from_mlflow(model_uri: str, dest: PathLike, *, sample: InputData, **export_a
     >>> modelpack.from_mlflow("models:/churn/3", "churn.mpk", sample=X[:200])   # doctest: +SKIP
     """
     import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
     from mlflow.models import Model as MlflowModel
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
-    flavors = MlflowModel.load(str(local)).flavors
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri)).resolve()
+        flavors = MlflowModel.load(str(local)).flavors
+    except (MlflowException, OSError) as exc:
+        raise ConversionError(f"cannot read the MLflow model at {model_uri}: {exc}",
+                              fix="Check the model URI, and the tracking and registry URIs MLflow uses "
+                                  "(mlflow.set_tracking_uri).") from None
     flavour = next((f for f in _FLAVOURS if f in flavors), None)
     if flavour is None:
         raise ConversionError(f"the MLflow model at {model_uri} has the flavours {sorted(flavors)}; "
@@ -238,8 +244,18 @@ def from_mlflow(model_uri: str, dest: PathLike, *, sample: InputData, **export_a
     from ._export import export, pack
 
     if flavour == "onnx":  # already the portable form: packed as it is, options as pack takes them
-        return pack(local / flavors["onnx"]["data"], dest, sample=sample, **export_args)
+        return pack(_onnx_file(local, flavors["onnx"], model_uri), dest, sample=sample, **export_args)
     return export(_native(flavour, local), dest, sample=sample, **export_args)
+
+
+def _onnx_file(local: Path, flavour: Any, model_uri: str) -> Path:
+    """The ONNX file the flavour names, which must lie inside the downloaded model."""
+    name = flavour.get("data") if isinstance(flavour, dict) else None
+    path = (local / name).resolve() if isinstance(name, str) else None
+    if path is None or not path.is_relative_to(local) or not path.is_file():
+        raise ConversionError(f"the onnx flavour of {model_uri} names {name!r}, which is not a file of the model",
+                              fix="Log the model again with mlflow.onnx.log_model.")
+    return path
 
 
 def _native(flavour: str, local: Path) -> Any:

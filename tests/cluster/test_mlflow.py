@@ -180,3 +180,15 @@ def test_the_scoring_server_answers_with_the_package(tabular):
         answer = client.post("/invocations", json=body)
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == clf.predict(X[:7]).tolist()
+
+
+def test_unreadable_and_escaping_models_are_refused(tmp_path):
+    with pytest.raises(ConversionError, match="cannot read the MLflow model at models:/nothing/1"):
+        from_mlflow("models:/nothing/1", tmp_path / "x.mpk", sample=np.zeros((2, 4), np.float32))
+    (tmp_path / "outside.onnx").write_bytes(b"not a model")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "MLmodel").write_text("flavors:\n  onnx:\n    data: ../outside.onnx\n")
+    with pytest.raises(ConversionError, match="names '../outside.onnx', which is not a file of the model"):
+        from_mlflow(str(model), tmp_path / "x.mpk", sample=np.zeros((2, 4), np.float32))
+    assert not (tmp_path / "x.mpk").exists()
