@@ -58,3 +58,24 @@ def test_two_worker_processes_each_open_the_shipped_package(named_classifier, ta
     np.testing.assert_allclose(every[["probabilities_10", "probabilities_20", "probabilities_30"]],
                                named_classifier.proba(features), atol=1e-6)
     assert len(opened) == 2 and all(n == 1 for n in opened.values()), opened
+
+
+def test_trusted_keys_are_checked_on_the_driver_and_in_the_workers(named_classifier, table, features, tmp_path):
+    pytest.importorskip("cryptography", reason="signing needs the 'sign' extra (cryptography)")
+    import shutil
+
+    from modelpack._package import generate_key, sign
+    from modelpack.errors import SignatureError
+
+    public, other = generate_key(tmp_path / "alice"), generate_key(tmp_path / "mallory")
+    signed = tmp_path / "signed.mpk"
+    shutil.copy(named_classifier.path, signed)
+    sign(signed, tmp_path / "alice")
+    frame = dd.from_pandas(table, npartitions=2)
+    with pytest.raises(SignatureError, match="none of them is trusted"):
+        predict(frame, signed, trusted_keys=[other])
+    with pytest.raises(SignatureError, match="not signed"):
+        predict(frame, named_classifier.path, trusted_keys=[public])
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        got = scored(cluster, predict(frame, signed, trusted_keys=[public]))
+    np.testing.assert_array_equal(got["prediction"], named_classifier.labels(features))
