@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -192,3 +193,48 @@ def test_unreadable_and_escaping_models_are_refused(tmp_path):
     with pytest.raises(ConversionError, match="names '../outside.onnx', which is not a file of the model"):
         from_mlflow(str(model), tmp_path / "x.mpk", sample=np.zeros((2, 4), np.float32))
     assert not (tmp_path / "x.mpk").exists()
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_with_the_package(tabular, store):
+    """The real `mlflow models serve` command on loopback, in this environment (no new one built)."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    clf, X, path = tabular
+    command = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or shutil.which("mlflow")
+    if command is None:
+        pytest.skip("the mlflow command is not on PATH")
+    with mlflow.start_run():
+        info = log_package(path, "cli")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store.as_uri(), "MLFLOW_ALLOW_FILE_STORE": "true",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    server = subprocess.Popen([command, "models", "serve", "-m", info.model_uri, "--env-manager", "local",
+                               "-h", "127.0.0.1", "-p", str(port), "-w", "1"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/ping", timeout=1)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail(f"mlflow models serve exited: {server.stderr.read().decode()[-2000:]}")
+                time.sleep(0.5)
+        body = json.dumps({"dataframe_split": X[:9].to_dict(orient="split")}).encode()
+        request = urllib.request.Request(f"{url}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert answer["predictions"] == clf.predict(X[:9]).tolist()
