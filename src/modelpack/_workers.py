@@ -1,6 +1,6 @@
 """Packages for the workers of a cluster engine (Spark, Ray, Dask): checked once, opened once.
 
-The driver checks a package once (:func:`prepare`: manifest, signature, identity)
+The driver checks a package once (:func:`prepare`: container and manifest, signature, identity)
 before any task is sent, so a bad package fails there with its reason rather than
 in every task. A worker process then opens each package once and keeps it in a
 cache keyed by the package's SHA-256 and the load options (:func:`cached_model`):
