@@ -5,6 +5,7 @@ import modelpack
 DOCUMENTED = {
     # functions
     "load", "pack", "export", "inspect", "verify", "fetch", "register", "list_converters", "devices",
+    "from_mlflow",
     # types
     "Model", "Manifest", "TensorSpec", "VerifyReport", "DeviceReport", "ModelCard",
     # errors
@@ -30,7 +31,7 @@ def test_exported_objects_present_themselves_as_modelpack():
 
 
 def test_every_public_function_has_a_docstring_with_an_example():
-    for name in ("load", "pack", "export", "inspect", "verify", "fetch", "register"):
+    for name in ("load", "pack", "export", "inspect", "verify", "fetch", "register", "from_mlflow"):
         doc = getattr(modelpack, name).__doc__
         assert doc and "Example" in doc, name
 

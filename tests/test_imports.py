@@ -5,7 +5,7 @@ import sys
 
 HEAVY = ["onnxruntime", "sklearn", "xgboost", "lightgbm", "catboost", "tensorflow", "keras", "torch",
          "skl2onnx", "onnxmltools", "tf2onnx", "pypmml", "jpype", "pandas", "pyarrow", "onnx",
-         "fastapi", "uvicorn", "pyspark", "fsspec", "cryptography"]
+         "fastapi", "uvicorn", "pyspark", "fsspec", "cryptography", "mlflow", "ray", "dask", "distributed"]
 
 
 def test_import_modelpack_imports_nothing_heavy():

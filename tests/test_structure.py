@@ -17,7 +17,8 @@ from modelpack.manifest import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "modelpack"
-PUBLIC_MODULES = {"errors", "manifest", "plugin", "testing", "serve", "deploy", "spark", "batch"}
+PUBLIC_MODULES = {"errors", "manifest", "plugin", "testing", "serve", "deploy", "spark", "batch",
+                  "mlflow", "ray", "dask"}
 # The manifest renders itself as HTML for notebooks through _display, which reads the manifest's types.
 ALLOWED_CIRCLES = [{"modelpack.manifest", "modelpack._display"}]
 PLUGIN_DOOR = {"modelpack", "modelpack.plugin", "modelpack.testing"}

@@ -43,6 +43,7 @@ from .errors import (
     UnsafePackageError,
 )
 from .manifest import Manifest, TensorSpec
+from .mlflow import from_mlflow
 
 __all__ = [
     "ConversionError",
@@ -76,6 +77,7 @@ __all__ = [
     "devices",
     "export",
     "fetch",
+    "from_mlflow",
     "inspect",
     "list_converters",
     "load",

@@ -1,16 +1,25 @@
-"""Score Spark DataFrames with a package: :func:`predict_udf` returns a pandas UDF.
+"""Score Spark DataFrames with a package: :func:`predict_udf` (a pandas UDF) and :func:`predict`.
 
-The UDF is an iterator pandas UDF: each Python worker loads the package once
-(kept in a cache of the worker process, which Spark reuses across tasks) and
-scores the Arrow batches it is given. The Spark result type is read from the
-manifest on the driver, so nothing runs there.
+:func:`predict_udf` is an iterator pandas UDF for ``select``/``withColumn``;
+:func:`predict` adds one result column to a whole DataFrame through
+``DataFrame.mapInArrow``, which hands each Python worker Arrow record batches.
+Either way each Python worker opens the package once and keeps it in a cache
+keyed by the package's SHA-256 and the load options (Spark reuses its Python
+workers across tasks). The Spark result type is read from the manifest on the
+driver, so nothing runs there.
+
+Spark's Python workers run ``PYSPARK_PYTHON`` (else ``python3`` on their PATH),
+which must be an interpreter where modelpack is installed. With a ``local[...]``
+master the driver checks this once and says how to fix it; on a cluster, set
+``PYSPARK_PYTHON`` (or ``spark.pyspark.python``) to the executors' environment.
 
 Where the package lives:
 
 * a URL (``s3://``, ``gs://``, ``https://``...): every worker fetches it
   (:func:`modelpack.fetch`), so the executors need the credentials;
 * a local path with a ``local[...]`` master: the workers open that path;
-* a local path on a cluster: it is shipped with ``SparkContext.addFile``.
+* a local path on a cluster: it is shipped with ``SparkContext.addFile``, and each
+  worker opens its copy from ``SparkFiles``.
 
 Columns are matched to the model by name when the UDF is given one struct
 column (``udf(struct(*cols))``); given several columns, they are taken in the
@@ -20,15 +29,18 @@ array column, each row is one feature vector of a single-input model.
 
 from __future__ import annotations
 
-import threading
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Tuple, Union  # noqa: UP035 - PySpark reads typing names
 
 import numpy as np
 
+from ._workers import cached_model, prepare
 from .batch import check_result
-from .errors import InputError, TaskError
+from .errors import InputError, ModelpackError, TaskError
 from .manifest import Manifest, TensorSpec
 
 if TYPE_CHECKING:
@@ -37,11 +49,11 @@ if TYPE_CHECKING:
     from ._model import Model
     from ._types import DeviceSpec, PathLike
 
-__all__ = ["predict_udf", "result_type"]
+__all__ = ["predict", "predict_udf", "result_type"]
 
-# Per worker process: (kind, where, device, trusted raw keys) -> Model.
-_MODELS: dict[tuple[str, str, str, tuple[bytes, ...] | None], Model] = {}
-_LOCK = threading.Lock()
+# What a worker needs to open a package: (digest, kind, location, device, trusted raw keys).
+_Where = tuple[str, str, str, str, "tuple[bytes, ...] | None"]
+_CHECKED_PYTHONS: set[str] = set()
 _PREDICT_ROLE = {"classification": "label", "regression": "value", "clustering": "cluster"}
 
 
@@ -77,14 +89,10 @@ def predict_udf(spark: Any, package: PathLike, *, result: str = "label", device:
     """
     from pyspark.sql.functions import pandas_udf
 
-    from ._package import raw_public_key
-
     check_result(result)
-    keys = None if trusted_keys is None else tuple(raw_public_key(k) for k in trusted_keys)
-    location, manifest = _locate(spark, package, ship, keys)
+    where, manifest = _locate(spark, package, ship, device, trusted_keys)
     returns = result_type(manifest, result)
     names = _argument_names(manifest)
-    where = (*location, str(device), keys)
 
     def score_batches(batches: Any) -> Any:
         model = _model(where)
@@ -107,33 +115,127 @@ def _udf_hints(result: str) -> dict[str, Any]:
     return {"batches": Iterator[Tuple[column, ...]], "return": Iterator[out]}  # type: ignore[valid-type]  # noqa: UP006
 
 
+def predict(df: Any, package: PathLike, *, result: str = "label", column: str = "prediction",
+            features: Sequence[str] | None = None, device: DeviceSpec = "cpu", ship: bool | None = None,
+            trusted_keys: Sequence[Any] | None = None) -> Any:
+    """``df`` with one column of results, computed on Arrow batches by ``DataFrame.mapInArrow``.
+
+    The model reads the DataFrame's columns by name (its named columns or inputs), or
+    the ``features`` columns in order; every column passes through unchanged. The new
+    column has the type :func:`result_type` gives.
+
+    Parameters
+    ----------
+    df:
+        A Spark ``DataFrame``.
+    package, device, ship, trusted_keys:
+        As for :func:`predict_udf`.
+    result:
+        ``"label"``, ``"proba"`` or ``"all"`` (a struct of every output).
+    column:
+        The name of the added column.
+    features:
+        The columns given to the model, in this order (for a model without column names);
+        by default the whole row, matched by name.
+
+    Example
+    -------
+    >>> from modelpack.spark import predict
+    >>> predict(df, "churn.mpk", result="proba", column="p").write.parquet("scored/")   # doctest: +SKIP
+    """
+    from pyspark.sql import types as T
+
+    check_result(result)
+    if column in df.columns:
+        raise InputError(f"the DataFrame already has a column {column!r}", fix="Pass another column=.")
+    chosen = None if features is None else list(features)
+    missing = [c for c in chosen or () if c not in df.columns]
+    if missing:
+        raise InputError(f"features names columns the DataFrame does not have: {missing}",
+                         fix=f"Choose among {df.columns[:20]}.")
+    where, manifest = _locate(df.sparkSession, package, ship, device, trusted_keys)
+    returns = result_type(manifest, result)
+    schema = T.StructType([*df.schema.fields, T.StructField(column, returns)])
+
+    def score_arrow(batches: Iterator[Any]) -> Iterator[Any]:
+        model = _model(where)
+        for batch in batches:
+            yield _with_column(model, batch, chosen, result, (column, returns))
+
+    return df.mapInArrow(score_arrow, schema)
+
+
+def _with_column(model: Model, batch: Any, features: list[str] | None, result: str,
+                 added: tuple[str, Any]) -> Any:
+    """One Arrow record batch with the result column appended."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    column, returns = added
+    chosen = batch if features is None else batch.select(features)
+    # Arrow batches are scored through pandas until Model.predict reads Arrow; then
+    # `chosen` itself goes to _output.
+    frame = chosen.to_pandas()
+    positional = features is not None and _argument_names(model.manifest) is None
+    values = _output(model, frame.to_numpy() if positional else frame, result)
+    kind = to_arrow_type(returns)
+    if result == "all":
+        array = pa.StructArray.from_arrays([pa.Array.from_pandas(values[f.name], type=kind.field(f.name).type)
+                                            for f in returns.fields], fields=list(kind))
+    else:
+        array = pa.Array.from_pandas(values, type=kind)
+    return pa.RecordBatch.from_arrays([*batch.columns, array], names=[*batch.schema.names, column])
+
+
 # -- the driver side -----------------------------------------------------------------------
-def _locate(spark: Any, package: PathLike, ship: bool | None,
-            keys: tuple[bytes, ...] | None) -> tuple[tuple[str, str], Manifest]:
-    """Where the workers find the package, and its manifest (checked against ``keys``)."""
-    from ._package import fetch, is_url
+def _locate(spark: Any, package: PathLike, ship: bool | None, device: DeviceSpec,
+            trusted_keys: Sequence[Any] | None) -> tuple[_Where, Manifest]:
+    """Where the workers find the package, and its manifest; checked (and keys checked) here."""
+    from ._package import is_url
 
+    local = (spark.sparkContext.master or "").startswith("local")
+    if local:
+        _check_worker_python(spark.sparkContext)
+    prepared = prepare(package, trusted_keys)
+    device_name, keys = str(device), prepared.keys
     if is_url(package):
-        return ("url", str(package)), _manifest(fetch(str(package)), keys)
-    path = Path(package).resolve()
-    manifest = _manifest(path, keys)
+        return (prepared.digest, "url", str(package), device_name, keys), prepared.manifest
     if ship is None:
-        ship = not (spark.sparkContext.master or "").startswith("local")
+        ship = not local
     if not ship:
-        return ("path", str(path)), manifest
-    spark.sparkContext.addFile(str(path), recursive=path.is_dir())
-    return ("sparkfile", path.name), manifest
+        return (prepared.digest, "path", str(prepared.path), device_name, keys), prepared.manifest
+    spark.sparkContext.addFile(str(prepared.path), recursive=prepared.path.is_dir())
+    return (prepared.digest, "sparkfile", prepared.path.name, device_name, keys), prepared.manifest
 
 
-def _manifest(path: PathLike, keys: tuple[bytes, ...] | None) -> Manifest:
-    from ._load import inspect
-    from ._package import open_package, verify_signature
+def _check_worker_python(sc: Any) -> None:
+    """With a local master, make sure the workers' Python can import modelpack, once per interpreter.
 
-    if keys is None:
-        return inspect(path)
-    with open_package(path) as package:  # fail here, with the reason, rather than in every task
-        verify_signature(package, keys)
-        return package.manifest
+    Spark starts its Python workers with ``PYSPARK_PYTHON`` (or ``python3`` on PATH),
+    not with the driver's interpreter; a worker without modelpack would fail every task
+    with a bare ``ModuleNotFoundError``.
+    """
+    python = getattr(sc, "pythonExec", None) or os.environ.get("PYSPARK_PYTHON") or "python3"
+    if python in _CHECKED_PYTHONS or _same_interpreter(python):
+        return
+    try:
+        found = subprocess.run([python, "-c", "import modelpack"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        found = False
+    if not found:
+        raise ModelpackError(f"Spark's Python workers run {python!r}, which cannot import modelpack",
+                             fix=f"Set PYSPARK_PYTHON={sys.executable} (or spark.pyspark.python) before "
+                                 "the SparkSession is created, or install modelpack for that interpreter.")
+    _CHECKED_PYTHONS.add(python)
+
+
+def _same_interpreter(python: str) -> bool:
+    """Whether ``python`` names this very interpreter (links not followed: a virtual
+    environment's python links to a base interpreter that lacks the environment's packages)."""
+    import shutil
+
+    found = shutil.which(python)
+    return found is not None and Path(found).absolute() == Path(sys.executable).absolute()
 
 
 def result_type(manifest: Manifest, result: str) -> Any:
@@ -208,23 +310,22 @@ def _argument_names(manifest: Manifest) -> list[str] | None:
 
 
 # -- the worker side ------------------------------------------------------------------------
-def _model(where: tuple[str, str, str, tuple[bytes, ...] | None]) -> Model:
-    """The worker process's model for ``where``, loaded on first use."""
-    with _LOCK:
-        if where not in _MODELS:
-            from ._load import load
+def _model(where: _Where) -> Model:
+    """The worker process's model for ``where``, opened on first use (cached by SHA-256)."""
+    digest, kind, location, device, keys = where
 
-            kind, location, device, keys = where
-            if kind == "url":
-                from ._package import fetch
+    def local_copy() -> str:
+        if kind == "url":
+            from ._package import fetch
 
-                location = str(fetch(location))
-            elif kind == "sparkfile":
-                from pyspark import SparkFiles
+            return str(fetch(location))
+        if kind == "sparkfile":
+            from pyspark import SparkFiles
 
-                location = SparkFiles.get(location)
-            _MODELS[where] = load(location, device=device, trusted_keys=keys)
-        return _MODELS[where]
+            return SparkFiles.get(location)
+        return location
+
+    return cached_model(digest, local_copy, {"device": device, "trusted_keys": keys})
 
 
 def _frame(batch: Any, names: list[str] | None, model: Model) -> Any:

@@ -139,3 +139,51 @@ def test_trusted_keys_are_checked_on_the_driver_and_the_workers(spark, frame, re
         predict_udf(spark, signed, trusted_keys=[other])
     with pytest.raises(SignatureError, match="not signed"):
         predict_udf(spark, regressor.path, trusted_keys=[public])
+
+
+# -- mapInArrow: whole DataFrames ---------------------------------------------------------------
+@pytest.mark.slow
+def test_predict_adds_a_column_through_arrow_batches(spark, frame, classifier, named_classifier,
+                                                     zipmap_classifier, features):
+    from modelpack.spark import predict
+
+    with modelpack.load(named_classifier.path) as model:
+        expected = model.predict(pd.DataFrame(features, columns=COLUMNS))
+    by_name = predict(frame, named_classifier.path).orderBy("id")
+    assert by_name.columns == [*COLUMNS, "id", "prediction"]
+    np.testing.assert_array_equal([r["prediction"] for r in by_name.collect()], expected)
+    positional = collect(predict(frame, classifier.path, features=COLUMNS, column="p"))
+    np.testing.assert_array_equal(positional, classifier.labels(features))
+    proba = collect(predict(frame, zipmap_classifier.path, result="proba", features=COLUMNS, column="p",
+                            ship=True))
+    np.testing.assert_allclose(np.array(proba), zipmap_classifier.proba(features), atol=1e-6)
+    every = collect(predict(frame, classifier.path, result="all", features=COLUMNS, column="p"))
+    np.testing.assert_array_equal([r["label"] for r in every], classifier.labels(features))
+    np.testing.assert_allclose([r["probabilities"] for r in every], classifier.proba(features), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_predict_refuses_clashing_and_missing_columns(spark, frame, named_classifier):
+    from modelpack.errors import InputError
+    from modelpack.spark import predict
+
+    with pytest.raises(InputError, match="already has a column 'id'"):
+        predict(frame, named_classifier.path, column="id")
+    with pytest.raises(InputError, match=r"does not have: \['g0'\]"):
+        predict(frame, named_classifier.path, features=["g0"])
+
+
+def test_a_worker_python_without_modelpack_is_explained(tmp_path):
+    from types import SimpleNamespace
+
+    from modelpack.errors import ModelpackError
+    from modelpack.spark import _check_worker_python
+
+    _check_worker_python(SimpleNamespace(pythonExec=sys.executable))  # this interpreter: fine
+    bare = tmp_path / "python3"
+    bare.write_text("#!/bin/sh\nexit 1\n")  # an interpreter on which `import modelpack` fails
+    bare.chmod(0o755)
+    for python in (str(bare), str(tmp_path / "missing-python")):
+        with pytest.raises(ModelpackError, match=r"cannot import modelpack.*Set PYSPARK_PYTHON=") as caught:
+            _check_worker_python(SimpleNamespace(pythonExec=python))
+        assert sys.executable in str(caught.value)

@@ -1,0 +1,183 @@
+"""Packages for the workers of a cluster engine (Spark, Ray, Dask): checked once, opened once.
+
+The driver checks a package once (:func:`prepare`: container and manifest, signature, identity)
+before any task is sent, so a bad package fails there with its reason rather than
+in every task. A worker process then opens each package once and keeps it in a
+cache keyed by the package's SHA-256 and the load options (:func:`cached_model`):
+engines that reuse their worker processes (Spark's Python workers, Dask's
+workers) score every later task without opening it again.
+
+A package's identity is the SHA-256 of its ``.mpk`` archive, or of the manifest of
+a folder package (the manifest lists the SHA-256 of every file, and opening the
+package checks them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ._model import Model
+    from ._types import PathLike
+    from .manifest import Manifest
+
+__all__ = ["Prepared", "cached_model", "materialize", "opener", "package_digest", "prepare", "with_results"]
+
+_MODELS: dict[tuple[str, str], Model] = {}
+_LOCK = threading.RLock()  # cached_model holds it while materialize takes it
+_CHUNK = 1 << 20
+_scratch: Path | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A package as the driver found it: where it is here, what it declares, who it is."""
+
+    path: Path
+    manifest: Manifest
+    digest: str
+    keys: tuple[bytes, ...] | None
+    location: str  # the URL as given, or the local path
+
+    def shipment(self, ship: bool) -> str | bytes:
+        """What travels to the workers: the archive's bytes when shipped, else its location.
+
+        Only a ``.mpk`` archive is sent as bytes; workers read a folder package (or a bare
+        model file) at its location.
+        """
+        from ._package import ARCHIVE_SUFFIX
+
+        archive = self.path.is_file() and self.path.suffix == ARCHIVE_SUFFIX
+        return self.path.read_bytes() if ship and archive else self.location
+
+    def load_args(self, load_args: Mapping[str, Any]) -> dict[str, Any]:
+        """``load_args`` with the trusted keys as raw bytes (they travel; key files may not)."""
+        return {**load_args, "trusted_keys": self.keys} if self.keys is not None else dict(load_args)
+
+
+def prepare(package: PathLike, trusted_keys: Sequence[Any] | None = None) -> Prepared:
+    """Check ``package`` on the driver (a URL is fetched first) and return what workers need.
+
+    Example
+    -------
+    >>> prepare("churn.mpk").digest[:12]   # doctest: +SKIP
+    '3ee8358edf90'
+    """
+    from ._load import inspect
+    from ._package import fetch, is_url, open_package, raw_public_key, verify_signature
+
+    url = is_url(package)
+    path = Path(fetch(str(package)) if url else package).resolve()
+    keys = None if trusted_keys is None else tuple(raw_public_key(k) for k in trusted_keys)
+    if keys is None:
+        manifest = inspect(path)
+    else:
+        with open_package(path) as opened:
+            verify_signature(opened, keys)
+            manifest = opened.manifest
+    return Prepared(path, manifest, package_digest(path), keys, str(package) if url else str(path))
+
+
+def package_digest(path: PathLike) -> str:
+    """The SHA-256 that names a package: of its archive, or of a folder package's manifest.
+
+    Example
+    -------
+    >>> len(package_digest("churn.mpk"))   # doctest: +SKIP
+    64
+    """
+    from ._package import MANIFEST_NAME
+
+    p = Path(path)
+    target = p / MANIFEST_NAME if p.is_dir() else p
+    digest = hashlib.sha256()
+    with open(target, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_model(digest: str, where: Callable[[], PathLike], load_args: Mapping[str, Any]) -> Model:
+    """This process's model for the package ``digest``, opened from ``where()`` on first use.
+
+    ``where`` runs only on a miss, so a worker fetches or unpacks a package once.
+    The opened package is checked against ``digest``: a path that now holds another
+    package (a file replaced under the same name) is refused rather than scored.
+
+    Example
+    -------
+    >>> model = cached_model(digest, lambda: "churn.mpk", {"device": "cpu"})   # doctest: +SKIP
+    """
+    from ._load import load
+    from .errors import PackageIntegrityError
+
+    key = (digest, repr(sorted(load_args.items())))
+    with _LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            path = where()
+            if package_digest(path) != digest:
+                raise PackageIntegrityError(f"the package at {path} is not the one the driver checked "
+                                            f"(SHA-256 {digest[:12]}...)", package=str(path),
+                                            fix="Do not replace a package while a job scores with it; "
+                                                "write new versions under new names.")
+            model = _MODELS[key] = load(path, **load_args)
+        return model
+
+
+def materialize(payload: bytes, digest: str) -> Path:
+    """Write a shipped ``.mpk`` archive into this process's private folder; return its path.
+
+    Example
+    -------
+    >>> materialize(data, package_digest("churn.mpk"))   # doctest: +SKIP
+    PosixPath('/tmp/modelpack-workers-.../3ee8358edf90....mpk')
+    """
+    global _scratch
+    from ._atomic import write_file
+
+    with _LOCK:
+        if _scratch is None:
+            _scratch = Path(tempfile.mkdtemp(prefix="modelpack-workers-"))  # mode 0700
+            atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
+        target = _scratch / f"{digest}.mpk"
+        if not target.exists():
+            write_file(target, payload)
+    return target
+
+
+def opener(location: str | bytes, digest: str) -> Callable[[], Path]:
+    """How a worker gets a local copy of a package: shipped bytes, a URL or a path."""
+    def where() -> Path:
+        if isinstance(location, bytes):
+            return materialize(location, digest)
+        from ._package import fetch, is_url
+
+        return Path(fetch(location)) if is_url(location) else Path(location)
+
+    return where
+
+
+def with_results(model: Model, frame: pd.DataFrame, result: str) -> pd.DataFrame:
+    """``frame`` with the result columns of :func:`modelpack.batch.score` added on the right."""
+    import pandas as pd
+
+    from .batch import score
+    from .errors import InputError
+
+    scores = score(model, frame, result)
+    clash = [c for c in scores.columns if c in frame.columns]
+    if clash:
+        raise InputError(f"the data already has the result column(s) {clash}", package=model.manifest.name,
+                         fix="Rename or drop those columns before scoring.")
+    return pd.concat([frame, scores], axis=1)

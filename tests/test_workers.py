@@ -1,0 +1,79 @@
+"""The worker side of the cluster engines: packages checked once, opened once per process by SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+import modelpack
+from modelpack._workers import cached_model, materialize, opener, package_digest, prepare
+from modelpack.errors import PackageIntegrityError, SignatureError
+
+GOLDEN = Path(__file__).parent / "data" / "golden-1.0"
+
+
+@pytest.fixture()
+def archive(tmp_path):
+    modelpack.pack(GOLDEN / "model.onnx", tmp_path / "g.mpk")
+    return tmp_path / "g.mpk"
+
+
+def test_the_digest_names_the_archive_or_the_folders_manifest(archive):
+    assert package_digest(archive) == hashlib.sha256(archive.read_bytes()).hexdigest()
+    folder_digest = hashlib.sha256((GOLDEN / "modelpack.json").read_bytes()).hexdigest()
+    assert package_digest(GOLDEN) == folder_digest
+
+
+def test_a_package_is_opened_once_per_digest_and_options(archive):
+    digest = package_digest(archive)
+    calls = []
+
+    def where():
+        calls.append(1)
+        return archive
+
+    first = cached_model(digest, where, {"engine": "onnxruntime"})
+    assert cached_model(digest, where, {"engine": "onnxruntime"}) is first
+    assert cached_model(digest, where, {"engine": "auto"}) is not first
+    assert len(calls) == 2
+
+
+def test_a_package_replaced_under_its_name_is_refused(archive, tmp_path):
+    digest = package_digest(archive)
+    other = tmp_path / "other.mpk"
+    shutil.copy(archive, other)
+    with open(other, "ab") as fh:  # the same name, other bytes
+        fh.write(b"\0")
+    with pytest.raises(PackageIntegrityError, match="not the one the driver checked"):
+        cached_model(digest, lambda: other, {"device": "cpu", "engine": "auto", "fallback": True})
+
+
+def test_shipped_bytes_become_a_private_file_once(archive):
+    data, digest = archive.read_bytes(), package_digest(archive)
+    path = materialize(data, digest)
+    assert path.read_bytes() == data and path.name == f"{digest}.mpk"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    assert materialize(data, digest) == path
+    assert opener(data, digest)() == path
+    assert opener(str(archive), digest)() == archive
+
+
+def test_prepare_checks_the_signature_on_the_driver(archive, tmp_path):
+    pytest.importorskip("cryptography", reason="signing needs the 'sign' extra (cryptography)")
+    from modelpack._package import generate_key, sign
+
+    public = generate_key(tmp_path / "alice")
+    with pytest.raises(SignatureError, match="not signed"):
+        prepare(archive, [public])
+    sign(archive, tmp_path / "alice")
+    prepared = prepare(archive, [public])
+    assert prepared.keys is not None and prepared.digest == package_digest(archive)
+    assert prepared.shipment(True) == archive.read_bytes() and prepared.shipment(False) == str(archive)
+
+
+def test_only_archives_travel_as_bytes(archive):
+    assert prepare(archive).shipment(True) == archive.read_bytes()
+    assert prepare(GOLDEN).shipment(True) == str(GOLDEN.resolve())  # a folder: workers read its path
