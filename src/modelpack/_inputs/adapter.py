@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import InputError, MissingColumnError, ShapeError
 from ..manifest import TensorSpec
 from .casting import as_array, cast, column_array, describe, expected, numpy_dtype
+from .arrow import ArrowColumns, PolarsColumns, frame_kind
 from .frames import frame_columns, frame_values, is_dataframe
 
 __all__ = ["InputAdapter"]
@@ -131,6 +132,9 @@ class InputAdapter:
     def _feeds(self, data: Any) -> dict[str, np.ndarray]:
         if is_dataframe(data):
             return self._from_frame(data)
+        kind = frame_kind(data)
+        if kind is not None:
+            return self._from_arrow(data, kind)
         if isinstance(data, Mapping):
             return self._from_mapping(data)
         if isinstance(data, (list, tuple)) and data and all(isinstance(r, Mapping) for r in data):
@@ -162,6 +166,24 @@ class InputAdapter:
                 return {self._name: values}  # type: ignore[dict-item]
             return {self._name: self.adapt(self._single, values)}  # type: ignore[arg-type, dict-item]
         return self._from_columns(frame_columns(df, self._names_of(columns)), len(df), "column")
+
+    def _from_arrow(self, data: Any, kind: str) -> dict[str, np.ndarray]:
+        if kind == "lazy":  # Model collects a LazyFrame in batches; here it is one batch
+            data, kind = data.collect(), "polars"
+        columns = ArrowColumns(data, self._target_of, self.package) if kind == "arrow" \
+            else PolarsColumns(data, self._target_of, self.package)
+        return self._from_columns(columns, columns.rows, "column")
+
+    def _target_of(self, column: str) -> np.dtype | None:
+        """The dtype of the input that ``column`` feeds (None: it feeds none)."""
+        dtype = self._dtypes.get(column)
+        return dtype if dtype is not None or self._single is None else self._dtype
+
+    def wanted_columns(self) -> list[str] | None:
+        """The columns a table must hold (None: any, taken in order)."""
+        if self._single is None:
+            return list(self.names)
+        return list(self._columns.get(self._single.name, ())) or None
 
     def _names_of(self, columns: Any) -> list[Any]:
         # Listing an Arrow-backed Index costs microseconds; an Index is immutable, and rows
@@ -238,8 +260,7 @@ class InputAdapter:
             self._check_present(wanted, columns, what)
             if not from_frame:
                 self._refuse_unknown(wanted, columns, what)
-            stacked = np.column_stack([column_array(columns[c], self._single, self.package).reshape(n)
-                                       for c in wanted]) if n else np.empty((0, len(wanted)))
+            stacked = self._stacked([column_array(columns[c], self._single, self.package) for c in wanted], n)
             return {self._single.name: self.adapt(self._single, stacked)}
         if self._single is not None and self._single.shape is not None and len(self._single.shape) == 2:
             if not from_frame:
@@ -251,9 +272,19 @@ class InputAdapter:
                                  fix=f"Pass {{{self._single.name!r}: rows}}, or an array (or a DataFrame) "
                                      "whose columns are in training order.")
             # No names recorded: a frame's columns are taken in order, as scikit-learn takes arrays.
-            stacked = np.column_stack([np.asarray(v) for v in columns.values()])
+            stacked = self._stacked([np.asarray(v) for v in columns.values()], n)
             return {self._single.name: self.adapt(self._single, stacked)}
         raise self._missing(self.names, columns, what)
+
+    def _stacked(self, arrays: list[np.ndarray], n: int) -> np.ndarray:
+        """Columns side by side: straight into the input's float dtype when they are all floats."""
+        target = self._dtype
+        if target is not None and target.kind == "f" and all(a.dtype.kind == "f" and a.size == n for a in arrays):
+            out = np.empty((n, len(arrays)), dtype=target)
+            for j, a in enumerate(arrays):
+                out[:, j] = a.reshape(n)  # float to float rounds, as the cast policy allows
+            return out
+        return np.column_stack([a.reshape(n) for a in arrays]) if n else np.empty((0, len(arrays)))
 
     def _check_lengths(self, columns: Mapping[str, Any], what: str) -> None:
         lengths = {k: len(v) if isinstance(v, Sized) and not isinstance(v, (str, bytes)) else 1

@@ -16,7 +16,7 @@ __all__ = ["as_array", "cast", "column_array", "describe", "expected", "numpy_dt
 
 _STRING = np.dtype(object)
 # Integers up to these magnitudes are exactly representable in the float type.
-_EXACT_INT = {np.dtype(np.float16): 2**11, np.dtype(np.float32): 2**24, np.dtype(np.float64): 2**53}
+EXACT_INT = {np.dtype(np.float16): 2**11, np.dtype(np.float32): 2**24, np.dtype(np.float64): 2**53}
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -158,7 +158,7 @@ def _filled(arr: np.ndarray, fills: list[Any], missing_passes: bool = False) -> 
 
 
 def _inexact(spec: TensorSpec, arr: np.ndarray, package: str, target: np.dtype) -> DTypeError:
-    return _dtype_error(spec, arr, package, f": integers beyond {_EXACT_INT[target]} are not exact in {target}")
+    return _dtype_error(spec, arr, package, f": integers beyond {EXACT_INT[target]} are not exact in {target}")
 
 
 def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str) -> np.ndarray:
@@ -166,7 +166,7 @@ def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str)
     if kind == "f":
         return arr.astype(target)
     if kind in "iu":
-        if arr.size and np.abs(arr).max() > _EXACT_INT[target]:
+        if arr.size and np.abs(arr).max() > EXACT_INT[target]:
             raise _inexact(spec, arr, package, target)
         return arr.astype(target)
     if kind == "O":
@@ -179,7 +179,7 @@ def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str)
             raise _dtype_error(spec, arr, package, f": strings given for a numeric input, such as {text!r}")
         big = max((abs(int(v)) for v in values if isinstance(v, (int, np.integer)) and not isinstance(v, bool)),
                   default=0)
-        if big > _EXACT_INT[target]:
+        if big > EXACT_INT[target]:
             raise _inexact(spec, arr, package, target)
         try:
             return arr.astype(np.float64).astype(target)
