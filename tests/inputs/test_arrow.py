@@ -142,7 +142,7 @@ def _hostile_columns() -> dict[str, tuple[Any, str]]:
         "timestamp": (pa.array(np.array(["2024-01-01"] * n, dtype="datetime64[ns]")), "dates, times"),
         "decimal": (pa.array([Decimal("1.5")] * n), "decimals"),
         "extension": (pa.FixedShapeTensorArray.from_numpy_ndarray(np.ones((n, 2))), "extension type"),
-        "text": (pa.array(["1.5", "2", "x"]), "holds text"),
+        "text": (pa.array(["1.5", "2", "x"]), "strings given for a numeric input, such as '1.5'"),
         "big ints with nulls": (pa.array([2**40, None, 1]), "not exact"),
     }
 
@@ -162,7 +162,7 @@ def test_hostile_arrow_columns_are_refused_naming_the_column_and_the_fix(strict,
 def test_numbers_for_a_string_input_and_bad_tables_are_refused(churn) -> None:
     model, _, test = churn
     table = pa.Table.from_pandas(test[:3], preserve_index=False)
-    with pytest.raises(modelpack.DTypeError, match="column 'plan' holds numbers"):
+    with pytest.raises(modelpack.DTypeError, match="column 'plan' .int64.: numbers given for a string input"):
         model.predict(table.set_column(1, "plan", pa.array([1, 2, 3])))
     with pytest.raises(modelpack.DTypeError, match="not UTF-8"):
         model.predict(table.set_column(1, "plan", pa.array([b"\xff", b"a", b"b"])))
@@ -192,3 +192,28 @@ def test_pyarrow_and_polars_are_not_imported_for_other_inputs() -> None:
             "print(sorted(m for m in ('pyarrow', 'polars') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_pandas_arrow_string_columns_take_the_arrow_path_with_the_same_checks(churn) -> None:
+    model, pipe, test = churn
+    big = pd.concat([test] * 3, ignore_index=True).astype({"plan": "str", "region": "str"})
+    assert hasattr(big["plan"].array, "_pa_array")  # pandas keeps these strings in Arrow
+    np.testing.assert_array_equal(model.predict(big), pipe.predict(big.astype({"plan": object, "region": object})))
+    feeds = model._adapt(big)
+    assert feeds["plan"].dtype == object and {type(v) for v in feeds["plan"].ravel()} == {str}
+    mixed = big.astype({"plan": object})
+    mixed.loc[len(mixed) - 1, "plan"] = 3  # one number deep in an object column is still found
+    with pytest.raises(modelpack.DTypeError, match="non-string values such as 3"):
+        model.predict(mixed)
+
+
+def test_one_record_with_integers_or_in_a_list_takes_the_same_answers(churn) -> None:
+    model, pipe, test = churn
+    record = {"age": 41, "plan": "pro", "region": "north"}
+    expected = pipe.predict(pd.DataFrame([record]))
+    np.testing.assert_array_equal(model.predict(record), expected)
+    np.testing.assert_array_equal(model.predict([record]), expected)
+    with pytest.raises(modelpack.DTypeError, match="not exact in float32"):
+        model.predict({"age": 2**24 + 1, "plan": "pro", "region": "north"})
+    with pytest.raises(modelpack.MissingColumnError, match="unknown field"):
+        model.predict([{**record, "extra": 1.0}])

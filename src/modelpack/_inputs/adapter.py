@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import InputError, MissingColumnError, ShapeError
 from ..manifest import TensorSpec
-from .casting import as_array, cast, column_array, describe, expected, numpy_dtype
-from .arrow import ArrowColumns, PolarsColumns, frame_kind
+from .casting import EXACT_INT, as_array, cast, column_array, describe, expected, numpy_dtype
+from .arrow import ArrowColumns, PandasColumns, PolarsColumns, frame_kind
 from .frames import frame_columns, frame_values, is_dataframe
 
 __all__ = ["InputAdapter"]
@@ -106,7 +106,10 @@ class InputAdapter:
             return {self._name: self.adapt(self._single, data)}  # type: ignore[dict-item]
         if self._single is not None:
             return self._feeds(data)
-        feeds = self._planned_record(data) if isinstance(data, Mapping) else None
+        if data.__class__ is list and len(data) == 1 and isinstance(data[0], Mapping):
+            feeds = self._planned_record(data[0])  # a list of one record, as JSON bodies hold it
+        else:
+            feeds = self._planned_record(data) if isinstance(data, Mapping) else None
         if feeds is not None:  # one record: one row in every input by construction
             return feeds
         feeds = self._feeds(data)
@@ -165,7 +168,8 @@ class InputAdapter:
             if values.dtype is self._dtype and (self._width is None or values.shape[1] == self._width):
                 return {self._name: values}  # type: ignore[dict-item]
             return {self._name: self.adapt(self._single, values)}  # type: ignore[arg-type, dict-item]
-        return self._from_columns(frame_columns(df, self._names_of(columns)), len(df), "column")
+        return self._from_columns(PandasColumns(frame_columns(df, self._names_of(columns)), len(df),
+                                                self._target_of, self.package), len(df), "column")
 
     def _from_arrow(self, data: Any, kind: str) -> dict[str, np.ndarray]:
         if kind == "lazy":  # Model collects a LazyFrame in batches; here it is one batch
@@ -226,8 +230,9 @@ class InputAdapter:
         feeds = {}
         for name, dtype, kind, column in plan:
             value = record.get(name)
-            if value.__class__ is not kind:  # arrays, lists, other scalars: the general path
-                return None
+            if value.__class__ is not kind and not (
+                    value.__class__ is int and kind is float and -EXACT_INT[dtype] <= value <= EXACT_INT[dtype]):
+                return None  # arrays, lists, other scalars, integers past the exact range: the general path
             # Built in its final shape: a reshape would cost a third of the array's price.
             feeds[name] = np.array([[value]] if column else [value], dtype=dtype)
         return feeds
@@ -253,8 +258,12 @@ class InputAdapter:
         if set(self.names) <= set(columns):  # one input per column (skl2onnx, PMML)
             if not from_frame:
                 self._refuse_unknown(self.names, columns, what)
-            return {s.name: self.adapt(s, column_array(columns[s.name], s, self.package))
-                    for s in self.specs}
+            feeds = {}
+            for s in self.specs:
+                values = column_array(columns[s.name], s, self.package)
+                # (read after the column: converting it is what vouches for its strings)
+                feeds[s.name] = self.adapt(s, values, strings=s.name in getattr(columns, "checked", ()))
+            return feeds
         if self._single is not None and self._single.name in self._columns:
             wanted = self._columns[self._single.name]
             self._check_present(wanted, columns, what)
@@ -313,10 +322,14 @@ class InputAdapter:
             fix=_did_you_mean(missing, given) + f"Pass every {what} the model was trained with.")
 
     # -- one array --------------------------------------------------------------------
-    def adapt(self, spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
-        """Cast and reshape one array to ``spec``, or raise an InputError saying why not."""
+    def adapt(self, spec: TensorSpec, arr: np.ndarray, *, strings: bool = False) -> np.ndarray:
+        """Cast and reshape one array to ``spec``, or raise an InputError saying why not.
+
+        ``strings``: ``arr`` holds only ``str`` already (see :func:`.casting.cast`).
+        """
         given = arr
-        arr = cast(arr, spec, self._dtypes[spec.name], self.package, missing_passes=self._missing_passes)
+        arr = cast(arr, spec, self._dtypes[spec.name], self.package, missing_passes=self._missing_passes,
+                   strings=strings)
         shape = spec.shape
         if shape is None:
             return arr

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import DTypeError, InputError
 from .casting import EXACT_INT, numpy_dtype
 
-__all__ = ["ArrowColumns", "PolarsColumns", "frame_kind", "lazy_batches"]
+__all__ = ["ArrowColumns", "PandasColumns", "PolarsColumns", "frame_kind", "lazy_batches"]
 
 _STRING = numpy_dtype("string")
 
@@ -43,28 +43,40 @@ def frame_kind(data: Any) -> str | None:
     return None
 
 
-class ArrowColumns(Mapping[str, np.ndarray]):
+class ArrowColumns(Mapping[str, Any]):
     """The columns of a ``pyarrow.Table`` or ``RecordBatch`` by name, converted on first use.
 
     ``target(name)`` is the numpy dtype of the input a column feeds, or None if
-    the column feeds nothing (it is then never read).
+    the column feeds nothing (it is then never read). ``checked`` names the
+    columns read as strings without a null: Arrow's type vouches for every value,
+    so the casting policy need not look at each one again.
     """
 
     def __init__(self, table: Any, target: Callable[[str], np.dtype | None], package: str) -> None:
+        self._init(table, [str(n) for n in table.column_names], int(table.num_rows), target, package)
+
+    def _init(self, table: Any, names: list[str], rows: int, target: Callable[[str], np.dtype | None],
+              package: str) -> None:
         self._table = table
-        self._names = [str(n) for n in table.column_names]
+        self._names = names
+        self.rows = rows
         self._target = target
         self._package = package
-        self.rows = int(table.num_rows)
+        self.checked: set[str] = set()
 
-    def __getitem__(self, name: str) -> np.ndarray:
+    def __getitem__(self, name: str) -> Any:
         if name not in self._names:
             raise KeyError(name)
         if self._names.count(name) > 1:
             raise InputError(f"column {name!r} appears {self._names.count(name)} times", input=name,
                              package=self._package, fix="Rename or drop the repeated columns.")
-        return column_values(self._table.column(self._names.index(name)), name, self._target(name),
-                             self._package)
+        return self._converted(self._table.column(self._names.index(name)), name)
+
+    def _converted(self, column: Any, name: str) -> np.ndarray:
+        values = column_values(column, name, self._target(name), self._package)
+        if values.dtype == _STRING and not column.null_count:
+            self.checked.add(name)
+        return values
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
@@ -77,13 +89,9 @@ class PolarsColumns(ArrowColumns):
     """The columns of a polars DataFrame: each one handed over to Arrow (no copy) when used."""
 
     def __init__(self, frame: Any, target: Callable[[str], np.dtype | None], package: str) -> None:
-        self._table = frame
-        self._names = list(frame.columns)
-        self._target = target
-        self._package = package
-        self.rows = int(frame.height)
+        self._init(frame, list(frame.columns), int(frame.height), target, package)
 
-    def __getitem__(self, name: str) -> np.ndarray:
+    def __getitem__(self, name: str) -> Any:
         if name not in self._names:
             raise KeyError(name)
         series = self._table.get_column(name)
@@ -93,7 +101,26 @@ class PolarsColumns(ArrowColumns):
             raise InputError(f"column {name!r} of polars type {series.dtype} has no Arrow form ({exc})",
                              input=name, package=self._package,
                              fix=f"Cast it to a number or string column first, e.g. pl.col({name!r}).cast(pl.Float64).") from exc
-        return column_values(column, name, self._target(name), self._package)
+        return self._converted(column, name)
+
+
+class PandasColumns(ArrowColumns):
+    """A pandas frame's columns (from :func:`.frames.frame_columns`): Arrow-backed ones read through Arrow.
+
+    pandas 3 keeps strings in Arrow; reading them as Arrow skips pandas' own
+    conversion and the check of every value. Other columns are given as they are.
+    """
+
+    def __init__(self, columns: dict[str, Any], rows: int, target: Callable[[str], np.dtype | None],
+                 package: str) -> None:
+        self._init(columns, list(columns), rows, target, package)
+
+    def __getitem__(self, name: str) -> Any:
+        values = self._table[name]
+        arrow = getattr(values, "_pa_array", None)  # pandas' ArrowExtensionArray and ArrowStringArray
+        if arrow is not None and type(arrow).__module__.startswith("pyarrow"):
+            return self._converted(arrow, name)
+        return values
 
 
 def lazy_batches(frame: Any, columns: list[str] | None, rows: int) -> Iterator[Any]:
@@ -141,7 +168,7 @@ def _numbers(column: Any, name: str, typ: Any, target: np.dtype, package: str) -
     import pyarrow.types as pat
 
     if target == _STRING:
-        raise DTypeError(f"column {name!r} holds numbers ({typ}) for a string input", input=name,
+        raise DTypeError(f"column {name!r} ({typ}): numbers given for a string input", input=name,
                          expected="strings", got=str(typ), package=package,
                          fix=f"Convert it to text first, e.g. pyarrow.compute.cast(col, pa.string()) "
                              f"or pl.col({name!r}).cast(pl.String).")
@@ -167,10 +194,19 @@ def _numbers(column: Any, name: str, typ: Any, target: np.dtype, package: str) -
 
 
 def _to_numpy(column: Any) -> np.ndarray:
-    # One chunk of a primitive type without nulls is viewed in place; anything else is copied once.
+    """The column's values: a view of its buffer for one chunk of numbers without nulls, else a copy."""
     if hasattr(column, "num_chunks") and column.num_chunks == 1:
         column = column.chunk(0)
+    dtype = _FIXED.get(str(column.type))
+    if dtype is not None and not column.null_count and not hasattr(column, "num_chunks"):
+        # Read straight from the buffer: Arrow's own to_numpy costs microseconds per call
+        # and imports pandas to look up options, though no data goes through it.
+        return np.frombuffer(column.buffers()[1], dtype=dtype, count=len(column), offset=column.offset * dtype.itemsize)
     return np.asarray(column.to_numpy(zero_copy_only=False))
+
+
+_FIXED = {name: np.dtype(name) for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")}
+_FIXED.update({"halffloat": np.dtype(np.float16), "float": np.dtype(np.float32), "double": np.dtype(np.float64)})
 
 
 def _strings(column: Any, name: str, target: np.dtype, package: str) -> np.ndarray:
@@ -178,7 +214,7 @@ def _strings(column: Any, name: str, target: np.dtype, package: str) -> np.ndarr
 
     if target != _STRING:
         sample = next((v for v in column.drop_null().slice(0, 1).to_pylist()), None)
-        raise DTypeError(f"column {name!r} holds text ({column.type}) for a numeric input, such as {sample!r}",
+        raise DTypeError(f"column {name!r} ({column.type}): strings given for a numeric input, such as {sample!r}",
                          input=name, expected=str(target), got=str(column.type), package=package,
                          fix=f"Parse it into numbers first, e.g. pl.col({name!r}).cast(pl.Float64) or "
                              "pyarrow.compute.cast(col, pa.float64()).")
@@ -189,7 +225,18 @@ def _strings(column: Any, name: str, target: np.dtype, package: str) -> np.ndarr
             raise DTypeError(f"column {name!r} holds bytes that are not UTF-8 text", input=name,
                              expected="strings", got=str(column.type), package=package,
                              fix="Decode the bytes to text yourself.") from exc
+    if len(column) >= _ENCODE_FROM:
+        if getattr(column, "num_chunks", 1) > 1:
+            column = column.combine_chunks()  # one dictionary, not one per chunk
+        # Few distinct values (categories, codes) are the rule: each becomes one Python
+        # string, shared by its rows, instead of one string per row.
+        encoded = column.dictionary_encode()
+        if sum(len(c.dictionary) for c in getattr(encoded, "chunks", [encoded])) * 2 <= len(column):
+            return _decoded(encoded, name, target, package)
     return _to_numpy(column)  # object array of str, None for nulls
+
+
+_ENCODE_FROM = 256
 
 
 def _all_null(n: int, name: str, target: np.dtype, package: str) -> np.ndarray:
