@@ -122,6 +122,8 @@ def test_float_nulls_are_nan_and_refused_where_the_source_model_refuses_nan(stri
     model, X = strict
     table = pa.Table.from_pandas(X[:5], preserve_index=False)
     np.testing.assert_array_equal(model.predict(table), model.predict(X[:5]))
+    chunked = pa.concat_tables([table.slice(0, 2), table.slice(2)])
+    np.testing.assert_array_equal(model.predict_proba(chunked), model.predict_proba(X[:5]))
     holed = table.set_column(1, "b", pa.array([0.5, None, 1.0, 2.0, 3.0]))
     with pytest.raises(modelpack.InputError, match="column 'b' holds NaN"):
         model.predict(holed)

@@ -173,6 +173,14 @@ def _numbers(column: Any, name: str, typ: Any, target: np.dtype, package: str) -
                          fix=f"Convert it to text first, e.g. pyarrow.compute.cast(col, pa.string()) "
                              f"or pl.col({name!r}).cast(pl.String).")
     nulls = column.null_count
+    if not nulls and pat.is_floating(typ) and target.kind == "f" and getattr(column, "num_chunks", 1) > 1:
+        # Many chunks (a Parquet file's row groups): each is copied once, straight into the input's dtype.
+        out = np.empty(len(column), dtype=target)
+        start = 0
+        for chunk in column.chunks:
+            out[start:start + len(chunk)] = _to_numpy(chunk)
+            start += len(chunk)
+        return out
     if not nulls:
         return _to_numpy(column)
     if target.kind != "f":
