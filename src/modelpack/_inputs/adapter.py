@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import InputError, MissingColumnError, ShapeError
 from ..manifest import TensorSpec
-from .casting import EXACT_INT, as_array, cast, column_array, describe, expected, numpy_dtype
 from .arrow import ArrowColumns, PandasColumns, PolarsColumns, frame_kind
+from .casting import EXACT_INT, as_array, cast, column_array, describe, expected, numpy_dtype
 from .frames import frame_columns, frame_values, is_dataframe
 
 __all__ = ["InputAdapter"]
