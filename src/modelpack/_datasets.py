@@ -71,6 +71,8 @@ def dataset(path: Path, kind: str, types: Mapping[str, str]) -> ds.Dataset:
     try:
         return ds.dataset(path, format=_format(kind, types), partitioning="hive" if path.is_dir() else None)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        if _bad_value(exc):  # the first block is read to learn the columns: a bad value there
+            raise _value_error(path, exc) from exc
         raise InputError(f"cannot read {path} as {kind} ({exc})", input=str(path),
                          fix="Check that the file is in that format, or name it after its format.") from exc
 
@@ -159,17 +161,26 @@ def guarded(path: Path, tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
     try:
         yield from tables
     except pa.ArrowInvalid as exc:
-        if "conversion error" in str(exc):
-            raise DTypeError(f"{path.name}: a column read with its input's type holds values that are not "
-                             f"numbers of that type ({exc})", input=str(path),
-                             fix="Fix or drop those rows; a column a model reads as numbers holds numbers or "
-                                 "empty cells only.") from exc
+        if _bad_value(exc):
+            raise _value_error(path, exc) from exc
         raise InputError(f"cannot parse {path.name} ({exc})", input=str(path),
                          fix="Check the file's format and encoding (UTF-8); the files of a folder are read "
                              "with the first file's column types, so give each column one type in all.") from exc
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot parse {path.name} ({exc})", input=str(path),
                          fix="Check the file's format and encoding (UTF-8).") from exc
+
+
+def _bad_value(exc: Exception) -> bool:
+    text = str(exc)
+    return "conversion error" in text or "changed from" in text
+
+
+def _value_error(path: Path, exc: Exception) -> DTypeError:
+    return DTypeError(f"{path.name}: a column read with its input's type holds a value of another type ({exc})",
+                      input=str(path),
+                      fix="Fix or drop those rows: a column the model reads as numbers holds numbers or empty "
+                          "cells only.")
 
 
 def _first_char(path: Path) -> str:
