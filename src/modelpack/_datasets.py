@@ -59,9 +59,33 @@ def read(path: Path, kind: str, batch_size: int, types: Mapping[str, str] | None
     """
     if kind == "json" and _first_char(path) == "[":
         return guarded(path, _json_array(path, batch_size, types or {})), None
+    if kind != "parquet":
+        return guarded(path, rebatch(_stream(path, kind, types or {}), batch_size)), None
     data = dataset(path, kind, types or {})
-    total = _count(path, data) if kind == "parquet" else None
-    return guarded(path, rebatch(scan(data), batch_size)), total
+    return guarded(path, rebatch(scan(data), batch_size)), _count(path, data)
+
+
+def _stream(path: Path, kind: str, types: Mapping[str, str]) -> Iterator[pa.RecordBatch]:
+    """A CSV or JSON Lines file through Arrow's streaming reader, on one thread.
+
+    A dataset scan of one such file held more memory as the file grew (measured:
+    CSV of 1M and 2M rows, 300 and 402 MB); the streaming reader did not (176 and 174 MB).
+    """
+    import pyarrow.csv as csv
+    import pyarrow.json as pj
+
+    try:
+        if kind == "csv":
+            return iter(csv.open_csv(path, read_options=csv.ReadOptions(use_threads=False),
+                                     convert_options=_csv_options(types)))
+        if hasattr(pj, "open_json"):  # pyarrow 19 and later
+            return iter(pj.open_json(path, read_options=pj.ReadOptions(use_threads=False),
+                                     parse_options=_json_options(types)))
+    except (OSError, ValueError) as exc:  # the first block is read to learn the columns
+        raise _value_error(path, exc) if _bad_value(exc) else InputError(
+            f"cannot read {path} as {kind} ({exc})", input=str(path),
+            fix="Check that the file is in that format, or name it after its format.") from exc
+    return scan(dataset(path, kind, types))
 
 
 def dataset(path: Path, kind: str, types: Mapping[str, str]) -> ds.Dataset:
@@ -89,19 +113,29 @@ def scan(source: Any, schema: pa.Schema | None = None) -> Iterator[pa.RecordBatc
 
 
 def _format(kind: str, types: Mapping[str, str]) -> Any:
-    import pyarrow.csv as csv
     import pyarrow.dataset as ds
-    import pyarrow.json as pj
 
     if kind == "parquet":
         # Pre-buffering would read whole row groups (all of them, ahead): memory must follow the batch.
         return ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
-    arrow_types = {name: _arrow_type(dtype) for name, dtype in types.items()}
     if kind == "csv":
-        return ds.CsvFileFormat(convert_options=csv.ConvertOptions(
-            column_types=arrow_types, strings_can_be_null=True, quoted_strings_can_be_null=True))
-    schema = _schema(arrow_types)
-    return ds.JsonFileFormat(parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"))
+        return ds.CsvFileFormat(convert_options=_csv_options(types))
+    return ds.JsonFileFormat(parse_options=_json_options(types))
+
+
+def _csv_options(types: Mapping[str, str]) -> Any:
+    import pyarrow.csv as csv
+
+    return csv.ConvertOptions(column_types={name: _arrow_type(dtype) for name, dtype in types.items()},
+                              strings_can_be_null=True, quoted_strings_can_be_null=True)
+
+
+def _json_options(types: Mapping[str, str]) -> Any:
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    schema = pa.schema([(name, _arrow_type(dtype)) for name, dtype in types.items()])
+    return pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
 
 
 def _arrow_type(dtype: str) -> pa.DataType:
@@ -114,12 +148,6 @@ def _arrow_type(dtype: str) -> pa.DataType:
     if dtype == "bool":
         return pa.bool_()
     return pa.int64() if dtype.startswith("int") else pa.uint64()
-
-
-def _schema(arrow_types: Mapping[str, pa.DataType]) -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.schema(list(arrow_types.items()))
 
 
 def _count(path: Path, data: ds.Dataset) -> int:

@@ -25,7 +25,7 @@ so a failed run leaves no partial file or folder.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,21 +144,30 @@ class _Job:
         """One Parquet file of results per input file, at the same place under ``dest``."""
         import pyarrow.dataset as ds
 
-        data = dataset(source, reader, _types(self.model))
-        rows = 0
-        with replacing_folder(dest) as tmp, _progress(_total(data, reader), progress) as bar:
-            for fragment in data.get_fragments():
-                where = Path(fragment.path)
-                relative = where.relative_to(source) if source.is_dir() else Path(where.name)
-                partitions = list(ds.get_partition_keys(fragment.partition_expression))
-                target = tmp / relative.with_suffix(".parquet")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with Writer(target, "parquet") as writer:
-                    for batch in guarded(where, rebatch(scan(fragment, data.schema), self.batch_size)):
-                        writer.write(self.scored(batch, partitions))
-                        bar.update(batch.num_rows)
-                rows += writer.rows
+        types = _types(self.model)
+        with replacing_folder(dest) as tmp:
+            if not source.is_dir():  # one file: one file of results in the folder
+                batches, total = read(source, reader, self.batch_size, types)
+                with _progress(total, progress) as bar:
+                    return self._write(tmp / f"{source.stem}.parquet", batches, (), bar)
+            data = dataset(source, reader, types)
+            rows = 0
+            with _progress(int(data.count_rows()), progress) as bar:
+                for fragment in data.get_fragments():
+                    where = Path(fragment.path)
+                    batches = guarded(where, rebatch(scan(fragment, data.schema), self.batch_size))
+                    partitions = list(ds.get_partition_keys(fragment.partition_expression))
+                    rows += self._write(tmp / where.relative_to(source).with_suffix(".parquet"), batches,
+                                        partitions, bar)
         return rows
+
+    def _write(self, target: Path, batches: Iterator[pa.Table], partitions: Sequence[str], bar: Any) -> int:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Writer(target, "parquet") as writer:
+            for batch in batches:
+                writer.write(self.scored(batch, partitions))
+                bar.update(batch.num_rows)
+            return writer.rows
 
 
 def _types(model: Model) -> dict[str, str]:
@@ -170,10 +179,6 @@ def _types(model: Model) -> dict[str, str]:
         elif spec.shape is not None and len(spec.shape) <= 2 and (len(spec.shape) < 2 or spec.shape[-1] == 1):
             types[spec.columns[0].name if spec.columns else spec.name] = spec.dtype
     return types
-
-
-def _total(data: Any, reader: str) -> int | None:
-    return int(data.count_rows()) if reader == "parquet" else None
 
 
 def _with_kept(batch: pa.Table, results: pa.Table, keep: Sequence[str]) -> pa.Table:

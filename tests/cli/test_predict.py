@@ -108,3 +108,15 @@ def test_a_failing_folder_run_leaves_no_output_folder(scored, tmp_path: Path, ca
     err = capsys.readouterr().err
     assert code == 2 and "holds a value of another type" in err and "'oops'" in err and "Fix or drop" in err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_one_file_into_a_folder_and_json_lines_with_nulls(scored, tmp_path: Path) -> None:
+    path, pipe = scored
+    rows = _rows(30, 6)
+    rows.loc[::4, "code"] = None  # null in JSON: a missing string, filled as the package records
+    rows.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    code = main(["predict", str(path), "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"),
+                 "--keep", "id", "--no-progress"])
+    assert code == 0 and [p.name for p in (tmp_path / "out").iterdir()] == ["in.parquet"]
+    out = pq.read_table(tmp_path / "out" / "in.parquet").to_pandas()
+    np.testing.assert_array_equal(out["prediction"], pipe.predict(rows.drop(columns="id")))
