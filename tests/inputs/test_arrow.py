@@ -219,3 +219,19 @@ def test_one_record_with_integers_or_in_a_list_takes_the_same_answers(churn) -> 
         model.predict({"age": 2**24 + 1, "plan": "pro", "region": "north"})
     with pytest.raises(modelpack.MissingColumnError, match="unknown field"):
         model.predict([{**record, "extra": 1.0}])
+
+
+def test_a_dict_of_arrow_arrays_or_polars_series_is_read_as_columns(strict, churn) -> None:
+    model, X = strict
+    expected = model.predict_proba(X[:4])
+    for make in (pa.array, lambda v: pa.chunked_array([v]), pl.Series):
+        columns = {c: make(X[c][:4].tolist()) for c in ("a", "b", "c")}
+        np.testing.assert_allclose(model.predict_proba(columns), expected, atol=1e-6)
+    with pytest.raises(modelpack.InputError, match="column 'b' holds NaN"):
+        model.predict({"a": pa.array([1.0]), "b": pa.array([None], pa.float64()), "c": pa.array([2.0])})
+    with pytest.raises(modelpack.DTypeError, match="column 'c'.*strings given for a numeric input"):
+        model.predict({"a": pl.Series([1.0]), "b": pl.Series([2.0]), "c": pl.Series(["x"])})
+    per_column, pipe, test = churn
+    table = pa.Table.from_pandas(test, preserve_index=False)
+    given = {c: table.column(c).combine_chunks() for c in ("age", "plan", "region")}
+    np.testing.assert_array_equal(per_column.predict(given), pipe.predict(test))

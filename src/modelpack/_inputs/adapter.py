@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError, MissingColumnError, ShapeError
 from ..manifest import TensorSpec
-from .arrow import ArrowColumns, PandasColumns, PolarsColumns, frame_kind
+from .arrow import ArrowColumns, PandasColumns, PolarsColumns, foreign_column, frame_kind
 from .casting import EXACT_INT, as_array, cast, column_array, describe, expected, numpy_dtype
 from .frames import frame_columns, frame_values, is_dataframe
 
@@ -149,14 +149,14 @@ class InputAdapter:
             return {s.name: self.adapt(s, data[:, j]) for j, s in enumerate(self.specs)}
         if isinstance(data, tuple) and self._single is None and len(data) == len(self.specs):
             # Positional inputs, in the model's order, as a multi-input network takes them.
-            return {s.name: self.adapt(s, as_array(v, s, self.package))
+            return {s.name: self.adapt(s, self._given(v, s))
                     for s, v in zip(self.specs, data, strict=True)}
         if self._single is None:
             raise InputError(f"the model has {len(self.specs)} inputs {list(self.names)}",
                              expected="a dict of input name -> array, a DataFrame or records",
                              got=describe(data), package=self.package,
                              fix="Pass {name: array} with every input.")
-        return {self._single.name: self.adapt(self._single, as_array(data, self._single, self.package))}
+        return {self._single.name: self.adapt(self._single, self._given(data, self._single))}
 
     # -- mappings, records, DataFrames ---------------------------------------------
     def _from_frame(self, df: Any) -> dict[str, np.ndarray]:
@@ -218,7 +218,7 @@ class InputAdapter:
             self._refuse_unknown(self.names, data, "input")
             if self._per_column:
                 self._check_lengths(data, "input")
-            return {s.name: self.adapt(s, as_array(data[s.name], s, self.package)) for s in self.specs}
+            return {s.name: self.adapt(s, self._given(data[s.name], s)) for s in self.specs}
         n = len(values[0]) if values and hasattr(values[0], "__len__") else 0
         return self._from_columns(data, n, "key")
 
@@ -260,7 +260,7 @@ class InputAdapter:
                 self._refuse_unknown(self.names, columns, what)
             feeds = {}
             for s in self.specs:
-                values = column_array(columns[s.name], s, self.package)
+                values = self._column(columns[s.name], s, s.name)
                 # (read after the column: converting it is what vouches for its strings)
                 feeds[s.name] = self.adapt(s, values, strings=s.name in getattr(columns, "checked", ()))
             return feeds
@@ -269,7 +269,7 @@ class InputAdapter:
             self._check_present(wanted, columns, what)
             if not from_frame:
                 self._refuse_unknown(wanted, columns, what)
-            stacked = self._stacked([column_array(columns[c], self._single, self.package) for c in wanted], n)
+            stacked = self._stacked([self._column(columns[c], self._single, c) for c in wanted], n)
             return {self._single.name: self.adapt(self._single, stacked)}
         if self._single is not None and self._single.shape is not None and len(self._single.shape) == 2:
             if not from_frame:
@@ -281,9 +281,23 @@ class InputAdapter:
                                  fix=f"Pass {{{self._single.name!r}: rows}}, or an array (or a DataFrame) "
                                      "whose columns are in training order.")
             # No names recorded: a frame's columns are taken in order, as scikit-learn takes arrays.
-            stacked = self._stacked([np.asarray(v) for v in columns.values()], n)
+            stacked = self._stacked([self._column(v, self._single, str(k)) for k, v in columns.items()], n)
             return {self._single.name: self.adapt(self._single, stacked)}
         raise self._missing(self.names, columns, what)
+
+    def _given(self, values: Any, spec: TensorSpec) -> np.ndarray:
+        """The values given for one input: Arrow arrays and polars Series through Arrow."""
+        found = None if values.__class__ is np.ndarray else foreign_column(values, spec.name, self._dtypes[spec.name],
+                                                                           self.package)
+        return found if found is not None else as_array(values, spec, self.package)
+
+    def _column(self, values: Any, spec: TensorSpec, name: str) -> np.ndarray:
+        """One column's values: Arrow arrays and polars Series through Arrow, the rest as numpy takes them."""
+        if values.__class__ is not np.ndarray:
+            found = foreign_column(values, name, self._dtypes[spec.name], self.package)
+            if found is not None:
+                return found
+        return column_array(values, spec, self.package)
 
     def _stacked(self, arrays: list[np.ndarray], n: int) -> np.ndarray:
         """Columns side by side: straight into the input's float dtype when they are all floats."""

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import DTypeError, InputError
 from .casting import EXACT_INT, numpy_dtype
 
-__all__ = ["ArrowColumns", "PandasColumns", "PolarsColumns", "frame_kind", "lazy_batches"]
+__all__ = ["ArrowColumns", "PandasColumns", "PolarsColumns", "foreign_column", "frame_kind", "lazy_batches"]
 
 _STRING = numpy_dtype("string")
 
@@ -121,6 +121,16 @@ class PandasColumns(ArrowColumns):
         if arrow is not None and type(arrow).__module__.startswith("pyarrow"):
             return self._converted(arrow, name)
         return values
+
+
+def foreign_column(values: Any, name: str, target: np.dtype | None, package: str) -> np.ndarray | None:
+    """A pyarrow Array or ChunkedArray, or a polars Series, given as one column: its values; else None."""
+    module = type(values).__module__
+    if module.startswith("pyarrow") and hasattr(values, "null_count") and hasattr(values, "type"):
+        return column_values(values, name, target, package)
+    if module.startswith("polars") and type(values).__name__ == "Series":
+        return PolarsColumns(values.to_frame(name), lambda _: target, package)[name]
+    return None
 
 
 def lazy_batches(frame: Any, columns: list[str] | None, rows: int) -> Iterator[Any]:
