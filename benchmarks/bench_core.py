@@ -102,11 +102,14 @@ def main() -> None:
             "onnxruntime for the label output only, so the raw baseline does the same; `run()` is "
             "compared with raw `run(None, ...)`. \"Exported\" is the same model through "
             "`modelpack.export`, which records that it refuses NaN in its 20 columns, so each call "
-            "checks for NaN. Medians of interleaved rounds, one process.\n\n"
-            + "\n".join(lines) + "\n\n" + NAN_NOTE + "\n\nCommand: `.venv/bin/python benchmarks/bench_core.py`")
-    path = write_section("core", "Core: predict overhead over raw ONNX Runtime", body,
-                         ["onnxruntime", "numpy", "pandas", "modelpack"])
-    print(path.read_text())
+            "checks for NaN. Medians of interleaved rounds, one process.")
+    _publish("core", "Core: predict overhead over raw ONNX Runtime", body, lines, NAN_NOTE,
+             ["onnxruntime", "numpy", "pandas", "modelpack"])
+
+
+def _publish(topic: str, title: str, intro: str, lines: list[str], note: str, packages: list[str]) -> None:
+    body = intro + "\n\n" + "\n".join(lines) + "\n\n" + note + "\n\nCommand: `.venv/bin/python benchmarks/bench_core.py`"
+    print(write_section(topic, title, body, packages).read_text())
 
 
 def build_per_column(tmp: Path, strings: bool):
@@ -193,11 +196,9 @@ def inputs_section() -> None:
             "`predict` on a pandas DataFrame (pandas 3 keeps the strings in Arrow), an Arrow Table and a "
             "polars DataFrame, against `InferenceSession.run` fed prebuilt float32 and object arrays; the "
             "hand-written row converts the same DataFrame column by column as a user would, then runs. "
-            "Medians of interleaved rounds, one process, on a shared 2-core machine.\n\n"
-            + "\n".join(lines) + "\n\n" + STRINGS_NOTE + "\n\nCommand: `.venv/bin/python benchmarks/bench_core.py`")
-    path = write_section("inputs", "Inputs: one record, per-column frames, Arrow and polars", body,
-                         ["onnxruntime", "numpy", "pandas", "pyarrow", "polars", "modelpack"])
-    print(path.read_text())
+            "Medians of interleaved rounds, one process, on a shared 2-core machine.")
+    _publish("inputs", "Inputs: one record, per-column frames, Arrow and polars", body, lines, STRINGS_NOTE,
+             ["onnxruntime", "numpy", "pandas", "pyarrow", "polars", "modelpack"])
 
 
 STRINGS_NOTE = ("ONNX Runtime takes a string tensor only as a numpy array of Python `str` objects, so a "
