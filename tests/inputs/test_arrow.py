@@ -161,6 +161,15 @@ def test_hostile_arrow_columns_are_refused_naming_the_column_and_the_fix(strict,
     assert "e.g." in message or "Pass" in message or "first" in message  # a fix is named
 
 
+def test_a_null_inside_a_dictionary_is_a_missing_value_too(churn) -> None:
+    model, pipe, test = churn
+    table = pa.Table.from_pandas(test[:3], preserve_index=False)
+    plan = pa.DictionaryArray.from_arrays(pa.array([0, 1, 0], pa.int32()), pa.array(["pro", None]))
+    assert plan.null_count == 0  # the indices hold no null; the dictionary does
+    expected = pipe.predict_proba(test[:3].assign(plan=["pro", np.nan, "pro"]))
+    np.testing.assert_allclose(model.predict_proba(table.set_column(1, "plan", plan)), expected, atol=1e-5)
+
+
 def test_numbers_for_a_string_input_and_bad_tables_are_refused(churn) -> None:
     model, _, test = churn
     table = pa.Table.from_pandas(test[:3], preserve_index=False)

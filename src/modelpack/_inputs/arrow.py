@@ -74,7 +74,7 @@ class ArrowColumns(Mapping[str, Any]):
 
     def _converted(self, column: Any, name: str) -> np.ndarray:
         values = column_values(column, name, self._target(name), self._package)
-        if values.dtype == _STRING and not column.null_count:
+        if values.dtype == _STRING and not _has_nulls(column):
             self.checked.add(name)
         return values
 
@@ -166,6 +166,14 @@ def column_values(column: Any, name: str, target: np.dtype | None, package: str)
     if pat.is_integer(typ) or pat.is_floating(typ) or pat.is_boolean(typ):
         return _numbers(column, name, typ, target, package)
     raise _refused(name, typ, package, *_why_not(name, typ))
+
+
+def _has_nulls(column: Any) -> bool:
+    """Nulls in the column, or in the dictionary a dictionary column's indices point into."""
+    if column.null_count:
+        return True
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    return any(getattr(c, "dictionary", None) is not None and c.dictionary.null_count for c in chunks)
 
 
 def _is_text(typ: Any) -> bool:
