@@ -287,17 +287,18 @@ class InputAdapter:
 
     def _given(self, values: Any, spec: TensorSpec) -> np.ndarray:
         """The values given for one input: Arrow arrays and polars Series through Arrow."""
-        found = None if values.__class__ is np.ndarray else foreign_column(values, spec.name, self._dtypes[spec.name],
-                                                                           self.package)
+        found = self._foreign(values, spec, spec.name)
         return found if found is not None else as_array(values, spec, self.package)
 
     def _column(self, values: Any, spec: TensorSpec, name: str) -> np.ndarray:
         """One column's values: Arrow arrays and polars Series through Arrow, the rest as numpy takes them."""
-        if values.__class__ is not np.ndarray:
-            found = foreign_column(values, name, self._dtypes[spec.name], self.package)
-            if found is not None:
-                return found
-        return column_array(values, spec, self.package)
+        found = self._foreign(values, spec, name)
+        return found if found is not None else column_array(values, spec, self.package)
+
+    def _foreign(self, values: Any, spec: TensorSpec, name: str) -> np.ndarray | None:
+        if values.__class__ is np.ndarray:
+            return None
+        return foreign_column(values, name, self._dtypes[spec.name], self.package)
 
     def _stacked(self, arrays: list[np.ndarray], n: int) -> np.ndarray:
         """Columns side by side: straight into the input's float dtype when they are all floats."""
