@@ -14,6 +14,7 @@ arrays (target >= 0.9x throughput).
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -181,8 +182,12 @@ def _per_column_rows(tmp: Path, strings: bool) -> list[tuple]:
 
 
 def inputs_section() -> None:
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         rows = _per_column_rows(Path(tmp), False) + _per_column_rows(Path(tmp), True)
+    load_note = (f"System load average (1 min): {load:.1f} before and {os.getloadavg()[0]:.1f} after the run, "
+                 "on 2 cores: the absolute times are inflated by other work; the ratios of interleaved "
+                 "contenders hold better.")
     lines = ["| case | modelpack | reference | ratio | target |", "|---|---:|---:|---:|---:|"]
     for name, ours, ref, unit, target in rows:
         scale = 1e6 if unit == "µs" else 1e3
@@ -197,7 +202,8 @@ def inputs_section() -> None:
             "polars DataFrame, against `InferenceSession.run` fed prebuilt float32 and object arrays; the "
             "hand-written row converts the same DataFrame column by column as a user would, then runs. "
             "Medians of interleaved rounds, one process, on a shared 2-core machine.")
-    _publish("inputs", "Inputs: one record, per-column frames, Arrow and polars", body, lines, STRINGS_NOTE,
+    _publish("inputs", "Inputs: one record, per-column frames, Arrow and polars", body, lines,
+             STRINGS_NOTE + "\n\n" + load_note,
              ["onnxruntime", "numpy", "pandas", "pyarrow", "polars", "modelpack"])
 
 

@@ -244,3 +244,21 @@ def test_a_dict_of_arrow_arrays_or_polars_series_is_read_as_columns(strict, chur
     table = pa.Table.from_pandas(test, preserve_index=False)
     given = {c: table.column(c).combine_chunks() for c in ("age", "plan", "region")}
     np.testing.assert_array_equal(per_column.predict(given), pipe.predict(test))
+
+
+def test_one_record_refuses_nan_where_the_source_model_does(tmp_path: Path) -> None:
+    train = _frame(200, 7).fillna({"age": 40.0})
+    pipe = make_pipeline(make_column_transformer(
+        (StandardScaler(), ["age"]),
+        (make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+         ["plan", "region"])), LogisticRegression()).fit(train, train["age"] > 40)
+    modelpack.export(pipe, tmp_path / "m.mpk", sample=train[:20])
+    with modelpack.load(tmp_path / "m.mpk") as model:
+        assert model._adapt._record_plan is not None  # the planned one-record path is what is tested
+        record = {"age": 41.5, "plan": "pro", "region": "north"}
+        np.testing.assert_array_equal(model.predict(record), pipe.predict(pd.DataFrame([record])))
+        for bad in ({**record, "age": float("nan")}, [{**record, "age": float("nan")}]):
+            with pytest.raises(modelpack.InputError, match="column 'age' holds NaN"):
+                model.predict(bad)
+        with pytest.raises(modelpack.InputError, match="column 'age' holds NaN"):
+            model.predict(pa.table({"age": pa.array([None], pa.float64()), "plan": ["pro"], "region": ["north"]}))

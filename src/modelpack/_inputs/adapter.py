@@ -82,6 +82,10 @@ class InputAdapter:
             if self._nan_refused and (not self._nan_all or _has_nan(data)):
                 self._refuse_nan({self._name: data})  # type: ignore[dict-item]
             return {self._name: data}  # type: ignore[dict-item]
+        if data.__class__ is dict and self._record_plan is not None:  # one record: it checks NaN itself
+            feeds = self._planned_record(data)
+            if feeds is not None:
+                return feeds
         feeds = self._adapted(data)
         if self._nan_refused:
             self._refuse_nan(feeds)
@@ -223,18 +227,26 @@ class InputAdapter:
         return self._from_columns(data, n, "key")
 
     def _planned_record(self, record: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
-        """The feeds for one record of plain floats and strings, or None if it is not one."""
+        """The feeds for one record of plain floats and strings, or None if it is not one.
+
+        NaN is refused here, where the source model refuses it, on the Python floats:
+        cheaper than looking into the arrays afterwards.
+        """
         plan = self._record_plan
         if plan is None or len(record) != len(plan):
             return None
         feeds = {}
+        nan = False
         for name, dtype, kind, column in plan:
             value = record.get(name)
             if value.__class__ is not kind and not (
                     value.__class__ is int and kind is float and -EXACT_INT[dtype] <= value <= EXACT_INT[dtype]):
                 return None  # arrays, lists, other scalars, integers past the exact range: the general path
+            nan = nan or value != value
             # Built in its final shape: a reshape would cost a third of the array's price.
             feeds[name] = np.array([[value]] if column else [value], dtype=dtype)
+        if nan and self._nan_refused:
+            self._refuse_nan(feeds)
         return feeds
 
     def _from_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
