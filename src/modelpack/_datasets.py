@@ -12,6 +12,9 @@ only: columns that feed the model are read with the type of their input
 (float64 for float inputs, strings for string inputs), so a column whose first
 rows look like integers and whose later rows hold decimals reads as one type,
 and an empty CSV cell in a string column is a missing value, as pandas reads it.
+(For JSON Lines, only the fields of the first record are typed so: Arrow reads a
+typed field that no record holds as a column of nulls, which would hide a
+missing column.)
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ def read(path: Path, kind: str, batch_size: int, types: Mapping[str, str] | None
     if kind == "json" and _first_char(path) == "[":
         return guarded(path, _json_array(path, batch_size, types or {})), None
     if kind != "parquet":
+        if kind != "csv":  # a typed JSON field the file lacks would be read as nulls: type only those it has
+            keys = _first_keys(path)
+            types = {k: v for k, v in (types or {}).items() if keys is not None and k in keys}
         return guarded(path, rebatch(_stream(path, kind, types or {}), batch_size)), None
     data = dataset(path, kind, types or {})
     return guarded(path, rebatch(scan(data), batch_size)), _count(path, data)
@@ -209,6 +215,18 @@ def _value_error(path: Path, exc: Exception) -> DTypeError:
                       input=str(path),
                       fix="Fix or drop those rows: a column the model reads as numbers holds numbers or empty "
                           "cells only.")
+
+
+def _first_keys(path: Path) -> set[str] | None:
+    """The keys of the first JSON Lines record; None if the first MiB holds no whole record."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    first, newline, _ = head.lstrip().partition(b"\n")
+    try:
+        record = json.loads(first) if newline or len(head) < 1 << 20 else None
+    except ValueError:
+        return None
+    return set(record) if isinstance(record, dict) else None
 
 
 def _first_char(path: Path) -> str:

@@ -110,7 +110,7 @@ def test_a_failing_folder_run_leaves_no_output_folder(scored, tmp_path: Path, ca
     assert not (tmp_path / "o.csv").exists()
 
 
-def test_one_file_into_a_folder_and_json_lines_with_nulls(scored, tmp_path: Path) -> None:
+def test_one_file_into_a_folder_and_json_lines_with_nulls(scored, tmp_path: Path, capsys) -> None:
     path, pipe = scored
     rows = _rows(30, 6)
     rows.loc[::4, "code"] = None  # null in JSON: a missing string, filled as the package records
@@ -120,3 +120,6 @@ def test_one_file_into_a_folder_and_json_lines_with_nulls(scored, tmp_path: Path
     assert code == 0 and [p.name for p in (tmp_path / "out").iterdir()] == ["in.parquet"]
     out = pq.read_table(tmp_path / "out" / "in.parquet").to_pandas()
     np.testing.assert_array_equal(out["prediction"], pipe.predict(rows.drop(columns="id")))
+    rows.drop(columns="code").to_json(tmp_path / "lacking.jsonl", orient="records", lines=True)
+    code = main(["predict", str(path), "--input", str(tmp_path / "lacking.jsonl"), "--output", str(tmp_path / "o.csv")])
+    assert code == 2 and "missing column(s) ['code']" in capsys.readouterr().err
