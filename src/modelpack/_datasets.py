@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._atomic import replacing_file
-from .errors import DTypeError, InputError
+from .errors import DTypeError, InputError, MissingColumnError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -99,12 +99,33 @@ def dataset(path: Path, kind: str, types: Mapping[str, str]) -> ds.Dataset:
     import pyarrow.dataset as ds
 
     try:
-        return ds.dataset(path, format=_format(kind, types), partitioning="hive" if path.is_dir() else None)
+        data = ds.dataset(path, format=_format(kind, types), partitioning="hive" if path.is_dir() else None)
+        if path.is_dir():
+            _check_files(data, [c for c in types if c in data.schema.names])
+        return data
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         if _bad_value(exc):  # the first block is read to learn the columns: a bad value there
             raise _value_error(path, exc) from exc
         raise InputError(f"cannot read {path} as {kind} ({exc})", input=str(path),
                          fix="Check that the file is in that format, or name it after its format.") from exc
+
+
+def _check_files(data: ds.Dataset, needed: list[str]) -> None:
+    """Every file of a folder holds the columns the model reads.
+
+    A dataset reads a column that one file lacks as nulls there, which a model that
+    imputes would score without a word.
+    """
+    import pyarrow.dataset as ds
+
+    for fragment in data.get_fragments():
+        held = set(fragment.physical_schema.names) | set(ds.get_partition_keys(fragment.partition_expression))
+        missing = [c for c in needed if c not in held]
+        if missing:
+            raise MissingColumnError(f"{fragment.path} lacks the column(s) {missing} that the model reads",
+                                     input=fragment.path,
+                                     fix="Write every file of the folder with the model's columns, or score "
+                                         "that file on its own.")
 
 
 def scan(source: Any, schema: pa.Schema | None = None) -> Iterator[pa.RecordBatch]:

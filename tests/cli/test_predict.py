@@ -103,6 +103,10 @@ def test_a_failing_folder_run_leaves_no_output_folder(scored, tmp_path: Path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     code = main(["predict", str(path), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "in" / "x")])
     assert code == 2 and "overwrite the input" in capsys.readouterr().err
+    bad.drop(columns="amount").to_parquet(tmp_path / "in" / "b.parquet")  # a file lacking a column read as nulls
+    for out in ("out", "out.parquet"):
+        code = main(["predict", str(path), "--input", str(tmp_path / "in"), "--output", str(tmp_path / out)])
+        assert code == 2 and "b.parquet lacks the column(s) ['amount']" in capsys.readouterr().err
     bad.assign(amount=bad["amount"].replace("n/a", "oops")).to_csv(tmp_path / "bad.csv", index=False)
     code = main(["predict", str(path), "--input", str(tmp_path / "bad.csv"), "--output", str(tmp_path / "o.csv")])
     err = capsys.readouterr().err
