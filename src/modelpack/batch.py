@@ -145,7 +145,7 @@ class _Job:
         import pyarrow.dataset as ds
 
         types = _types(self.model)
-        with replacing_folder(dest) as tmp:
+        with replacing_folder(dest, check=_replaceable) as tmp:
             if not source.is_dir():  # one file: one file of results in the folder
                 batches, total = read(source, reader, self.batch_size, types)
                 with _progress(total, progress) as bar:
@@ -168,6 +168,19 @@ class _Job:
                 writer.write(self.scored(batch, partitions))
                 bar.update(batch.num_rows)
             return writer.rows
+
+
+def _replaceable(dest: Path) -> None:
+    """A folder output replaces only an earlier one: a folder of Parquet files, nothing else."""
+    if dest.is_dir() and not dest.is_symlink():
+        others = [p for p in dest.rglob("*") if not p.is_dir() and p.suffix != ".parquet"]
+        if not others:
+            return
+        why = f"it holds other files, such as {others[0].relative_to(dest)}"
+    else:
+        why = "it is not a folder"
+    raise InputError(f"the output {dest} exists and would be replaced, but {why}", input=str(dest),
+                     fix="Write the results to a new folder, or remove that one first.")
 
 
 def _types(model: Model) -> dict[str, str]:

@@ -50,9 +50,17 @@ def test_a_partitioned_folder_gives_a_folder_in_the_same_layout(scored, tmp_path
     pq.write_to_dataset(pa.Table.from_pandas(rows, preserve_index=False), tmp_path / "in",
                         partition_cols=["region"])
     (tmp_path / "in" / "_SUCCESS").write_text("")  # as Spark leaves it: not data
-    code = main(["predict", str(path), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-                 "--keep", "id", "region", "--batch-size", "64", "--no-progress"])
-    assert code == 0 and "wrote 300 rows" in capsys.readouterr().err
+    args = ["predict", str(path), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+            "--keep", "id", "region", "--batch-size", "64", "--no-progress"]
+    assert main(args) == 0 and "wrote 300 rows" in capsys.readouterr().err
+    before = sorted((tmp_path / "out").rglob("*"))
+    assert main(args) == 0
+    assert sorted((tmp_path / "out").rglob("*")) == before  # an earlier output folder is replaced
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    code = main(["predict", str(path), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "notes")])
+    assert code == 2 and "holds other files, such as todo.txt" in capsys.readouterr().err
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
     given = sorted(p.relative_to(tmp_path / "in") for p in (tmp_path / "in").rglob("*.parquet"))
     written = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.parquet"))
     assert written == given and {p.parts[0] for p in written} == {"region=north", "region=south"}
