@@ -196,7 +196,8 @@ class Model:
         """``method(X)`` over a LazyFrame's batches, and as the table ``output`` names."""
         check_output(output)
         if frame_kind(X) == "lazy":
-            value = joined([method(batch) for batch in lazy_batches(X, self._adapt.wanted_columns(), _LAZY_ROWS)])
+            batches = lazy_batches(X, self._adapt.wanted_columns(), _LAZY_ROWS, str(self.path))
+            value = joined([method(batch) for batch in batches])
         else:
             value = method(X)
         if output == "numpy":

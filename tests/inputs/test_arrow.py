@@ -99,6 +99,9 @@ def test_a_lazyframe_is_collected_in_batches_with_the_same_answers(churn, monkey
     run = model.run(lazy)
     np.testing.assert_allclose(run["probabilities"], pipe.predict_proba(test), atol=1e-5)
     assert model.predict(lazy.filter(pl.col("age") > 1e9)).shape == (0,)
+    broken = lazy.with_columns(pl.col("no such column") * 2)
+    with pytest.raises(modelpack.InputError, match="the LazyFrame's query failed in polars"):
+        model.predict(broken)
 
 
 def test_string_nulls_are_filled_as_recorded_and_refused_where_nothing_fills_them(churn, tmp_path: Path) -> None:

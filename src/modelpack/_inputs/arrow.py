@@ -133,16 +133,25 @@ def foreign_column(values: Any, name: str, target: np.dtype | None, package: str
     return None
 
 
-def lazy_batches(frame: Any, columns: list[str] | None, rows: int) -> Iterator[Any]:
-    """A polars LazyFrame collected ``rows`` at a time (only ``columns`` if it has them all)."""
-    if columns is not None and set(columns) <= set(frame.collect_schema().names()):
-        frame = frame.select(columns)
-    empty = True
-    for batch in frame.collect_batches(chunk_size=rows):
-        empty = False
-        yield batch
-    if empty:  # still one frame, so the result has its columns and types
-        yield frame.head(0).collect()
+def lazy_batches(frame: Any, columns: list[str] | None, rows: int, package: str = "") -> Iterator[Any]:
+    """A polars LazyFrame collected ``rows`` at a time (only ``columns`` if it has them all).
+
+    The query is the caller's: an error polars raises while running it is an InputError.
+    """
+    try:
+        if columns is not None and set(columns) <= set(frame.collect_schema().names()):
+            frame = frame.select(columns)
+        empty = True
+        for batch in frame.collect_batches(chunk_size=rows):
+            empty = False
+            yield batch
+        if empty:  # still one frame, so the result has its columns and types
+            yield frame.head(0).collect()
+    except Exception as exc:  # polars' own error types  # noqa: BLE001
+        if not type(exc).__module__.startswith("polars"):
+            raise
+        raise InputError(f"the LazyFrame's query failed in polars ({type(exc).__name__}: {exc})",
+                         package=package, fix="Run lf.collect() to see the same error, and fix the query.") from exc
 
 
 # -- one column ---------------------------------------------------------------------------------
