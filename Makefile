@@ -24,7 +24,7 @@ PLUGINS := converters/sklearn converters/xgboost converters/lightgbm converters/
 # requirement pulls a multi-GB CUDA build. sklearn2pmml refuses scikit-learn 1.9.1.
 FRAMEWORKS := "scikit-learn==1.9.0" "torch==2.13.0" onnxscript xgboost-cpu lightgbm catboost \
               tensorflow-cpu tf2onnx onnxmltools sklearn2pmml
-EXTRAS := cpu,trees,pandas,pmml,sign,remote,s3,deploy,batch,serve,grpc,metrics,spark,mlflow,ray,dask,test,card,docs
+EXTRAS := cpu,trees,pandas,pmml,sign,remote,s3,deploy,batch,serve,grpc,metrics,spark,mlflow,ray,dask,polars,test,card,docs
 
 # onnxruntime-openvino and onnxruntime share the onnxruntime/ folder, so the OpenVINO provider
 # gets its own environment, with modelpack installed --no-deps; `make test` runs the device

@@ -18,6 +18,8 @@ import numpy as np
 
 from ._display import TensorSpecs
 from ._inputs import InputAdapter, numpy_dtype
+from ._inputs.arrow import frame_kind, lazy_batches
+from ._inputs.results import as_table, check_output, columns_of, joined
 from .errors import TaskError
 from .manifest import Manifest, TensorSpec
 
@@ -146,23 +148,40 @@ class Model:
                           signature=signature_status(self._package.signature, str(self.path)))
 
     # -- prediction ------------------------------------------------------------------
-    def run(self, X: InputData) -> dict[str, Any]:
+    def run(self, X: InputData, *, output: str = "numpy") -> Any:
         """Every output of the model, by name, in model order, exactly as computed.
+
+        ``output="pandas"``, ``"arrow"`` or ``"polars"`` gives one table instead of the
+        dict: a column per output, or per value for outputs with several per row
+        (``<output>_<j>``; ``<output>_<class>`` for probabilities).
 
         Example
         -------
         >>> m.run(X)["probabilities"].shape   # doctest: +SKIP
         (2, 3)
         """
+        if output != "numpy" or X.__class__.__name__ == "LazyFrame":
+            return self._shaped(self.run, X, output)
         values = self._backend.run(self._adapt(X), None)
         return dict(zip(self._output_names, values, strict=True))
 
-    def predict(self, X: InputData) -> np.ndarray:
+    def predict(self, X: InputData, *, output: str = "numpy") -> Any:
         """Labels for a classifier or clusterer, values for a regressor.
 
         Labels keep the dtype of :attr:`classes`; a single-target regressor gives
-        shape ``(n,)``. For other tasks, the model's only output.
+        shape ``(n,)``. For other tasks, the model's only output. ``X`` may also be a
+        pyarrow Table or RecordBatch, or a polars DataFrame or LazyFrame (collected
+        65,536 rows at a time). ``output="pandas"``, ``"arrow"`` or ``"polars"`` gives a
+        table with a ``prediction`` column (``prediction_<j>`` for several targets);
+        a pandas result keeps a pandas input's index.
+
+        Example
+        -------
+        >>> m.predict(pyarrow_table, output="arrow").column_names   # doctest: +SKIP
+        ['prediction']
         """
+        if output != "numpy" or X.__class__.__name__ == "LazyFrame":
+            return self._shaped(self.predict, X, output)
         if self._predict_names:
             out = self._backend.run(self._adapt(X), self._predict_names)[0]
             finish = self._finish_predict
@@ -175,8 +194,13 @@ class Model:
                         f"for a {self.manifest.task} model", package=self.manifest.name,
                         fix="Use run(), which returns every output by name.")
 
-    def predict_proba(self, X: InputData) -> np.ndarray:
-        """Class probabilities, shape ``(n, n_classes)``, columns in :attr:`classes` order."""
+    def predict_proba(self, X: InputData, *, output: str = "numpy") -> Any:
+        """Class probabilities, shape ``(n, n_classes)``, columns in :attr:`classes` order.
+
+        With ``output="pandas"``, ``"arrow"`` or ``"polars"``: a table of ``proba_<class>`` columns.
+        """
+        if output != "numpy" or X.__class__.__name__ == "LazyFrame":
+            return self._shaped(self.predict_proba, X, output)
         if not self._proba:
             raise TaskError(f"predict_proba() needs a classifier with probabilities; this is a "
                             f"{self.manifest.task} model", package=self.manifest.name,
@@ -189,6 +213,28 @@ class Model:
         if isinstance(out, list):  # ZipMap: a list of {class: probability}
             return _decode_zipmap(out, self._classes)
         return out
+
+    def _shaped(self, method: Callable[[Any], Any], X: Any, output: str) -> Any:
+        """``method(X)`` over a LazyFrame's batches, and as the table ``output`` names."""
+        check_output(output)
+        if frame_kind(X) == "lazy":
+            batches = lazy_batches(X, self._adapt.wanted_columns(), _LAZY_ROWS, str(self.path))
+            value = joined([method(batch) for batch in batches])
+        else:
+            value = method(X)
+        if output == "numpy":
+            return value
+        if method == self.run:
+            columns: dict[str, Any] = {}
+            for spec in self.outputs:
+                labels = self._classes if spec.role == "probabilities" else None
+                columns.update(columns_of(spec.name, value[spec.name], labels))
+        elif method == self.predict:
+            columns = columns_of("prediction", value, None)
+        else:
+            columns = columns_of("proba", value, self._classes, always_split=True)
+        index = X.index if type(X).__module__.startswith("pandas") and hasattr(X, "index") else None
+        return as_table(columns, output, index)
 
     def run_on_device(self, feeds: Any, outputs: Sequence[str] | None = None) -> dict[str, Any]:
         """Run on DLPack tensors (torch, cupy), OrtValues or numpy; outputs stay on the device.
@@ -235,6 +281,8 @@ class Model:
         return manifest_html(self.manifest, providers=self.providers)
 
 
+# Rows of a polars LazyFrame collected at a time: bounds the memory of its conversion.
+_LAZY_ROWS = 65_536
 _PREDICT_ROLE = {"classification": "label", "regression": "value", "clustering": "cluster"}
 
 

@@ -1,13 +1,16 @@
-"""Predict a file in batches: Parquet, CSV or JSON in; Parquet, CSV or JSON out.
+"""Predict a file or a folder in batches: Parquet, CSV or JSON in; Parquet, CSV or JSON out.
 
-Memory stays bounded by the batch, not the file: Parquet is scanned with
-``pyarrow.dataset`` (no pre-buffering, no read-ahead, one thread, row groups
-re-cut to ``batch_size`` rows), CSV and JSON Lines are read in pandas chunks, and each batch of results
-is appended to the output as soon as it is computed. A ``.json`` file holding
-one JSON array is the exception: it is read whole (write JSON Lines,
-``.jsonl``, for large inputs).
+Files are read through Arrow datasets and fed to the model as Arrow tables (no
+pandas in between); memory stays bounded by the batch, not the file: each batch
+of results is appended to the output as soon as it is computed. A folder of
+Parquet files is one dataset, and its hive partitions (``key=value``
+sub-folders) are columns the model may read. Written to a folder (a destination
+without a suffix), the results keep the input's layout: one Parquet file per
+input file, at the same place under the same partition folders. A ``.json``
+file holding one JSON array is read whole (write JSON Lines, ``.jsonl``, for
+large inputs).
 
-Result columns, by ``result=``:
+Result columns, by ``result=`` (the names of ``Model.predict(..., output="arrow")``):
 
 * ``"label"``: ``prediction`` (``prediction_0``, ``prediction_1``... for several targets);
 * ``"proba"``: ``proba_<class>`` per class, in :attr:`Model.classes` order;
@@ -16,34 +19,29 @@ Result columns, by ``result=``:
   for several.
 
 The output is written to a temporary sibling and moved into place at the end,
-so a failed run leaves no partial file.
+so a failed run leaves no partial file or folder.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ._atomic import replacing_file
+from ._atomic import replacing_folder
+from ._datasets import READERS, Writer, dataset, guarded, kind_of, read, rebatch, scan
 from .errors import InputError, MissingColumnError, TaskError
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
 
     from ._model import Model
     from ._types import PathLike
 
-__all__ = ["RESULTS", "check_result", "predict_file", "score"]
+__all__ = ["READERS", "RESULTS", "check_result", "predict_file", "score"]
 
 RESULTS = ("label", "proba", "all")
-READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "jsonl",
-           ".ndjson": "jsonl"}
 DEFAULT_BATCH_SIZE = 65_536
 
 
@@ -56,10 +54,12 @@ def predict_file(model: Model, input: PathLike, output: PathLike, *, batch_size:
     model:
         A loaded model (:func:`modelpack.load`).
     input:
-        A ``.parquet`` file or folder of Parquet files, a ``.csv``, a ``.jsonl``/``.ndjson``
-        (JSON Lines) or a ``.json`` file; columns are matched to the model's inputs by name.
+        A ``.parquet`` file or a folder of Parquet files (hive partitions read as
+        columns), a ``.csv``, a ``.jsonl``/``.ndjson`` (JSON Lines) or a ``.json``
+        file; columns are matched to the model's inputs by name.
     output:
-        ``.parquet``, ``.csv``, ``.jsonl``/``.ndjson`` or ``.json`` (one JSON array).
+        ``.parquet``, ``.csv``, ``.jsonl``/``.ndjson`` or ``.json`` (one JSON array); or
+        a folder (no suffix): one Parquet file per input file, in the input's layout.
     batch_size:
         Rows per batch: bounds the memory used.
     result:
@@ -82,20 +82,21 @@ def predict_file(model: Model, input: PathLike, output: PathLike, *, batch_size:
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, not {batch_size}", fix="Pass a positive batch size.")
     source, dest = Path(input), Path(output)
-    reader, writer_kind = _kind(source, "input"), _kind(dest, "output")
+    reader, writer_kind = kind_of(source, "input"), kind_of(dest, "output")
     if not source.exists():
         raise InputError(f"no file at {source}", input=str(source), fix="Check the path.")
-    if dest.resolve() == source.resolve():
+    if dest.resolve() == source.resolve() or source.resolve() in dest.resolve().parents:
         raise InputError("the output would overwrite the input", input=str(source),
-                         fix="Write the results to another file.")
-    batches, total = _read(source, reader, batch_size)
-    with _Writer(dest, writer_kind) as writer, _progress(total, progress) as bar:
-        rows = 0
-        for frame in batches:
-            writer.write(_with_kept(frame, score(model, _features(model, frame, keep), result), keep))
-            rows += len(frame)
-            bar.update(len(frame))
-    return rows
+                         fix="Write the results to another file or folder.")
+    job = _Job(model, result, keep, batch_size)
+    if writer_kind == "folder":
+        return job.to_folder(source, reader, dest, progress)
+    batches, total = read(source, reader, batch_size, _types(model))
+    with Writer(dest, writer_kind) as writer, _progress(total, progress) as bar:
+        for batch in batches:
+            writer.write(job.scored(batch))
+            bar.update(batch.num_rows)
+        return writer.rows
 
 
 def check_result(result: str) -> None:
@@ -106,227 +107,109 @@ def check_result(result: str) -> None:
 
 
 # -- results of one batch -----------------------------------------------------------------
-def score(model: Model, frame: pd.DataFrame, result: str = "label") -> pd.DataFrame:
+def score(model: Model, frame: Any, result: str = "label") -> Any:
     """The result columns for one batch of rows (see the module documentation for names).
+
+    A pandas DataFrame gives a DataFrame on its index; an Arrow table (or anything
+    else ``predict`` takes) gives an Arrow table.
 
     Example
     -------
     >>> score(model, df, "proba").columns.tolist()   # doctest: +SKIP
     ['proba_setosa', 'proba_versicolor', 'proba_virginica']
     """
-    import pandas as pd
-
     check_result(result)
+    output = "pandas" if type(frame).__module__.startswith("pandas") else "arrow"
     if result == "label":
-        columns = _columns("prediction", model.predict(frame), None)
-    elif result == "proba":
-        columns = _columns("proba", model.predict_proba(frame), model.classes, always_split=True)
+        return model.predict(frame, output=output)
+    if result == "proba":
+        return model.predict_proba(frame, output=output)
+    return model.run(frame, output=output)
+
+
+class _Job:
+    """What every batch goes through: the features fed to the model, the kept columns beside the results."""
+
+    def __init__(self, model: Model, result: str, keep: Sequence[str], batch_size: int) -> None:
+        self.model, self.result, self.keep, self.batch_size = model, result, list(keep), batch_size
+        named = {s.name for s in model.inputs} | {c.name for s in model.inputs for c in s.columns or ()}
+        self.passed = [c for c in self.keep if c not in named]  # kept, not fed
+
+    def scored(self, batch: pa.Table, partitions: Sequence[str] = ()) -> pa.Table:
+        features = batch.drop_columns([c for c in self.passed if c in batch.column_names])
+        results = score(self.model, features, self.result)
+        return _with_kept(batch, results, [c for c in self.keep if c not in partitions])
+
+    def to_folder(self, source: Path, reader: str, dest: Path, progress: bool | None) -> int:
+        """One Parquet file of results per input file, at the same place under ``dest``."""
+        import pyarrow.dataset as ds
+
+        types = _types(self.model)
+        with replacing_folder(dest, check=_replaceable) as tmp:
+            if not source.is_dir():  # one file: one file of results in the folder
+                batches, total = read(source, reader, self.batch_size, types)
+                with _progress(total, progress) as bar:
+                    return self._write(tmp / f"{source.stem}.parquet", batches, (), bar)
+            data = dataset(source, reader, types)
+            rows = 0
+            with _progress(int(data.count_rows()), progress) as bar:
+                for fragment in data.get_fragments():
+                    where = Path(fragment.path)
+                    batches = guarded(where, rebatch(scan(fragment, data.schema), self.batch_size))
+                    partitions = list(ds.get_partition_keys(fragment.partition_expression))
+                    rows += self._write(tmp / where.relative_to(source).with_suffix(".parquet"), batches,
+                                        partitions, bar)
+        return rows
+
+    def _write(self, target: Path, batches: Iterator[pa.Table], partitions: Sequence[str], bar: Any) -> int:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Writer(target, "parquet") as writer:
+            for batch in batches:
+                writer.write(self.scored(batch, partitions))
+                bar.update(batch.num_rows)
+            return writer.rows
+
+
+def _replaceable(dest: Path) -> None:
+    """A folder output replaces only an earlier one: a folder of Parquet files, nothing else."""
+    if dest.is_dir() and not dest.is_symlink():
+        others = [p for p in dest.rglob("*") if not p.is_dir() and p.suffix != ".parquet"]
+        if not others:
+            return
+        why = f"it holds other files, such as {others[0].relative_to(dest)}"
     else:
-        columns = {}
-        outputs = model.run(frame)
-        for spec in model.outputs:
-            labels = model.classes if spec.role == "probabilities" else None
-            columns.update(_columns(spec.name, outputs[spec.name], labels))
-    return pd.DataFrame(columns, index=frame.index)
+        why = "it is not a folder"
+    raise InputError(f"the output {dest} exists and would be replaced, but {why}", input=str(dest),
+                     fix="Write the results to a new folder, or remove that one first.")
 
 
-def _columns(name: str, value: Any, labels: np.ndarray | None, always_split: bool = False) -> dict[str, Any]:
-    if isinstance(value, list) and value and isinstance(value[0], dict):  # ZipMap: one dict per row
-        keys = labels.tolist() if labels is not None else list(value[0])
-        return {f"{name}_{k}": np.array([row[k] for row in value]) for k in keys}
-    arr = np.asarray(value)
-    if arr.ndim <= 1 or (arr.ndim == 2 and arr.shape[1] == 1 and not always_split):
-        return {name: arr.reshape(len(arr)) if arr.ndim else arr}
-    arr = arr.reshape(len(arr), -1)
-    if labels is not None and len(labels) == arr.shape[1]:
-        suffixes = [str(c) for c in labels.tolist()]
-    else:
-        suffixes = [str(j) for j in range(arr.shape[1])]
-    return {f"{name}_{s}": arr[:, j] for j, s in enumerate(suffixes)}
+def _types(model: Model) -> dict[str, str]:
+    """Column name -> the dtype of the input it feeds, for the formats that carry no types."""
+    types = {}
+    for spec in model.inputs:
+        if spec.columns and len(spec.columns) > 1:
+            types.update({c.name: spec.dtype for c in spec.columns})
+        elif spec.shape is not None and len(spec.shape) <= 2 and (len(spec.shape) < 2 or spec.shape[-1] == 1):
+            types[spec.columns[0].name if spec.columns else spec.name] = spec.dtype
+    return types
 
 
-def _features(model: Model, frame: pd.DataFrame, keep: Sequence[str]) -> pd.DataFrame:
-    """The batch without the kept columns that the model does not name as inputs (ids)."""
-    if not keep:
-        return frame
-    named = {s.name for s in model.inputs} | {c.name for s in model.inputs for c in s.columns or ()}
-    passed = [c for c in keep if c not in named and c in frame.columns]
-    return frame.drop(columns=passed) if passed else frame
-
-
-def _with_kept(frame: pd.DataFrame, results: pd.DataFrame, keep: Sequence[str]) -> pd.DataFrame:
+def _with_kept(batch: pa.Table, results: pa.Table, keep: Sequence[str]) -> pa.Table:
     if not keep:
         return results
-    import pandas as pd
-
-    missing = [c for c in keep if c not in frame.columns]
+    missing = [c for c in keep if c not in batch.column_names]
     if missing:
         raise MissingColumnError(f"cannot keep column(s) {missing}: not in the input",
-                                 expected=f"columns among {list(frame.columns)[:20]}", got=str(list(keep)),
+                                 expected=f"columns among {batch.column_names[:20]}", got=str(list(keep)),
                                  fix="Pass keep= with input column names.")
-    clash = [c for c in keep if c in results.columns]
+    clash = [c for c in keep if c in results.column_names]
     if clash:
         raise InputError(f"kept column(s) {clash} have the name of a result column",
                          fix="Rename those input columns, or do not keep them.")
-    return pd.concat([frame[list(keep)], results], axis=1)
-
-
-# -- reading ------------------------------------------------------------------------------
-def _kind(path: Path, what: str) -> str:
-    kind = READERS.get(path.suffix.lower())
-    if kind is None and what == "input" and path.is_dir():
-        kind = "parquet"  # a folder of Parquet files, as Spark and pandas write them
-    if kind is None:
-        raise InputError(f"cannot tell the {what} format from the name {path.name!r}", input=str(path),
-                         expected=".parquet, .csv, .jsonl, .ndjson or .json", got=path.suffix or "no suffix",
-                         fix=f"Name the {what} file with one of those suffixes.")
-    return kind
-
-
-def _read(path: Path, kind: str, batch_size: int) -> tuple[Iterator[pd.DataFrame], int | None]:
-    """The batches of ``path`` as DataFrames, and the row count when known in advance."""
-    import pandas as pd
-
-    if kind == "parquet":
-        return _parquet(path, batch_size)
-    if kind == "csv":
-        return _guarded(path, pd.read_csv(path, chunksize=batch_size)), None
-    if kind == "json" and _first_char(path) == "[":
-        return _guarded(path, _json_array(path, batch_size)), None
-    return _guarded(path, pd.read_json(path, lines=True, chunksize=batch_size)), None
-
-
-def _parquet(path: Path, batch_size: int) -> tuple[Iterator[pd.DataFrame], int | None]:
-    import pyarrow.dataset as ds
-
-    # Pre-buffering would read whole row groups (all of them, ahead): memory must follow the batch.
-    parquet = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
-    try:
-        dataset = ds.dataset(path, format=parquet)
-        total = dataset.count_rows()
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise InputError(f"cannot read {path} as Parquet ({exc})", input=str(path),
-                         fix="Check that the file is Parquet, or name it after its format.") from exc
-    # One thread: Arrow's per-thread allocator caches grew the peak with the file (measured).
-    scan = dataset.to_batches(batch_size=batch_size, batch_readahead=0, fragment_readahead=0, use_threads=False)
-    return (table.to_pandas(use_threads=False) for table in _rebatch(scan, batch_size)), total
-
-
-def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
-    """Re-cut record batches (one per row group at most) into tables of ``size`` rows."""
-    import pyarrow as pa
-
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in batches:
-        pending.append(batch)
-        rows += batch.num_rows
-        while rows >= size:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, size)
-            rest = table.slice(size)
-            pending, rows = rest.to_batches(), rest.num_rows
-    if rows:
-        yield pa.Table.from_batches(pending)
-
-
-def _guarded(path: Path, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """Parser errors of pandas become InputErrors naming the file."""
-    try:
-        yield from frames
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot parse {path.name} ({exc})", input=str(path),
-                         fix="Check the file's format and encoding (UTF-8).") from exc
-
-
-def _first_char(path: Path) -> str:
-    with open(path, "rb") as fh:
-        while chunk := fh.read(4096):
-            stripped = chunk.lstrip()
-            if stripped:
-                return chr(stripped[0])
-    return ""
-
-
-def _json_array(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
-    import pandas as pd
-
-    with open(path, encoding="utf-8") as fh:
-        records = json.load(fh)
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise InputError(f"{path.name} is not a JSON array of objects", input=str(path),
-                         fix="Write one object per row: [{\"a\": 1, ...}, ...] or JSON Lines.")
-    for start in range(0, len(records), batch_size):
-        yield pd.DataFrame.from_records(records[start:start + batch_size], index=range(start, min(
-            start + batch_size, len(records))))
-
-
-# -- writing ------------------------------------------------------------------------------
-class _Writer:
-    """Appends result batches to a temporary file, moved onto the destination on success."""
-
-    def __init__(self, dest: Path, kind: str) -> None:
-        self.dest, self.kind = dest, kind
-        self._parquet: Any = None
-        self._schema: pa.Schema | None = None
-        self._rows_written = 0
-
-    def __enter__(self) -> _Writer:
-        self._replacing = replacing_file(self.dest)
-        self.fh = self._replacing.__enter__()
-        if self.kind == "json":
-            self.fh.write(b"[")
-        return self
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.kind == "parquet":
-            self._write_parquet(frame)
-        elif self.kind == "csv":
-            self.fh.write(frame.to_csv(index=False, header=self._rows_written == 0).encode())
-        elif len(frame):
-            text = frame.to_json(orient="records", lines=self.kind == "jsonl", force_ascii=False)
-            if self.kind == "json":
-                text = ("," if self._rows_written else "") + text[1:-1]
-            self.fh.write(text.encode())
-        self._rows_written += len(frame)
-
-    def _write_parquet(self, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self._parquet is None:
-            self._schema = table.schema
-            self._parquet = pq.ParquetWriter(self.fh, table.schema)
-        elif table.schema != self._schema:
-            try:  # a later batch may infer another type for the same column (int, then float)
-                table = table.cast(self._schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-                raise InputError(f"a batch's columns do not match the first batch's ({exc})",
-                                 fix="Give the input columns one type throughout.") from exc
-        self._parquet.write_table(table)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if exc_type is None:
-                self._finish()
-            if self._parquet is not None:
-                self._parquet.close()
-        except BaseException as failure:
-            self._replacing.__exit__(type(failure), failure, failure.__traceback__)
-            raise
-        self._replacing.__exit__(exc_type, exc, tb)  # replaces the destination only on success
-
-    def _finish(self) -> None:
-        if self.kind == "json":
-            self.fh.write(b"]\n")
-        elif self.kind == "jsonl" and self._rows_written:
-            self.fh.write(b"\n")
-        elif self.kind == "parquet" and self._parquet is None:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.table({}), self.fh)  # no rows: still a valid Parquet file
+    table = batch.select(list(keep))
+    for name in results.column_names:
+        table = table.append_column(name, results[name])
+    return table
 
 
 class _NoBar:

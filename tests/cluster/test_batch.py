@@ -9,7 +9,8 @@ import pytest
 
 import modelpack
 from modelpack._cli import main
-from modelpack.batch import _read, predict_file, score
+from modelpack._datasets import read as _read
+from modelpack.batch import predict_file, score
 from modelpack.errors import DTypeError, InputError, MissingColumnError, TaskError
 
 pd = pytest.importorskip("pandas")

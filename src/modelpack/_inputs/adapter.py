@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import InputError, MissingColumnError, ShapeError
 from ..manifest import TensorSpec
-from .casting import as_array, cast, column_array, describe, expected, numpy_dtype
+from .arrow import ArrowColumns, PandasColumns, PolarsColumns, foreign_column, frame_kind
+from .casting import EXACT_INT, as_array, cast, column_array, describe, expected, numpy_dtype
 from .frames import frame_columns, frame_values, is_dataframe
 
 __all__ = ["InputAdapter"]
@@ -81,6 +82,10 @@ class InputAdapter:
             if self._nan_refused and (not self._nan_all or _has_nan(data)):
                 self._refuse_nan({self._name: data})  # type: ignore[dict-item]
             return {self._name: data}  # type: ignore[dict-item]
+        if data.__class__ is dict and self._record_plan is not None:  # one record: it checks NaN itself
+            feeds = self._planned_record(data)
+            if feeds is not None:
+                return feeds
         feeds = self._adapted(data)
         if self._nan_refused:
             self._refuse_nan(feeds)
@@ -105,7 +110,10 @@ class InputAdapter:
             return {self._name: self.adapt(self._single, data)}  # type: ignore[dict-item]
         if self._single is not None:
             return self._feeds(data)
-        feeds = self._planned_record(data) if isinstance(data, Mapping) else None
+        if data.__class__ is list and len(data) == 1 and isinstance(data[0], Mapping):
+            feeds = self._planned_record(data[0])  # a list of one record, as JSON bodies hold it
+        else:
+            feeds = self._planned_record(data) if isinstance(data, Mapping) else None
         if feeds is not None:  # one record: one row in every input by construction
             return feeds
         feeds = self._feeds(data)
@@ -131,6 +139,9 @@ class InputAdapter:
     def _feeds(self, data: Any) -> dict[str, np.ndarray]:
         if is_dataframe(data):
             return self._from_frame(data)
+        kind = frame_kind(data)
+        if kind is not None:
+            return self._from_arrow(data, kind)
         if isinstance(data, Mapping):
             return self._from_mapping(data)
         if isinstance(data, (list, tuple)) and data and all(isinstance(r, Mapping) for r in data):
@@ -142,14 +153,14 @@ class InputAdapter:
             return {s.name: self.adapt(s, data[:, j]) for j, s in enumerate(self.specs)}
         if isinstance(data, tuple) and self._single is None and len(data) == len(self.specs):
             # Positional inputs, in the model's order, as a multi-input network takes them.
-            return {s.name: self.adapt(s, as_array(v, s, self.package))
+            return {s.name: self.adapt(s, self._given(v, s))
                     for s, v in zip(self.specs, data, strict=True)}
         if self._single is None:
             raise InputError(f"the model has {len(self.specs)} inputs {list(self.names)}",
                              expected="a dict of input name -> array, a DataFrame or records",
                              got=describe(data), package=self.package,
                              fix="Pass {name: array} with every input.")
-        return {self._single.name: self.adapt(self._single, as_array(data, self._single, self.package))}
+        return {self._single.name: self.adapt(self._single, self._given(data, self._single))}
 
     # -- mappings, records, DataFrames ---------------------------------------------
     def _from_frame(self, df: Any) -> dict[str, np.ndarray]:
@@ -161,7 +172,26 @@ class InputAdapter:
             if values.dtype is self._dtype and (self._width is None or values.shape[1] == self._width):
                 return {self._name: values}  # type: ignore[dict-item]
             return {self._name: self.adapt(self._single, values)}  # type: ignore[arg-type, dict-item]
-        return self._from_columns(frame_columns(df, self._names_of(columns)), len(df), "column")
+        return self._from_columns(PandasColumns(frame_columns(df, self._names_of(columns)), len(df),
+                                                self._target_of, self.package), len(df), "column")
+
+    def _from_arrow(self, data: Any, kind: str) -> dict[str, np.ndarray]:
+        if kind == "lazy":  # Model collects a LazyFrame in batches; here it is one batch
+            data, kind = data.collect(), "polars"
+        columns = ArrowColumns(data, self._target_of, self.package) if kind == "arrow" \
+            else PolarsColumns(data, self._target_of, self.package)
+        return self._from_columns(columns, columns.rows, "column")
+
+    def _target_of(self, column: str) -> np.dtype | None:
+        """The dtype of the input that ``column`` feeds (None: it feeds none)."""
+        dtype = self._dtypes.get(column)
+        return dtype if dtype is not None or self._single is None else self._dtype
+
+    def wanted_columns(self) -> list[str] | None:
+        """The columns a table must hold (None: any, taken in order)."""
+        if self._single is None:
+            return list(self.names)
+        return list(self._columns.get(self._single.name, ())) or None
 
     def _names_of(self, columns: Any) -> list[Any]:
         # Listing an Arrow-backed Index costs microseconds; an Index is immutable, and rows
@@ -192,22 +222,31 @@ class InputAdapter:
             self._refuse_unknown(self.names, data, "input")
             if self._per_column:
                 self._check_lengths(data, "input")
-            return {s.name: self.adapt(s, as_array(data[s.name], s, self.package)) for s in self.specs}
+            return {s.name: self.adapt(s, self._given(data[s.name], s)) for s in self.specs}
         n = len(values[0]) if values and hasattr(values[0], "__len__") else 0
         return self._from_columns(data, n, "key")
 
     def _planned_record(self, record: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
-        """The feeds for one record of plain floats and strings, or None if it is not one."""
+        """The feeds for one record of plain floats and strings, or None if it is not one.
+
+        NaN is refused here, where the source model refuses it, on the Python floats:
+        cheaper than looking into the arrays afterwards.
+        """
         plan = self._record_plan
         if plan is None or len(record) != len(plan):
             return None
         feeds = {}
+        nan = False
         for name, dtype, kind, column in plan:
             value = record.get(name)
-            if value.__class__ is not kind:  # arrays, lists, other scalars: the general path
-                return None
+            if value.__class__ is not kind and not (
+                    value.__class__ is int and kind is float and -EXACT_INT[dtype] <= value <= EXACT_INT[dtype]):
+                return None  # arrays, lists, other scalars, integers past the exact range: the general path
+            nan = nan or value != value
             # Built in its final shape: a reshape would cost a third of the array's price.
             feeds[name] = np.array([[value]] if column else [value], dtype=dtype)
+        if nan and self._nan_refused:
+            self._refuse_nan(feeds)
         return feeds
 
     def _from_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -231,15 +270,18 @@ class InputAdapter:
         if set(self.names) <= set(columns):  # one input per column (skl2onnx, PMML)
             if not from_frame:
                 self._refuse_unknown(self.names, columns, what)
-            return {s.name: self.adapt(s, column_array(columns[s.name], s, self.package))
-                    for s in self.specs}
+            feeds = {}
+            for s in self.specs:
+                values = self._column(columns[s.name], s, s.name)
+                # (read after the column: converting it is what vouches for its strings)
+                feeds[s.name] = self.adapt(s, values, strings=s.name in getattr(columns, "checked", ()))
+            return feeds
         if self._single is not None and self._single.name in self._columns:
             wanted = self._columns[self._single.name]
             self._check_present(wanted, columns, what)
             if not from_frame:
                 self._refuse_unknown(wanted, columns, what)
-            stacked = np.column_stack([column_array(columns[c], self._single, self.package).reshape(n)
-                                       for c in wanted]) if n else np.empty((0, len(wanted)))
+            stacked = self._stacked([self._column(columns[c], self._single, c) for c in wanted], n)
             return {self._single.name: self.adapt(self._single, stacked)}
         if self._single is not None and self._single.shape is not None and len(self._single.shape) == 2:
             if not from_frame:
@@ -251,9 +293,34 @@ class InputAdapter:
                                  fix=f"Pass {{{self._single.name!r}: rows}}, or an array (or a DataFrame) "
                                      "whose columns are in training order.")
             # No names recorded: a frame's columns are taken in order, as scikit-learn takes arrays.
-            stacked = np.column_stack([np.asarray(v) for v in columns.values()])
+            stacked = self._stacked([self._column(v, self._single, str(k)) for k, v in columns.items()], n)
             return {self._single.name: self.adapt(self._single, stacked)}
         raise self._missing(self.names, columns, what)
+
+    def _given(self, values: Any, spec: TensorSpec) -> np.ndarray:
+        """The values given for one input: Arrow arrays and polars Series through Arrow."""
+        found = self._foreign(values, spec, spec.name)
+        return found if found is not None else as_array(values, spec, self.package)
+
+    def _column(self, values: Any, spec: TensorSpec, name: str) -> np.ndarray:
+        """One column's values: Arrow arrays and polars Series through Arrow, the rest as numpy takes them."""
+        found = self._foreign(values, spec, name)
+        return found if found is not None else column_array(values, spec, self.package)
+
+    def _foreign(self, values: Any, spec: TensorSpec, name: str) -> np.ndarray | None:
+        if values.__class__ is np.ndarray:
+            return None
+        return foreign_column(values, name, self._dtypes[spec.name], self.package)
+
+    def _stacked(self, arrays: list[np.ndarray], n: int) -> np.ndarray:
+        """Columns side by side: straight into the input's float dtype when they are all floats."""
+        target = self._dtype
+        if target is not None and target.kind == "f" and all(a.dtype.kind == "f" and a.size == n for a in arrays):
+            out = np.empty((n, len(arrays)), dtype=target)
+            for j, a in enumerate(arrays):
+                out[:, j] = a.reshape(n)  # float to float rounds, as the cast policy allows
+            return out
+        return np.column_stack([a.reshape(n) for a in arrays]) if n else np.empty((0, len(arrays)))
 
     def _check_lengths(self, columns: Mapping[str, Any], what: str) -> None:
         lengths = {k: len(v) if isinstance(v, Sized) and not isinstance(v, (str, bytes)) else 1
@@ -282,10 +349,14 @@ class InputAdapter:
             fix=_did_you_mean(missing, given) + f"Pass every {what} the model was trained with.")
 
     # -- one array --------------------------------------------------------------------
-    def adapt(self, spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
-        """Cast and reshape one array to ``spec``, or raise an InputError saying why not."""
+    def adapt(self, spec: TensorSpec, arr: np.ndarray, *, strings: bool = False) -> np.ndarray:
+        """Cast and reshape one array to ``spec``, or raise an InputError saying why not.
+
+        ``strings``: ``arr`` holds only ``str`` already (see :func:`.casting.cast`).
+        """
         given = arr
-        arr = cast(arr, spec, self._dtypes[spec.name], self.package, missing_passes=self._missing_passes)
+        arr = cast(arr, spec, self._dtypes[spec.name], self.package, missing_passes=self._missing_passes,
+                   strings=strings)
         shape = spec.shape
         if shape is None:
             return arr

@@ -5,6 +5,7 @@ The policy is written in docs/casting.md.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -12,11 +13,11 @@ import numpy as np
 from ..errors import DTypeError, InputError
 from ..manifest import TensorSpec
 
-__all__ = ["as_array", "cast", "column_array", "describe", "expected", "numpy_dtype"]
+__all__ = ["EXACT_INT", "as_array", "cast", "column_array", "describe", "expected", "numpy_dtype"]
 
 _STRING = np.dtype(object)
 # Integers up to these magnitudes are exactly representable in the float type.
-_EXACT_INT = {np.dtype(np.float16): 2**11, np.dtype(np.float32): 2**24, np.dtype(np.float64): 2**53}
+EXACT_INT = {np.dtype(np.float16): 2**11, np.dtype(np.float32): 2**24, np.dtype(np.float64): 2**53}
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -67,10 +68,14 @@ def as_array(values: Any, spec: TensorSpec, package: str) -> np.ndarray:
 
 
 def cast(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str, *,
-         missing_passes: bool = False) -> np.ndarray:
-    """``arr`` as ``target``, or a DTypeError; ``missing_passes``: missing strings become None."""
+         missing_passes: bool = False, strings: bool = False) -> np.ndarray:
+    """``arr`` as ``target``, or a DTypeError; ``missing_passes``: missing strings become None.
+
+    ``strings``: ``arr`` is known to hold only ``str`` (read from an Arrow string
+    column without nulls), so its values are not looked at one by one.
+    """
     source = arr.dtype
-    if source == target and target != _STRING:
+    if source == target and (target != _STRING or strings):
         return arr
     if target == _STRING:
         return _to_strings(arr, spec, package, missing_passes)
@@ -123,8 +128,23 @@ _NONE = object()
 
 def _first_non_string(arr: np.ndarray, none_passes: bool = False) -> Any:
     # Every value, not a prefix: one number deep in a column would reach the runtime.
+    if arr.size > 64 and _all_strings(arr):
+        return _NONE
     return next((v for v in arr.reshape(-1).tolist() if v.__class__ is not str and not isinstance(v, str)
                  and not (none_passes and v is None)), _NONE)
+
+
+def _all_strings(arr: np.ndarray) -> bool:
+    """True if every value is a ``str``, by pandas' compiled check when pandas is loaded (never imported
+    for it: an object column comes from pandas more often than not); False when it cannot say."""
+    lib = getattr(getattr(sys.modules.get("pandas"), "_libs", None), "lib", None)
+    check = getattr(lib, "is_string_array", None)
+    if check is None:
+        return False
+    try:
+        return bool(check(arr.reshape(-1), skipna=False))
+    except (TypeError, ValueError):  # an internal whose signature moved: the Python loop answers
+        return False
 
 
 def is_missing(value: Any) -> bool:
@@ -158,7 +178,7 @@ def _filled(arr: np.ndarray, fills: list[Any], missing_passes: bool = False) -> 
 
 
 def _inexact(spec: TensorSpec, arr: np.ndarray, package: str, target: np.dtype) -> DTypeError:
-    return _dtype_error(spec, arr, package, f": integers beyond {_EXACT_INT[target]} are not exact in {target}")
+    return _dtype_error(spec, arr, package, f": integers beyond {EXACT_INT[target]} are not exact in {target}")
 
 
 def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str) -> np.ndarray:
@@ -166,7 +186,7 @@ def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str)
     if kind == "f":
         return arr.astype(target)
     if kind in "iu":
-        if arr.size and np.abs(arr).max() > _EXACT_INT[target]:
+        if arr.size and np.abs(arr).max() > EXACT_INT[target]:
             raise _inexact(spec, arr, package, target)
         return arr.astype(target)
     if kind == "O":
@@ -179,7 +199,7 @@ def _to_float(arr: np.ndarray, spec: TensorSpec, target: np.dtype, package: str)
             raise _dtype_error(spec, arr, package, f": strings given for a numeric input, such as {text!r}")
         big = max((abs(int(v)) for v in values if isinstance(v, (int, np.integer)) and not isinstance(v, bool)),
                   default=0)
-        if big > _EXACT_INT[target]:
+        if big > EXACT_INT[target]:
             raise _inexact(spec, arr, package, target)
         try:
             return arr.astype(np.float64).astype(target)
