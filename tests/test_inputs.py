@@ -404,3 +404,22 @@ def test_object_columns_get_the_numeric_rules_of_numeric_arrays(add, per_field):
         add.run(np.array([[np.int64(2**24 + 1), 1, 2, 3]], dtype=object))  # numpy's integers too
     np.testing.assert_array_equal(add.run(np.array([[2**23, 1, 2.5, 3]], dtype=object))["Y"],
                                   [[2**23 + 1, 2, 3.5, 4]])
+
+
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_an_object_array_given_whole_is_checked_like_a_column(missing):
+    # A bare object array (or a one-column frame) matching the input's dtype exactly used to
+    # skip the string check, so None reached the model as a value.
+    from modelpack._inputs import InputAdapter
+
+    adapt = InputAdapter(_string_input(None), "p")
+    with pytest.raises(modelpack.DTypeError, match="records no value to fill it with"):
+        adapt(np.array([["a"], [missing]], dtype=object))
+    with pytest.raises(modelpack.DTypeError, match="non-string values such as 7"):
+        adapt(np.array([["a"], [7]], dtype=object))
+    assert adapt(np.array([["a"], ["b"]], dtype=object))["w"].reshape(-1).tolist() == ["a", "b"]
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(modelpack.DTypeError, match="records no value to fill it with"):
+        adapt(pd.DataFrame({"w": ["a", missing]}, dtype=object))
+    assert InputAdapter(_string_input("x"), "p")(np.array([["a"], [missing]], dtype=object))["w"] \
+        .reshape(-1).tolist() == ["a", "x"]

@@ -45,6 +45,8 @@ class InputAdapter:
         s = self._single
         self._name = s.name if s else None
         self._dtype = self._dtypes[s.name] if s else None
+        # Object arrays never take the hot path: their values are strings only once checked.
+        self._hot_dtype = self._dtype if self._dtype is not None and self._dtype.kind != "O" else None
         self._rank = len(s.shape) if s and s.shape is not None else None
         self._width = s.shape[-1] if s and s.shape and isinstance(s.shape[-1], int) and len(s.shape) > 1 else None
         self._columns = {s.name: tuple(c.name for c in s.columns) for s in self.specs if s.columns}
@@ -77,7 +79,7 @@ class InputAdapter:
     # -- entry point -------------------------------------------------------------
     def __call__(self, data: Any) -> dict[str, np.ndarray]:
         # The hot path first, with the NaN check inline: one row costs a few microseconds.
-        if (data.__class__ is np.ndarray and data.dtype is self._dtype and data.ndim == self._rank
+        if (data.__class__ is np.ndarray and data.dtype is self._hot_dtype and data.ndim == self._rank
                 and self._single is not None and (self._width is None or data.shape[-1] == self._width)):
             if self._nan_refused and (not self._nan_all or _has_nan(data)):
                 self._refuse_nan({self._name: data})  # type: ignore[dict-item]
@@ -169,7 +171,7 @@ class InputAdapter:
                 self._rank == 2 and self._name not in columns and self._frame_matches(columns)):
             self._frame_columns = columns
             values = frame_values(df)
-            if values.dtype is self._dtype and (self._width is None or values.shape[1] == self._width):
+            if values.dtype is self._hot_dtype and (self._width is None or values.shape[1] == self._width):
                 return {self._name: values}  # type: ignore[dict-item]
             return {self._name: self.adapt(self._single, values)}  # type: ignore[arg-type, dict-item]
         return self._from_columns(PandasColumns(frame_columns(df, self._names_of(columns)), len(df),
