@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from ._model import Model
     from ._types import PathLike
@@ -168,16 +167,23 @@ def opener(location: str | bytes, digest: str) -> Callable[[], Path]:
     return where
 
 
-def with_results(model: Model, frame: pd.DataFrame, result: str) -> pd.DataFrame:
-    """``frame`` with the result columns of :func:`modelpack.batch.score` added on the right."""
-    import pandas as pd
-
+def with_results(model: Model, frame: Any, result: str) -> Any:
+    """``frame`` (pandas, or an Arrow table) with the result columns of :func:`modelpack.batch.score`
+    added on the right, in the same format."""
     from .batch import score
     from .errors import InputError
 
-    scores = score(model, frame, result)
-    clash = [c for c in scores.columns if c in frame.columns]
+    scores = score(model, frame, result)  # Arrow in, Arrow out: no pandas frame of the batch
+    arrow = not hasattr(frame, "iloc")
+    names = scores.column_names if arrow else list(scores.columns)
+    clash = [c for c in names if c in (frame.column_names if arrow else frame.columns)]
     if clash:
         raise InputError(f"the data already has the result column(s) {clash}", package=model.manifest.name,
                          fix="Rename or drop those columns before scoring.")
+    if arrow:
+        for name in names:
+            frame = frame.append_column(name, scores.column(name))
+        return frame
+    import pandas as pd
+
     return pd.concat([frame, scores], axis=1)

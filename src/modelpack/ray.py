@@ -118,16 +118,7 @@ class Predictor:
 
     def __call__(self, batch: Any) -> Any:
         """``batch`` (pandas or Arrow) with the result columns added, in the same format."""
-        import pyarrow as pa
-
-        if not isinstance(batch, pa.Table):
-            return with_results(self.model, batch, self.result)
-        # Arrow batches are scored through pandas until Model.predict reads Arrow tables;
-        # then this becomes with_results(self.model, batch, ...) on the table itself.
-        scored = with_results(self.model, batch.to_pandas(), self.result)
-        for name in scored.columns[batch.num_columns:]:
-            batch = batch.append_column(name, pa.array(scored[name].to_numpy()))
-        return batch
+        return with_results(self.model, batch, self.result)
 
 
 def _open(package: Any, digest: str | None, load_args: dict[str, Any]) -> Model:

@@ -173,11 +173,11 @@ def _with_column(model: Model, batch: Any, features: list[str] | None, result: s
 
     column, returns = added
     chosen = batch if features is None else batch.select(features)
-    # Arrow batches are scored through pandas until Model.predict reads Arrow; then
-    # `chosen` itself goes to _output.
-    frame = chosen.to_pandas()
+    # The batch goes to the model as Arrow (no pandas frame of the inputs); a model without
+    # column names takes the chosen features positionally, as one matrix.
     positional = features is not None and _argument_names(model.manifest) is None
-    values = _output(model, frame.to_numpy() if positional else frame, result)
+    data = np.column_stack([c.to_numpy(zero_copy_only=False) for c in chosen.columns]) if positional else chosen
+    values = _output(model, data, result)
     kind = to_arrow_type(returns)
     if result == "all":
         array = pa.StructArray.from_arrays([pa.Array.from_pandas(values[f.name], type=kind.field(f.name).type)
