@@ -1,0 +1,59 @@
+"""PMML compiled to ONNX: the document's computation as standard ONNX operators.
+
+:func:`compile_pmml` reads a PMML document (parsed by :mod:`modelpack._formats.pmml`,
+which refuses DOCTYPEs and entities) and builds an ONNX graph with the same inputs
+and outputs the PMML evaluator has: one 1-D input per field (double, or string),
+one output per output field. Whatever it does not translate raises
+:class:`NotCompiled` naming the PMML element, and the evaluator runs the model.
+
+* :mod:`.graph`: the graph under construction and how values are held in it;
+* :mod:`.document`, :mod:`.scope`: fields, their treatments, transformations' names;
+* :mod:`.transform`: DerivedField expressions; :mod:`.predicates`: three-valued logic;
+* :mod:`.forest`, :mod:`.tree`: TreeModel; :mod:`.mining`: segmentations;
+  :mod:`.regression`: RegressionModel; :mod:`.outputs`: Output fields and Targets.
+"""
+
+from __future__ import annotations
+
+from ..pmml import _first_model, _parse, describe
+from .document import Document, bind_inputs
+from .graph import MISSING, Graph, NotCompiled
+from .models import compile_model
+from .outputs import write_outputs
+from .scope import Scope
+
+__all__ = ["MISSING", "NotCompiled", "compile_pmml"]
+
+
+def compile_pmml(data: bytes, *, name: str) -> bytes:
+    """The ONNX model (serialized) computing what the PMML document ``data`` computes.
+
+    Raises :class:`NotCompiled` naming the element that stops it.
+
+    Example
+    -------
+    >>> pmml = b'''<PMML version="4.4"><DataDictionary>
+    ... <DataField name="x" optype="continuous" dataType="double"/>
+    ... <DataField name="y" optype="continuous" dataType="double"/></DataDictionary>
+    ... <RegressionModel functionName="regression"><MiningSchema><MiningField name="x"/>
+    ... <MiningField name="y" usageType="target"/></MiningSchema>
+    ... <RegressionTable intercept="1"><NumericPredictor name="x" coefficient="2"/></RegressionTable>
+    ... </RegressionModel></PMML>'''
+    >>> onnx_bytes = compile_pmml(pmml, name="model.pmml")
+    >>> onnx_bytes[:2]
+    b'\\x08\\x08'
+    """
+    desc = describe(data, name=name)
+    root = _parse(data, name)
+    doc = Document(root)
+    graph = Graph()
+    derived = {d.get("name", ""): d for d in root.findall("TransformationDictionary/DerivedField")}
+    scope = Scope(graph, doc, derived=derived)
+    bind_inputs(desc.inputs, scope)
+    graph.batch = desc.inputs[0].name if desc.inputs else None
+    model = _first_model(root)
+    if model is None:
+        raise NotCompiled("TransformationDictionary", "a document without a model is not compiled")
+    prediction, inner = compile_model(model, scope)
+    write_outputs(model, prediction, inner, desc.outputs)
+    return graph.model()

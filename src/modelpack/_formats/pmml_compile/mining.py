@@ -1,0 +1,164 @@
+"""MiningModel: segments combined by ``multipleModelMethod``.
+
+Segments that are plain TreeModels share one TreeEnsemble node (a random forest
+or a boosted ensemble is one node, whatever its size); others are compiled one
+by one. Votes, sums and averages are taken in double over the segments' results.
+``modelChain`` binds each segment's Output fields for the segments after it and
+returns the last segment's prediction; ``selectFirst`` returns, row by row, the
+prediction of the first segment whose predicate is TRUE.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from ..pmml import MODEL_ELEMENTS
+from .forest import Forest
+from .graph import Graph, NotCompiled
+from .models import compile_model, local_scope, model_classes
+from .outputs import output_values
+from .predicates import predicate_of, truth
+from .prediction import Prediction
+from .regression import class_value, stack_classes
+from .scope import Scope
+from .tree import build_tree, gather
+
+__all__ = ["mining_prediction"]
+
+_REGRESSION = ("sum", "average", "weightedAverage", "max")
+_CLASSIFICATION = ("majorityVote", "weightedMajorityVote", "average", "weightedAverage")
+
+
+def _segments(model: ET.Element) -> tuple[str, list[tuple[ET.Element, ET.Element, float]]]:
+    segmentation = model.find("Segmentation")
+    if segmentation is None:
+        raise NotCompiled("MiningModel", "it has no Segmentation")
+    method = segmentation.get("multipleModelMethod", "")
+    out = []
+    for segment in segmentation.findall("Segment"):
+        inner = next((c for c in segment if c.tag in MODEL_ELEMENTS), None)
+        if inner is None:
+            raise NotCompiled("Segment", f"segment {segment.get('id')!r} holds no model")
+        out.append((segment, inner, float(segment.get("weight", "1"))))
+    if not out:
+        raise NotCompiled("Segmentation", "it has no Segment")
+    return method, out
+
+
+def mining_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...] | None) -> Prediction:
+    method, segments = _segments(model)
+    if method == "modelChain":
+        return _chain(segments, scope)
+    if method == "selectFirst":
+        return _select_first(segments, scope, classes)
+    if classes is None and method not in _REGRESSION or classes is not None and method not in _CLASSIFICATION:
+        raise NotCompiled("Segmentation", f"multipleModelMethod={method!r} is not compiled for "
+                                          f"{model.get('functionName')}")
+    if any(predicate_of(s).tag != "True" for s, _, _ in segments):
+        raise NotCompiled("Segment", f"a {method} over segments whose predicates are not all True")
+    if method.startswith("weighted") and any(inner.find("Output") is not None for _, inner, _ in segments):
+        # pmml4s then weighs votes otherwise than by Segment/@weight (its probabilities pass 1)
+        raise NotCompiled("Segmentation", f"{method} over segments with their own Output fields: evaluators "
+                                          "weigh these differently")
+    values, probabilities = _combined_inputs(segments, scope, classes)
+    weights = np.array([w for _, _, w in segments])
+    return _combine(scope.graph, method, values, probabilities, weights, classes)
+
+
+def _plain_tree(inner: ET.Element) -> bool:
+    return inner.tag == "TreeModel" and inner.find("Targets") is None and inner.find("Output") is None
+
+
+def _combined_inputs(segments: list[tuple[ET.Element, ET.Element, float]], scope: Scope,
+                     classes: tuple[str, ...] | None) -> tuple[str, str | None]:
+    """[N, T] values and, for a classifier, [N, T, C] probabilities of the segments."""
+    g = scope.graph
+    if all(_plain_tree(inner) for _, inner, _ in segments):
+        forest = Forest(g)
+        trees = []
+        for _, inner, _ in segments:
+            _same_classes(inner, scope, classes)
+            trees.append(build_tree(inner, local_scope(inner, scope), forest, classes))
+        probabilities = gather(g, forest, trees, "probabilities") if classes is not None else None
+        return gather(g, forest, trees, "values"), probabilities
+    predictions = []
+    for _, inner, _ in segments:
+        _same_classes(inner, scope, classes)
+        predictions.append(_in_order(g, compile_model(inner, scope)[0], classes))
+    values = stack_classes(g, [p.value for p in predictions])
+    if classes is None:
+        return values, None
+    axes = g.const([1], dtype=np.int64)
+    probabilities = g.op("Concat", *[g.op("Unsqueeze", p.probabilities, axes) for p in predictions  # type: ignore[arg-type]
+                                     ], axis=1)
+    return values, probabilities
+
+
+def _in_order(g: Graph, p: Prediction, classes: tuple[str, ...] | None) -> Prediction:
+    """``p`` with its classes in the order of ``classes`` (the same labels)."""
+    if classes is None or p.classes == classes or p.classes is None or p.probabilities is None:
+        return p
+    order = [p.classes.index(c) for c in classes]
+    probabilities = g.op("Gather", p.probabilities, g.const(order, dtype=np.int64), axis=1)
+    return Prediction(p.function, class_value(g, probabilities), classes, probabilities)
+
+
+def _same_classes(inner: ET.Element, scope: Scope, classes: tuple[str, ...] | None) -> None:
+    own = model_classes(inner, scope) if inner.get("functionName") == "classification" else None
+    if (own is None) != (classes is None) or set(own or ()) != set(classes or ()):
+        raise NotCompiled("Segment", f"a segment's classes {list(own or ())[:5]} differ from the model's "
+                                     f"{list(classes or ())[:5]}")
+
+
+def _combine(g: Graph, method: str, values: str, probabilities: str | None, weights: np.ndarray,
+             classes: tuple[str, ...] | None) -> Prediction:
+    axis = g.const([1], dtype=np.int64)
+    if classes is None:
+        if method == "sum":
+            return Prediction("regression", g.op("ReduceSum", values, axis, keepdims=0))
+        if method == "max":
+            return Prediction("regression", g.op("ReduceMax", values, axis, keepdims=0))
+        w = weights if method == "weightedAverage" else np.ones_like(weights)
+        total = g.op("ReduceSum", g.op("Mul", values, g.const(w[None, :])), axis, keepdims=0)
+        return Prediction("regression", g.op("Div", total, g.const(w.sum())))
+    if method in ("majorityVote", "weightedMajorityVote"):
+        w = weights if method == "weightedMajorityVote" else np.ones_like(weights)
+        votes = g.op("Equal", g.op("Unsqueeze", values, g.const([2], dtype=np.int64)),
+                     g.const(np.arange(len(classes), dtype=np.float64)[None, None, :]))
+        counts = g.op("ReduceSum", g.op("Mul", g.as_double(votes), g.const(w[None, :, None])), axis, keepdims=0)
+        share = g.op("Div", counts, g.const(w.sum()))
+        return Prediction("classification", class_value(g, share), classes, share)
+    w = weights if method == "weightedAverage" else np.ones_like(weights)
+    total = g.op("ReduceSum", g.op("Mul", probabilities, g.const(w[None, :, None])), axis, keepdims=0)  # type: ignore[arg-type]
+    share = g.op("Div", total, g.const(w.sum()))
+    return Prediction("classification", class_value(g, share), classes, share)
+
+
+def _chain(segments: list[tuple[ET.Element, ET.Element, float]], scope: Scope) -> Prediction:
+    if any(predicate_of(s).tag != "True" for s, _, _ in segments):
+        raise NotCompiled("Segment", "a modelChain over segments whose predicates are not all True")
+    prediction = None
+    for _, inner, _ in segments:
+        prediction, inner_scope = compile_model(inner, scope)
+        scope.values.update(output_values(inner, prediction, inner_scope))
+    assert prediction is not None
+    return prediction
+
+
+def _select_first(segments: list[tuple[ET.Element, ET.Element, float]], scope: Scope,
+                  classes: tuple[str, ...] | None) -> Prediction:
+    g = scope.graph
+    value, probabilities = g.missing_like(), None
+    if classes is not None:
+        probabilities = stack_classes(g, [g.missing_like()] * len(classes))
+    for segment, inner, _ in reversed(segments):
+        _same_classes(inner, scope, classes)
+        taken = g.op("Equal", truth(predicate_of(segment), scope), g.const(1.0))
+        p = _in_order(g, compile_model(inner, scope)[0], classes)
+        value = g.where(taken, p.value, value)
+        if probabilities is not None:
+            column = g.op("Unsqueeze", taken, g.const([1], dtype=np.int64))
+            probabilities = g.where(column, p.probabilities, probabilities)  # type: ignore[arg-type]
+    return Prediction("classification" if classes else "regression", value, classes, probabilities)

@@ -1,0 +1,122 @@
+"""RegressionModel: one linear predictor per RegressionTable, then its normalization.
+
+For a classifier, ``softmax`` and ``simplemax`` divide by the sum over the tables;
+``none`` and the inverse links (``logit``, ``probit``, ``cloglog``, ``loglog``,
+``cauchit``) give each table but the last its own probability and the last
+table what is left (1 minus their sum), as the PMML specification defines.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from .graph import Graph, NotCompiled
+from .prediction import Prediction
+from .scope import Scope, literal_code
+
+__all__ = ["inverse_link", "regression_prediction", "stack_classes"]
+
+_AXIS1 = [1]
+
+
+def _table(table: ET.Element, scope: Scope) -> str:
+    g = scope.graph
+    total = g.const_like(float(table.get("intercept", "0")))
+    for term in table:
+        coefficient = float(term.get("coefficient", "nan"))
+        if term.tag == "NumericPredictor":
+            x = scope.get(term.get("name", ""))
+            if x.categorical:
+                raise NotCompiled("NumericPredictor", f"{term.get('name')!r} is a string field")
+            exponent = float(term.get("exponent", "1"))
+            power = x.name if exponent == 1 else g.op("Pow", x.name, g.const(exponent))
+            part = g.op("Mul", power, g.const(coefficient))
+        elif term.tag == "CategoricalPredictor":
+            x = scope.get(term.get("name", ""))
+            code = literal_code(x, term.get("value", ""))
+            hit = g.as_double(g.op("Equal", x.name, g.const(code))) if code is not None else g.const_like(0.0)
+            part = g.op("Mul", hit, g.const(coefficient))  # a missing category adds nothing
+        elif term.tag == "PredictorTerm":
+            part = g.const_like(coefficient)
+            for ref in term.findall("FieldRef"):
+                x = scope.get(ref.get("field", ""))
+                if x.categorical:
+                    raise NotCompiled("PredictorTerm", "a product with a string field")
+                part = g.op("Mul", part, x.name)
+        elif term.tag == "Extension":
+            continue
+        else:
+            raise NotCompiled(term.tag, "this regression term is not compiled")
+        total = g.op("Add", total, part)
+    return total
+
+
+def inverse_link(g: Graph, method: str, y: str) -> str:
+    """PMML's normalization of one predictor value (``none`` leaves it as it is)."""
+    if method == "none":
+        return y
+    if method == "exp":
+        return g.op("Exp", y)
+    if method in ("logit", "softmax"):
+        return g.op("Sigmoid", y)
+    if method == "probit":  # the standard normal CDF
+        return g.op("Mul", g.const(0.5), g.op("Add", g.const(1.0), g.op("Erf", g.op("Div", y, g.const(math.sqrt(2))))))
+    if method == "cloglog":
+        return g.op("Sub", g.const(1.0), g.op("Exp", g.op("Neg", g.op("Exp", y))))
+    if method == "loglog":
+        return g.op("Exp", g.op("Neg", g.op("Exp", g.op("Neg", y))))
+    if method == "cauchit":
+        return g.op("Add", g.const(0.5), g.op("Div", g.op("Atan", y), g.const(math.pi)))
+    raise NotCompiled("RegressionModel", f"normalizationMethod={method!r} is not compiled")
+
+
+def stack_classes(g: Graph, columns: list[str]) -> str:
+    axes = g.const(_AXIS1, dtype=np.int64)
+    return g.op("Concat", *[g.op("Unsqueeze", c, axes) for c in columns], axis=1)
+
+
+def class_value(g: Graph, probabilities: str) -> str:
+    """The index of the most probable class (the first on ties); NaN where any probability is."""
+    best = g.op("Cast", g.op("ArgMax", probabilities, axis=1, keepdims=0), to=11)
+    unknown = g.op("Cast", g.op("ReduceMax", g.op("Cast", g.is_nan(probabilities), to=11),
+                                g.const(_AXIS1, dtype=np.int64), keepdims=0), to=9)
+    return g.missing_if(unknown, best)
+
+
+def regression_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...] | None) -> Prediction:
+    g = scope.graph
+    method = model.get("normalizationMethod", "none")
+    tables = model.findall("RegressionTable")
+    if classes is None:
+        if len(tables) != 1:
+            raise NotCompiled("RegressionModel", f"a regression with {len(tables)} RegressionTables")
+        if method in ("softmax", "simplemax"):
+            raise NotCompiled("RegressionModel", f"normalizationMethod={method!r} of a regression")
+        return Prediction("regression", inverse_link(g, method, _table(tables[0], scope)))
+    by_class = {t.get("targetCategory", ""): t for t in tables}
+    missing = [c for c in by_class if c not in classes]
+    if missing or len(by_class) != len(tables):
+        raise NotCompiled("RegressionTable", f"targetCategory {missing[:3]} is not one of the classes")
+    order = [c for c in classes if c in by_class]
+    ys = [_table(by_class[c], scope) for c in order]
+    probabilities = _normalize(g, method, ys)
+    if len(order) < len(classes):  # a class without a table has probability 0
+        full = [g.const_like(0.0)] * len(classes)
+        for c, p in zip(order, probabilities, strict=True):
+            full[classes.index(c)] = p
+        probabilities = full
+    stacked = stack_classes(g, probabilities)
+    return Prediction("classification", class_value(g, stacked), classes, stacked)
+
+
+def _normalize(g: Graph, method: str, ys: list[str]) -> list[str]:
+    if method in ("softmax", "simplemax"):
+        terms = [g.op("Exp", y) for y in ys] if method == "softmax" else ys
+        total = g.op("Sum", *terms) if len(terms) > 1 else terms[0]
+        return [g.op("Div", t, total) for t in terms]
+    head = [inverse_link(g, method, y) for y in ys[:-1]]
+    rest = g.op("Sub", g.const(1.0), g.op("Sum", *head) if len(head) > 1 else head[0]) if head else ys[-1]
+    return [*head, rest]

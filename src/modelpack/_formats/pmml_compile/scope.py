@@ -1,0 +1,137 @@
+"""Names a model sees: input fields after the MiningSchema's treatments, derived fields.
+
+A :class:`Scope` resolves a field name to a :class:`~.graph.Value`, compiling a
+DerivedField the first time it is asked for (PMML's transformations are lazy
+definitions, not steps). A model nested in a MiningModel gets a child scope: its
+LocalTransformations and its own MiningSchema apply to it alone.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .graph import Graph, NotCompiled, Value
+
+if TYPE_CHECKING:
+    from .document import Document
+
+__all__ = ["Scope"]
+
+Compile = Callable[[ET.Element, "Scope"], Value]
+
+
+class Scope:
+    """Field name -> value, with the derived fields defined at this level."""
+
+    def __init__(self, graph: Graph, doc: Document, parent: Scope | None = None,
+                 derived: dict[str, ET.Element] | None = None) -> None:
+        self.graph, self.doc, self.parent = graph, doc, parent
+        self.values: dict[str, Value] = {}
+        self.derived = dict(derived or {})
+        self._busy: set[str] = set()
+        # Per input field: a bool tensor, True where the value is invalid (DataField rules).
+        self.invalid: dict[str, str] = dict(parent.invalid) if parent is not None else {}
+        #: A bool tensor, True on rows a ``returnInvalid`` treatment voids; None when none can.
+        self.void: str | None = parent.void if parent is not None else None
+
+    def child(self, derived: dict[str, ET.Element] | None = None) -> Scope:
+        return Scope(self.graph, self.doc, self, derived)
+
+    def get(self, name: str) -> Value:
+        if name in self.values:
+            return self.values[name]
+        if name in self.derived:
+            if name in self._busy:
+                raise NotCompiled("DerivedField", f"{name!r} is defined in terms of itself")
+            self._busy.add(name)
+            from .transform import derived_field
+
+            self.values[name] = derived_field(self.derived[name], self)
+            return self.values[name]
+        if self.parent is not None:
+            return self.parent.get(name)
+        raise NotCompiled("FieldRef", f"the field {name!r} is not defined")
+
+    def void_rows(self, mask: str) -> None:
+        g = self.graph
+        self.void = mask if self.void is None else g.op("Or", self.void, mask)
+
+    def data_type(self, name: str) -> str | None:
+        """The declared dataType of a field of this scope or above."""
+        if name in self.derived:
+            return self.derived[name].get("dataType")
+        return self.parent.data_type(name) if self.parent is not None else self.doc.data_type(name)
+
+
+def apply_mining_schema(model: ET.Element, scope: Scope) -> None:
+    """Bind each MiningField of ``model`` in ``scope`` after its invalid/outlier/missing treatments."""
+    for mf in model.findall("MiningSchema/MiningField"):
+        name = mf.get("name", "")
+        if mf.get("usageType", "active") not in ("active", "group"):
+            continue
+        value = scope.get(name)
+        treated = _treat(mf, value, scope)
+        if treated is not value:
+            scope.values[name] = treated
+
+
+def _treat(mf: ET.Element, value: Value, scope: Scope) -> Value:
+    g, name = scope.graph, mf.get("name", "")
+    x = value.name
+    invalid = scope.invalid.get(name)
+    treatment = mf.get("invalidValueTreatment", "returnInvalid")
+    if invalid is not None:
+        if treatment == "returnInvalid":
+            scope.void_rows(invalid)
+        elif treatment == "asMissing":
+            x = g.missing_if(invalid, x)
+        elif treatment == "asValue":
+            x = g.where(invalid, _literal(mf.get("invalidValueReplacement"), value, "invalidValueReplacement", g), x)
+        elif treatment != "asIs":
+            raise NotCompiled("MiningField", f"invalidValueTreatment={treatment!r} is not PMML")
+    x = _outliers(mf, value, x, g)
+    replacement = mf.get("missingValueReplacement")
+    if replacement is not None:
+        x = g.where(g.is_nan(x), _literal(replacement, value, "missingValueReplacement", g), x)
+    return value if x == value.name else Value(x, value.vocab)
+
+
+def _outliers(mf: ET.Element, value: Value, x: str, g: Graph) -> str:
+    kind = mf.get("outliers", "asIs")
+    if kind == "asIs" or value.categorical:
+        return x
+    low, high = mf.get("lowValue"), mf.get("highValue")
+    for bound, compare in ((low, "Less"), (high, "Greater")):
+        if bound is None:
+            continue
+        past = g.op(compare, x, g.const(float(bound)))
+        x = g.missing_if(past, x) if kind == "asMissingValues" else g.where(past, g.const(float(bound)), x)
+    if kind not in ("asMissingValues", "asExtremeValues"):
+        raise NotCompiled("MiningField", f"outliers={kind!r} is not PMML")
+    return x
+
+
+def _literal(text: str | None, value: Value, attribute: str, g: Graph) -> str:
+    if text is None:
+        raise NotCompiled("MiningField", f"{attribute} is missing")
+    if value.vocab is None:
+        try:
+            return g.const(float(text))
+        except ValueError:
+            raise NotCompiled("MiningField", f"{attribute}={text!r} is not a number") from None
+    if text not in value.vocab:
+        raise NotCompiled("MiningField", f"{attribute}={text!r} is not a known category")
+    return g.const(float(value.vocab.index(text)))
+
+
+def literal_code(value: Value, text: str) -> float | None:
+    """The number a literal stands for next to ``value``: a float, or a vocabulary code."""
+    if value.vocab is None:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return float(value.vocab.index(text)) if text in value.vocab else None
+
