@@ -25,10 +25,12 @@ from .scope import Scope
 __all__ = ["MISSING", "NotCompiled", "compile_pmml"]
 
 
-def compile_pmml(data: bytes, *, name: str) -> bytes:
+def compile_pmml(data: bytes, *, name: str, evaluator_compatible: bool = False) -> bytes:
     """The ONNX model (serialized) computing what the PMML document ``data`` computes.
 
-    Raises :class:`NotCompiled` naming the element that stops it.
+    Raises :class:`NotCompiled` naming the element that stops it. With
+    ``evaluator_compatible``, the graph follows pmml4s where pmml4s departs from the
+    specification (docs/pmml.md lists where): a check of everything else against it.
 
     Example
     -------
@@ -45,7 +47,7 @@ def compile_pmml(data: bytes, *, name: str) -> bytes:
     """
     desc = describe(data, name=name)
     root = _parse(data, name)
-    doc = Document(root)
+    doc = Document(root, evaluator_compatible=evaluator_compatible)
     graph = Graph()
     derived = {d.get("name", ""): d for d in root.findall("TransformationDictionary/DerivedField")}
     scope = Scope(graph, doc, derived=derived)

@@ -27,8 +27,11 @@ def is_numeric(data_type: str | None) -> bool:
 class Document:
     """A parsed PMML document: DataFields and every literal compared with each field."""
 
-    def __init__(self, root: ET.Element) -> None:
+    def __init__(self, root: ET.Element, *, evaluator_compatible: bool = False) -> None:
         self.root = root
+        #: Follow pmml4s where it departs from the PMML specification (docs/pmml.md), to check
+        #: the rest of the translation against it.
+        self.evaluator_compatible = evaluator_compatible
         self.fields = {f.get("name", ""): f for f in root.findall("DataDictionary/DataField")}
         self.literals: dict[str, dict[str, None]] = {}
         for element in root.iter():

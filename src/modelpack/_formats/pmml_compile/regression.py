@@ -55,9 +55,14 @@ def _table(table: ET.Element, scope: Scope) -> str:
 
 
 def inverse_link(g: Graph, method: str, y: str) -> str:
-    """PMML's normalization of one predictor value (``none`` leaves it as it is)."""
+    """PMML's normalization of one predictor value (``none`` leaves it as it is); missing stays missing."""
     if method == "none":
         return y
+    # ONNX Runtime's Sigmoid gives 0.5 for NaN: a missing value is put back explicitly.
+    return g.missing_if(g.is_nan(y), _link(g, method, y))
+
+
+def _link(g: Graph, method: str, y: str) -> str:
     if method == "exp":
         return g.op("Exp", y)
     if method in ("logit", "softmax"):
@@ -100,15 +105,13 @@ def regression_prediction(model: ET.Element, scope: Scope, classes: tuple[str, .
     missing = [c for c in by_class if c not in classes]
     if missing or len(by_class) != len(tables):
         raise NotCompiled("RegressionTable", f"targetCategory {missing[:3]} is not one of the classes")
-    order = [c for c in classes if c in by_class]
-    ys = [_table(by_class[c], scope) for c in order]
-    probabilities = _normalize(g, method, ys)
-    if len(order) < len(classes):  # a class without a table has probability 0
-        full = [g.const_like(0.0)] * len(classes)
-        for c, p in zip(order, probabilities, strict=True):
-            full[classes.index(c)] = p
-        probabilities = full
-    stacked = stack_classes(g, probabilities)
+    # In document order: the last table is the one that gets what the others leave.
+    order = [t.get("targetCategory", "") for t in tables]
+    probabilities = _normalize(g, method, [_table(t, scope) for t in tables])
+    full = [g.const_like(0.0)] * len(classes)  # a class without a table has probability 0
+    for c, p in zip(order, probabilities, strict=True):
+        full[classes.index(c)] = p
+    stacked = stack_classes(g, full)
     return Prediction("classification", class_value(g, stacked), classes, stacked)
 
 

@@ -55,6 +55,8 @@ class _Builder:
         self.scope, self.forest, self.classes = scope, forest, classes
         self.tree = TreeNodes()
         self.strategy = model.get("missingValueStrategy", "none")
+        if self.strategy == "nullPrediction" and scope.doc.evaluator_compatible:
+            self.strategy = "none"  # pmml4s reads an UNKNOWN predicate as FALSE here
         if self.strategy not in _STRATEGIES:
             raise NotCompiled("TreeModel", f"missingValueStrategy={self.strategy!r} scores several paths "
                                            "per row, which a compiled tree does not")
