@@ -57,6 +57,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metadata", help="JSON object of free metadata")
     p.add_argument("--session", metavar="JSON",
                    help='ONNX Runtime settings stored in the package, e.g. \'{"intra_op_num_threads": 1}\'')
+    p.add_argument("--compile", choices=("auto", "onnx", "never"), default="auto",
+                   help="PMML: also compile the document to ONNX (auto: where it agrees with the evaluator; "
+                        "onnx: required; never: the evaluator only)")
     p.set_defaults(handler=_pack)
 
 
@@ -97,6 +100,8 @@ def describe(m: Manifest) -> str:
 
         lines.append(f"  fidelity ({m.fidelity.rows} rows, {'passed' if m.fidelity.passed else 'FAILED'}): "
                      f"{summary(m.fidelity)}")
+    if m.compiled:
+        lines.append("  " + _compiled_line(m))
     if m.runtime.placement:
         from .._devices.placement import describe as describe_placement
 
@@ -105,6 +110,18 @@ def describe(m: Manifest) -> str:
         lines.append(f"  metadata: {json.dumps(m.metadata)[:300]}")
     lines.append(f"  files: {len(m.files)}, {sum(f.size for f in m.files):,} bytes")
     return "\n".join(lines)
+
+
+def _compiled_line(m: Manifest) -> str:
+    c = m.compiled
+    assert c is not None
+    runs = "the compiled ONNX model" if c.default == "onnx" else "the PMML evaluator"
+    kept = f"compiled to {c.file}" if c.file else "not compiled"
+    certified = ""
+    if c.fidelity is not None:
+        certified = (f"; against the evaluator on {c.fidelity.rows} rows: "
+                     f"{'agrees' if c.fidelity.passed else 'DIFFERS'}")
+    return f"compiled: {kept}; {runs} runs by default{certified}" + (f" ({c.reason})" if c.reason else "")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -122,7 +139,8 @@ def _pack(args: argparse.Namespace) -> int:
     metadata = json.loads(args.metadata) if args.metadata else None
     session = json.loads(args.session) if args.session else None
     manifest = pack(args.model, args.output, name=args.name, version=args.version,
-                    description=args.description, metadata=metadata, task=args.task, session=session)
+                    description=args.description, metadata=metadata, task=args.task, session=session,
+                    compile=args.compile)
     sys.stdout.write(f"wrote {args.output}: {manifest.name} {manifest.version} ({manifest.task}, "
                      f"{len(manifest.files)} files)\n")
     return 0

@@ -8,7 +8,6 @@ table what is left (1 minus their sum), as the PMML specification defines.
 
 from __future__ import annotations
 
-import math
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -67,14 +66,13 @@ def _link(g: Graph, method: str, y: str) -> str:
         return g.op("Exp", y)
     if method in ("logit", "softmax"):
         return g.op("Sigmoid", y)
-    if method == "probit":  # the standard normal CDF
-        return g.op("Mul", g.const(0.5), g.op("Add", g.const(1.0), g.op("Erf", g.op("Div", y, g.const(math.sqrt(2))))))
     if method == "cloglog":
         return g.op("Sub", g.const(1.0), g.op("Exp", g.op("Neg", g.op("Exp", y))))
     if method == "loglog":
         return g.op("Exp", g.op("Neg", g.op("Exp", g.op("Neg", y))))
-    if method == "cauchit":
-        return g.op("Add", g.const(0.5), g.op("Div", g.op("Atan", y), g.const(math.pi)))
+    if method in ("probit", "cauchit"):  # ONNX Runtime has Erf and Atan in single precision only
+        raise NotCompiled("RegressionModel", f"normalizationMethod={method!r} needs a double-precision "
+                                             f"{'Erf' if method == 'probit' else 'Atan'}, which ONNX Runtime lacks")
     raise NotCompiled("RegressionModel", f"normalizationMethod={method!r} is not compiled")
 
 
@@ -105,19 +103,33 @@ def regression_prediction(model: ET.Element, scope: Scope, classes: tuple[str, .
     missing = [c for c in by_class if c not in classes]
     if missing or len(by_class) != len(tables):
         raise NotCompiled("RegressionTable", f"targetCategory {missing[:3]} is not one of the classes")
+    if len(tables) > 2 and method not in ("softmax", "simplemax", "none"):
+        raise NotCompiled("RegressionModel", f"normalizationMethod={method!r} over {len(tables)} classes: the "
+                                             "specification defines it for two, and evaluators differ beyond")
     # In document order: the last table is the one that gets what the others leave.
     order = [t.get("targetCategory", "") for t in tables]
-    probabilities = _normalize(g, method, [_table(t, scope) for t in tables])
+    ys = [_table(t, scope) for t in tables]
+    stacked = _in_class_order(g, _normalize(g, method, ys), order, classes)
+    label = class_value(g, stacked)
+    if method == "softmax" and scope.doc.evaluator_compatible:
+        # pmml4s divides exp() by its sum as they are: past exp's range, inf/inf gives NaN probabilities
+        stacked = _in_class_order(g, _normalize(g, "softmax-unshifted", ys), order, classes)
+    return Prediction("classification", label, classes, stacked)
+
+
+def _in_class_order(g: Graph, probabilities: list[str], order: list[str], classes: tuple[str, ...]) -> str:
     full = [g.const_like(0.0)] * len(classes)  # a class without a table has probability 0
     for c, p in zip(order, probabilities, strict=True):
         full[classes.index(c)] = p
-    stacked = stack_classes(g, full)
-    return Prediction("classification", class_value(g, stacked), classes, stacked)
+    return stack_classes(g, full)
 
 
 def _normalize(g: Graph, method: str, ys: list[str]) -> list[str]:
-    if method in ("softmax", "simplemax"):
-        terms = [g.op("Exp", y) for y in ys] if method == "softmax" else ys
+    if method in ("softmax", "simplemax", "softmax-unshifted"):
+        if method == "softmax":  # less the largest: exp() of a large score would overflow to inf/inf
+            top = g.op("Max", *ys) if len(ys) > 1 else ys[0]
+            ys = [g.op("Sub", y, top) for y in ys]
+        terms = ys if method == "simplemax" else [g.op("Exp", y) for y in ys]
         total = g.op("Sum", *terms) if len(terms) > 1 else terms[0]
         return [g.op("Div", t, total) for t in terms]
     head = [inverse_link(g, method, y) for y in ys[:-1]]

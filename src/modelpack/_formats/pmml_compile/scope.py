@@ -91,6 +91,8 @@ def _treat(mf: ET.Element, value: Value, scope: Scope) -> Value:
             x = g.where(invalid, _literal(mf.get("invalidValueReplacement"), value, "invalidValueReplacement", g), x)
         elif treatment != "asIs":
             raise NotCompiled("MiningField", f"invalidValueTreatment={treatment!r} is not PMML")
+        elif value.categorical and scope.doc.evaluator_compatible:
+            x = g.missing_if(invalid, x)  # pmml4s reads an unknown category kept as it is as missing
     x = _outliers(mf, value, x, g)
     replacement = mf.get("missingValueReplacement")
     if replacement is not None:

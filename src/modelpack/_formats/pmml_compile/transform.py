@@ -149,6 +149,8 @@ def _discretize(element: ET.Element, scope: Scope) -> Value:
     extra = [element.get(k) for k in ("defaultValue", "mapMissingTo") if element.get(k) is not None]
     vocab = _output_vocab(element, [v for v, _ in bins] + extra)  # type: ignore[misc]
     default = element.get("defaultValue")
+    if scope.doc.evaluator_compatible:
+        default = None  # pmml4s gives a value in no bin no value, whatever defaultValue says
     out = g.const_like(_code(default, vocab)) if default is not None else g.missing_like()
     for value, interval in reversed(bins):
         if interval is None:
@@ -211,7 +213,7 @@ def _apply(element: ET.Element, scope: Scope) -> Value:
     elif function in ("isIn", "isNotIn"):
         result = _is_in(g, element, args, function)
     else:
-        result = _function(g, function, args)
+        result = _function(g, function, args, scope.doc.evaluator_compatible)
     missing = None
     if element.get("mapMissingTo") is not None and args:
         missing = _any_missing(g, args)
@@ -238,7 +240,7 @@ def _numbers(function: str, args: list[Value], count: int | None) -> list[str]:
     return [a.name for a in args]
 
 
-def _function(g: Graph, function: str, args: list[Value]) -> Value:
+def _function(g: Graph, function: str, args: list[Value], compatible: bool) -> Value:
     if function in _UNARY:
         (x,) = _numbers(function, args, 1)
         if function == "log10":
@@ -248,11 +250,11 @@ def _function(g: Graph, function: str, args: list[Value]) -> Value:
         a, b = _numbers(function, args, 2)
         return Value(g.op(_BINARY[function], a, b))
     if function in _FOLD:
-        xs = _numbers(function, args, None)
-        return Value(g.op(_FOLD[function], *xs) if len(xs) > 1 else xs[0])
+        return Value(_fold(g, function, _numbers(function, args, None)))
     if function == "round":  # Java's Math.round: half up
         (x,) = _numbers(function, args, 1)
-        return Value(g.op("Floor", g.op("Add", x, g.const(0.5))))
+        rounded = g.op("Floor", g.op("Add", x, g.const(0.5)))
+        return Value(g.fill(rounded, 0.0) if compatible else rounded)  # pmml4s: Math.round(NaN) is 0
     if function == "threshold":
         a, b = _numbers(function, args, 2)
         return Value(g.missing_if(g.op("Or", g.is_nan(a), g.is_nan(b)), g.as_double(g.op("Greater", a, b))))
@@ -262,6 +264,21 @@ def _function(g: Graph, function: str, args: list[Value]) -> Value:
     if function in _COMPARE:
         return _compare(g, function, args)
     return _logic(g, function, args)
+
+
+def _fold(g: Graph, function: str, xs: list[str]) -> str:
+    """min, max, sum, avg over the arguments that are not missing; missing when all are."""
+    if len(xs) == 1:
+        return xs[0]
+    present = [g.as_double(g.op("Not", g.is_nan(x))) for x in xs]
+    count = g.op("Sum", *present)
+    if function in ("min", "max"):
+        neutral = np.inf if function == "min" else -np.inf
+        out = g.op(_FOLD[function], *[g.fill(x, neutral) for x in xs])
+    else:
+        out = g.op("Sum", *[g.fill(x, 0.0) for x in xs])
+        out = g.op("Div", out, count) if function == "avg" else out
+    return g.missing_if(g.op("Equal", count, g.const(0.0)), out)
 
 
 def _compare(g: Graph, function: str, args: list[Value]) -> Value:
