@@ -15,6 +15,7 @@ one output per output field. Whatever it does not translate raises
 
 from __future__ import annotations
 
+from ..description import Description
 from ..pmml import _first_model, _parse, describe
 from .document import Document, bind_inputs
 from .graph import MISSING, Graph, NotCompiled
@@ -45,7 +46,19 @@ def compile_pmml(data: bytes, *, name: str, evaluator_compatible: bool = False) 
     >>> onnx_bytes[:2]
     b'\\x08\\x08'
     """
-    desc = describe(data, name=name)
+    desc = describe(data, name=name)  # refuses what is not safe or not PMML, as for the evaluator
+    try:
+        return _compile(data, desc, name=name, evaluator_compatible=evaluator_compatible)
+    except NotCompiled:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError, OverflowError, RecursionError) as exc:
+        # A document the compiler reads wrongly (a number that is not one, a table with no rows...)
+        # stays with the evaluator, which has its own word on it.
+        raise NotCompiled("PMML", f"the compiler could not read the document ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]})") from exc
+
+
+def _compile(data: bytes, desc: Description, *, name: str, evaluator_compatible: bool) -> bytes:
     root = _parse(data, name)
     doc = Document(root, evaluator_compatible=evaluator_compatible)
     graph = Graph()

@@ -122,7 +122,7 @@ def _typed(g: Graph, value: Value, spec: TensorSpec) -> str:
         except ValueError:
             raise NotCompiled("OutputField", f"{spec.name!r}: string classes given as numbers") from None
         return _lookup(g, value.name, numbers)
-    if value.vocab is None:
+    if not value.vocab:
         raise NotCompiled("OutputField", f"{spec.name!r}: a number given as a string")
     safe = g.op("Cast", g.fill(value.name, -1.0), to=TensorProto.INT64)
     return g.op("LabelEncoder", safe, domain="ai.onnx.ml", keys_int64s=list(range(len(value.vocab))),
