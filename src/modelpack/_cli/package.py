@@ -114,7 +114,8 @@ def describe(m: Manifest) -> str:
 
 def _compiled_line(m: Manifest) -> str:
     c = m.compiled
-    assert c is not None
+    if c is None:
+        return "compiled: no record (written before schema 1.2)"
     runs = "the compiled ONNX model" if c.default == "onnx" else "the PMML evaluator"
     kept = f"compiled to {c.file}" if c.file else "not compiled"
     certified = ""

@@ -23,8 +23,6 @@ Errors
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 import re
 import shutil
@@ -42,19 +40,17 @@ from .._formats.pmml import check_safe
 from ..errors import (
     DeviceUnavailableError,
     InputError,
-    MissingColumnError,
     ModelpackError,
     PackageError,
     RuntimeBackendError,
-    ShapeError,
 )
+from .pmml_fields import field_columns, number_column, text_column
 from .pmml_java import Java, Reader
 
 if TYPE_CHECKING:
     from .._package import Package
 
-__all__ = ["PROVIDER", "PmmlBackend", "field_columns", "find_libjvm", "java_missing", "number_column", "open",
-           "open_evaluator", "text_column", "translate"]
+__all__ = ["PROVIDER", "PmmlBackend", "find_libjvm", "java_missing", "open", "open_evaluator", "translate"]
 
 PROVIDER = "PMML"
 INSTALL = "Install the PMML runtime: pip install 'modelpack[pmml]' (pypmml and JPype1), and Java 8 or newer."
@@ -275,11 +271,11 @@ class PmmlBackend:
         number_fields, text_fields = self._fields
         numbers = np.empty((n, len(number_fields)))  # row-major, as the JVM side reads it
         for j, name in enumerate(number_fields):
-            numbers[:, j] = _numbers(name, columns[name], self._package) if name in columns else np.nan
+            numbers[:, j] = number_column(name, columns[name], self._package) if name in columns else np.nan
         texts = np.full((n, len(text_fields)), None, dtype=object) if text_fields else _NO_TEXTS
         for j, name in enumerate(text_fields):
             if name in columns:
-                texts[:, j] = _objects(columns[name])
+                texts[:, j] = text_column(columns[name])
         return n, numbers, texts
 
     def close(self) -> None:
@@ -290,83 +286,6 @@ class PmmlBackend:
 
     def __getstate__(self) -> None:
         raise TypeError("a PMML evaluator cannot be pickled; pickle the Model, which re-opens its package")
-
-
-def field_columns(feeds: Mapping[str, Any], fields: Sequence[str], matrices: Mapping[str, Sequence[str]],
-                  package: str) -> tuple[int, dict[str, np.ndarray]]:
-    """(rows, one 1-D column per field fed): 2-D inputs split into their fields, lengths checked."""
-    accepted = set(fields) | set(matrices)
-    if not accepted.issuperset(feeds):
-        unknown = [k for k in feeds if k not in accepted]
-        hints = [h for k in unknown for h in difflib.get_close_matches(k, list(fields), n=1)]
-        raise MissingColumnError(f"unexpected input(s) {unknown}", expected=f"fields {list(fields)}",
-                                 package=package, fix=f"Did you mean {hints}? " if hints else "Pass the model's fields.")
-    columns = {k: _column(k, v, package) for k, v in feeds.items() if k not in matrices}
-    for name in matrices.keys() & feeds.keys():
-        matrix, names = np.asarray(feeds[name]), matrices[name]
-        if matrix.ndim != 2 or matrix.shape[1] != len(names):
-            raise ShapeError(f"wrong shape {matrix.shape}", input=name, expected=f"[N, {len(names)}]",
-                             package=package, fix=f"Pass the columns {list(names)}.")
-        # Fields the document does not use (pruned by its producer) are not fed.
-        columns.update({f: matrix[:, j] for j, f in enumerate(names) if f in fields})
-    lengths = {len(c) for c in columns.values()}
-    if len(lengths) > 1:
-        raise ShapeError(f"the fields have different lengths {sorted(lengths)}", package=package,
-                         fix="Pass the same number of rows for every field.")
-    return (lengths.pop() if lengths else 0), columns
-
-
-def number_column(name: str, column: np.ndarray, package: str) -> np.ndarray:
-    """A field's values as doubles, NaN where missing."""
-    return _numbers(name, column, package)
-
-
-def text_column(column: np.ndarray) -> list[Any]:
-    """A field's values as PMML reads strings: integral floats as integers, None where missing."""
-    return _objects(column)
-
-
-def _column(name: str, value: Any, package: str) -> np.ndarray:
-    column = np.asarray(value)
-    if column.ndim == 2 and column.shape[1] == 1:
-        column = column[:, 0]
-    if column.ndim != 1:
-        raise ShapeError(f"wrong shape {column.shape}", input=name, expected="a 1-D array or [N, 1]",
-                         package=package, fix="Pass one column per field.")
-    return column
-
-
-def _numbers(name: str, column: np.ndarray, package: str) -> np.ndarray:
-    if column.dtype.kind in "fiub":
-        return column.astype(np.float64, copy=False)
-    try:
-        return np.array([math.nan if _missing(v) else float(v) for v in column.tolist()], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        from ..errors import DTypeError
-
-        raise DTypeError("holds values that are not numbers", input=name, expected="numbers (NaN if missing)",
-                         got=f"{column.dtype} array", package=package,
-                         fix="Convert the column to numbers; use NaN or None for missing values.") from exc
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType"
-
-
-def _objects(column: np.ndarray) -> list[Any]:
-    if column.dtype.kind == "U":
-        return column.tolist()
-    return [_text(v) for v in column.tolist()]
-
-
-def _text(value: Any) -> Any:
-    if value.__class__ is str or value.__class__ is bool:
-        return value
-    if _missing(value):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # 1.0 read back from a CSV is the category "1"
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # -- opening ----------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import numpy as np
 from .._fidelity import summary
 from ..errors import RuntimeBackendError
 from ..manifest import ModelInfo
-from .pmml import field_columns, number_column, text_column
+from .pmml_fields import field_columns, number_column, text_column
 
 if TYPE_CHECKING:
     from .._package import Package

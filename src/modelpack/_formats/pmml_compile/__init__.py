@@ -7,7 +7,7 @@ one output per output field. Whatever it does not translate raises
 :class:`NotCompiled` naming the PMML element, and the evaluator runs the model.
 
 * :mod:`.graph`: the graph under construction and how values are held in it;
-* :mod:`.document`, :mod:`.scope`: fields, their treatments, transformations' names;
+* :mod:`.document`, :mod:`.inputs`, :mod:`.scope`: fields, their treatments, transformations' names;
 * :mod:`.transform`: DerivedField expressions; :mod:`.predicates`: three-valued logic;
 * :mod:`.forest`, :mod:`.tree`: TreeModel; :mod:`.mining`: segmentations;
   :mod:`.regression`: RegressionModel; :mod:`.outputs`: Output fields and Targets.
@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from ..description import Description
 from ..pmml import _first_model, _parse, describe
-from .document import Document, bind_inputs
+from .document import Document
 from .graph import MISSING, Graph, NotCompiled
+from .inputs import bind_inputs
 from .models import compile_model
 from .outputs import write_outputs
-from .scope import Scope
+from .scope import Compilers, Scope
+from .transform import derived_field
 
 __all__ = ["MISSING", "NotCompiled", "compile_pmml"]
 
@@ -63,7 +65,7 @@ def _compile(data: bytes, desc: Description, *, name: str, evaluator_compatible:
     doc = Document(root, evaluator_compatible=evaluator_compatible)
     graph = Graph()
     derived = {d.get("name", ""): d for d in root.findall("TransformationDictionary/DerivedField")}
-    scope = Scope(graph, doc, derived=derived)
+    scope = Scope(graph, doc, derived=derived, compilers=Compilers(derived_field, compile_model))
     bind_inputs(desc.inputs, scope)
     graph.batch = desc.inputs[0].name if desc.inputs else None
     model = _first_model(root)

@@ -17,12 +17,11 @@ import numpy as np
 from ..pmml import MODEL_ELEMENTS
 from .forest import Forest
 from .graph import Graph, NotCompiled
-from .models import compile_model, local_scope, model_classes
 from .outputs import output_values
 from .predicates import predicate_of, truth
 from .prediction import Prediction
 from .regression import class_value, stack_classes
-from .scope import Scope
+from .scope import Scope, local_scope, model_classes
 from .tree import build_tree, gather
 
 __all__ = ["mining_prediction"]
@@ -86,7 +85,7 @@ def _combined_inputs(segments: list[tuple[ET.Element, ET.Element, float]], scope
     predictions = []
     for _, inner, _ in segments:
         _same_classes(inner, scope, classes)
-        predictions.append(_in_order(g, compile_model(inner, scope)[0], classes))
+        predictions.append(_in_order(g, scope.compilers.model(inner, scope)[0], classes))
     values = stack_classes(g, [p.value for p in predictions])
     if classes is None:
         return values, None
@@ -139,12 +138,12 @@ def _combine(g: Graph, method: str, values: str, probabilities: str | None, weig
 def _chain(segments: list[tuple[ET.Element, ET.Element, float]], scope: Scope) -> Prediction:
     if any(predicate_of(s).tag != "True" for s, _, _ in segments):
         raise NotCompiled("Segment", "a modelChain over segments whose predicates are not all True")
-    prediction = None
+    results = []
     for _, inner, _ in segments:
-        prediction, inner_scope = compile_model(inner, scope)
+        prediction, inner_scope = scope.compilers.model(inner, scope)
         scope.values.update(output_values(inner, prediction, inner_scope))
-    assert prediction is not None
-    return prediction
+        results.append(prediction)
+    return results[-1]  # _segments() refuses a Segmentation without segments
 
 
 def _select_first(segments: list[tuple[ET.Element, ET.Element, float]], scope: Scope,
@@ -156,7 +155,7 @@ def _select_first(segments: list[tuple[ET.Element, ET.Element, float]], scope: S
     for segment, inner, _ in reversed(segments):
         _same_classes(inner, scope, classes)
         taken = g.op("Equal", truth(predicate_of(segment), scope), g.const(1.0))
-        p = _in_order(g, compile_model(inner, scope)[0], classes)
+        p = _in_order(g, scope.compilers.model(inner, scope)[0], classes)
         value = g.where(taken, p.value, value)
         if probabilities is not None:
             column = g.op("Unsqueeze", taken, g.const([1], dtype=np.int64))

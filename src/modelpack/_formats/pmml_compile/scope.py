@@ -10,24 +10,39 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .graph import Graph, NotCompiled, Value
 
 if TYPE_CHECKING:
     from .document import Document
+    from .prediction import Prediction
 
-__all__ = ["Scope"]
+__all__ = ["Compilers", "Scope", "apply_mining_schema", "literal_code", "local_scope", "model_classes"]
 
 Compile = Callable[[ET.Element, "Scope"], Value]
+
+
+@dataclass(frozen=True)
+class Compilers:
+    """The compilers of expressions and of models, which the scope's users call through it
+    (they import the scope, so the scope cannot import them)."""
+
+    derived_field: Callable[[ET.Element, Scope], Value]
+    model: Callable[[ET.Element, Scope], tuple[Prediction, Scope]]
 
 
 class Scope:
     """Field name -> value, with the derived fields defined at this level."""
 
     def __init__(self, graph: Graph, doc: Document, parent: Scope | None = None,
-                 derived: dict[str, ET.Element] | None = None) -> None:
+                 derived: dict[str, ET.Element] | None = None, compilers: Compilers | None = None) -> None:
         self.graph, self.doc, self.parent = graph, doc, parent
+        found = compilers or (parent.compilers if parent is not None else None)
+        if found is None:
+            raise ValueError("a root scope needs its compilers")
+        self.compilers: Compilers = found
         self.values: dict[str, Value] = {}
         self.derived = dict(derived or {})
         self._busy: set[str] = set()
@@ -46,9 +61,7 @@ class Scope:
             if name in self._busy:
                 raise NotCompiled("DerivedField", f"{name!r} is defined in terms of itself")
             self._busy.add(name)
-            from .transform import derived_field
-
-            self.values[name] = derived_field(self.derived[name], self)
+            self.values[name] = self.compilers.derived_field(self.derived[name], self)
             return self.values[name]
         if self.parent is not None:
             return self.parent.get(name)
@@ -63,6 +76,30 @@ class Scope:
         if name in self.derived:
             return self.derived[name].get("dataType")
         return self.parent.data_type(name) if self.parent is not None else self.doc.data_type(name)
+
+
+def local_scope(model: ET.Element, scope: Scope) -> Scope:
+    """The scope ``model`` computes in: its LocalTransformations, then its MiningSchema applied."""
+    derived = {d.get("name", ""): d for d in model.findall("LocalTransformations/DerivedField")}
+    inner = scope.child(derived)
+    apply_mining_schema(model, inner)
+    return inner
+
+
+def model_classes(model: ET.Element, scope: Scope) -> tuple[str, ...] | None:
+    """The class labels of a classifier in the document's order; None for other functions."""
+    from ..pmml import _Doc, _raw_classes
+
+    function = model.get("functionName")
+    if function == "regression":
+        return None
+    if function != "classification":
+        raise NotCompiled(model.tag, f"functionName={function!r} is not compiled")
+    doc = scope.doc
+    classes = _raw_classes(_Doc(doc.root, model, doc.fields, None), model)
+    if not classes:
+        raise NotCompiled(model.tag, "the classifier names no classes")
+    return tuple(classes)
 
 
 def apply_mining_schema(model: ET.Element, scope: Scope) -> None:

@@ -13,8 +13,9 @@ from collections.abc import Callable
 import numpy as np
 from onnx import TensorProto
 
-from .document import interval_test, is_numeric
+from .document import is_numeric
 from .graph import Graph, NotCompiled, Value
+from .inputs import interval_test
 from .predicates import membership, three_and, three_not, three_or
 from .scope import Scope, literal_code
 

@@ -185,7 +185,8 @@ def _tables(index: int, outcomes: list[ET.Element | None], classes: tuple[str, .
     probabilities = np.full((n, len(classes)), np.nan)
     confidence = np.full(n, np.nan)
     for i, node in enumerate(outcomes[1:], 1):
-        assert node is not None
+        if node is None:  # outcome 0 alone is "no prediction"
+            continue
         probabilities[i], conf = _distribution(node, classes)
         score = node.get("score")
         if score is not None and score not in classes:
