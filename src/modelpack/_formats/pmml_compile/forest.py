@@ -11,6 +11,7 @@ trees' results are combined in double, as a PMML evaluator combines them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from onnx import TensorProto, numpy_helper
@@ -87,7 +88,7 @@ class Forest:
             x = g.op("Concat", *[g.op("Unsqueeze", c, g.const([1], dtype=np.int64)) for c in cols], axis=1)
         else:  # trees of one leaf each: any column will do
             x = g.op("Unsqueeze", g.const_like(0.0), g.const([1], dtype=np.int64))
-        attrs: dict[str, list[object]] = {k: [] for k in (
+        attrs: dict[str, Any] = {k: [] for k in (
             "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes", "nodes_truenodeids",
             "nodes_falsenodeids", "nodes_missing_value_tracks_true", "target_treeids", "target_nodeids",
             "target_ids", "target_weights")}

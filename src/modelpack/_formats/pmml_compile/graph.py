@@ -70,8 +70,8 @@ class Graph:
         if key not in self._constants:
             name = self.name("c")
             if array.dtype == object:
-                tensor = helper.make_tensor(name, TensorProto.STRING, array.shape,
-                                            [str(v).encode() for v in array.ravel()])
+                words: Any = [str(v).encode() for v in array.ravel()]
+                tensor = helper.make_tensor(name, TensorProto.STRING, array.shape, words)
             else:
                 tensor = numpy_helper.from_array(array, name)
             self.initializers.append(tensor)

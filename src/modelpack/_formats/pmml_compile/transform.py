@@ -139,6 +139,11 @@ def _output_vocab(element: ET.Element, outputs: list[str]) -> tuple[str, ...] | 
     return None
 
 
+def _extra_values(element: ET.Element) -> list[str]:
+    """The results an element names besides its bins or rows: defaultValue, mapMissingTo."""
+    return [v for v in (element.get("defaultValue"), element.get("mapMissingTo")) if v is not None]
+
+
 def _code(text: str, vocab: tuple[str, ...] | None) -> float:
     return float(text) if vocab is None else float(vocab.index(text))
 
@@ -147,8 +152,7 @@ def _discretize(element: ET.Element, scope: Scope) -> Value:
     g = scope.graph
     x = scope.get(element.get("field", ""))
     bins = [(b.get("binValue", ""), b.find("Interval")) for b in element.findall("DiscretizeBin")]
-    extra = [element.get(k) for k in ("defaultValue", "mapMissingTo") if element.get(k) is not None]
-    vocab = _output_vocab(element, [v for v, _ in bins] + extra)  # type: ignore[misc]
+    vocab = _output_vocab(element, [v for v, _ in bins] + _extra_values(element))
     default = element.get("defaultValue")
     if scope.doc.evaluator_compatible:
         default = None  # pmml4s gives a value in no bin no value, whatever defaultValue says
@@ -173,14 +177,13 @@ def _map_values(element: ET.Element, scope: Scope) -> Value:
     column, target = pairs[0].get("column", ""), element.get("outputColumn", "")
     rows = []
     for row in element.findall("InlineTable/row"):
-        key, val = row.find(column), row.find(target)
-        if key is None or val is None:
+        cell, result = row.find(column), row.find(target)
+        if cell is None or result is None:
             raise NotCompiled("InlineTable", "a row lacks a column")
-        rows.append(((key.text or "").strip(), (val.text or "").strip()))
+        rows.append(((cell.text or "").strip(), (result.text or "").strip()))
     if element.find("TableLocator") is not None:
         raise NotCompiled("TableLocator", "tables outside the document")
-    extra = [element.get(k) for k in ("defaultValue", "mapMissingTo") if element.get(k) is not None]
-    vocab = _output_vocab(element, [v for _, v in rows] + extra)  # type: ignore[misc]
+    vocab = _output_vocab(element, [v for _, v in rows] + _extra_values(element))
     default = element.get("defaultValue")
     out = g.const_like(_code(default, vocab)) if default is not None else g.missing_like()
     for key, val in reversed(rows):
