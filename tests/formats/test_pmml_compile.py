@@ -65,18 +65,6 @@ def documents() -> list[str]:
     return sorted(str(p.relative_to(DMG / "models")) for p in (DMG / "models").rglob("*.xml"))
 
 
-@pytest.fixture(scope="module")
-def java() -> Any:
-    pytest.importorskip("pypmml", reason="pypmml is not installed: pip install 'modelpack[pmml]'")
-    from modelpack._runtime.pmml import runtime
-    from modelpack.errors import RuntimeBackendError
-
-    try:
-        return runtime()
-    except RuntimeBackendError as exc:
-        pytest.skip(f"no JVM for PMML here: {exc}")
-
-
 def evaluator(data: bytes) -> Any:
     from modelpack._runtime.pmml import open_evaluator
 
@@ -136,7 +124,7 @@ def compare(data: bytes, rows: int = 400, evaluator_compatible: bool = False) ->
 
 
 @pytest.mark.parametrize("document", documents())
-def test_each_document_compiles_and_agrees_or_names_what_stops_it(java: Any, document: str) -> None:
+def test_each_document_compiles_and_agrees_or_names_what_stops_it(pmml_java: None, document: str) -> None:
     data = (DMG / "models" / document).read_bytes()
     if document in FALLS_BACK:
         with pytest.raises(NotCompiled) as caught:
@@ -147,7 +135,7 @@ def test_each_document_compiles_and_agrees_or_names_what_stops_it(java: Any, doc
     compare(data, evaluator_compatible=True)
 
 
-def test_pypmml_knime_tree_agrees_with_the_evaluator_and_its_expected_values(java: Any) -> None:
+def test_pypmml_knime_tree_agrees_with_the_evaluator_and_its_expected_values(pmml_java: None) -> None:
     folder = CORPORA / "pypmml-tests"
     if not folder.is_dir():
         pytest.skip(f"PMML corpus not found at {folder}")
@@ -245,7 +233,7 @@ TREES = {
 
 
 @pytest.mark.parametrize("name", list(TREES))
-def test_tree_semantics_agree_with_the_evaluator(java: Any, name: str) -> None:
+def test_tree_semantics_agree_with_the_evaluator(pmml_java: None, name: str) -> None:
     compare(TREES[name], evaluator_compatible=True)
 
 
@@ -289,12 +277,12 @@ def regression(normalization: str, *, classification: bool, targets: str = "") -
 
 
 @pytest.mark.parametrize("method", ["softmax", "simplemax", "none"])
-def test_transformations_and_classification_normalizations_agree(java: Any, method: str) -> None:
+def test_transformations_and_classification_normalizations_agree(pmml_java: None, method: str) -> None:
     compare(regression(method, classification=True), evaluator_compatible=True)
 
 
 @pytest.mark.parametrize("method", ["none", "exp", "logit", "cloglog"])
-def test_regression_normalizations_agree(java: Any, method: str) -> None:
+def test_regression_normalizations_agree(pmml_java: None, method: str) -> None:
     compare(regression(method, classification=False), evaluator_compatible=True)
 
 
@@ -303,13 +291,13 @@ def test_links_beyond_two_classes_are_left_to_the_evaluator() -> None:
         compile_pmml(regression("logit", classification=True), name="model.pmml")
 
 
-def test_targets_rescale_clamp_and_cast(java: Any) -> None:
+def test_targets_rescale_clamp_and_cast(pmml_java: None) -> None:
     targets = ('<Targets><Target field="y" rescaleFactor="3" rescaleConstant="-1" min="-2" max="5" '
                'castInteger="round"/></Targets>')
     compare(regression("none", classification=False, targets=targets), evaluator_compatible=True)
 
 
-def test_null_prediction_follows_the_specification_where_pmml4s_does_not(java: Any) -> None:
+def test_null_prediction_follows_the_specification_where_pmml4s_does_not(pmml_java: None) -> None:
     data = tree(ROOT % ("", leaf("1", "p", LT) + leaf("2", "q", GE)),
                 attributes='missingValueStrategy="nullPrediction" noTrueChildStrategy="returnLastPrediction"')
     compare(data, evaluator_compatible=True)  # everything else agrees with pmml4s

@@ -30,16 +30,6 @@ ROWS = {"sepal_length": [5.1, 6.0, None, 7.7], "sepal_width": [3.5, 2.2, 3.0, 2.
         "petal_length": [1.4, 5.0, 4.0, 6.9], "petal_width": [0.2, 1.5, None, 2.3]}
 
 
-@pytest.fixture(scope="module")
-def java() -> None:
-    pytest.importorskip("pypmml", reason="pypmml is not installed: pip install 'modelpack[pmml]'")
-    from modelpack.testing import missing_java
-
-    reason = missing_java()
-    if reason:
-        pytest.skip(f"no JVM for PMML here: {reason}")
-
-
 def corpus(path: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"PMML corpus not found at {path}")
@@ -47,7 +37,7 @@ def corpus(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def iris_package(java: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def iris_package(pmml_java: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("pkg") / "iris.mpk"
     modelpack.pack(corpus(IRIS), dest, sample=ROWS)
     return dest
@@ -94,7 +84,7 @@ def test_each_compile_choice_runs_what_it_says_and_they_agree(iris_package: Path
         np.testing.assert_allclose(auto.predict_proba(ROWS), jvm.predict_proba(ROWS), rtol=1e-6)
 
 
-def test_a_bare_pmml_file_compiles_at_load_and_falls_back_with_the_element(java: None) -> None:
+def test_a_bare_pmml_file_compiles_at_load_and_falls_back_with_the_element(pmml_java: None) -> None:
     with modelpack.load(corpus(IRIS)) as bare:
         assert bare.engine == "onnx (compiled from PMML)" and "at load" in bare.engine_reason
     with modelpack.load(corpus(SVM)) as svm:
@@ -106,7 +96,7 @@ def test_a_bare_pmml_file_compiles_at_load_and_falls_back_with_the_element(java:
         modelpack.load(IRIS, compile="sometimes")
 
 
-def test_pack_records_why_a_document_is_not_compiled(java: None, tmp_path: Path) -> None:
+def test_pack_records_why_a_document_is_not_compiled(pmml_java: None, tmp_path: Path) -> None:
     m = modelpack.pack(corpus(SVM), tmp_path / "svm.mpk")
     assert m.compiled is not None and m.compiled.default == "pmml" and m.compiled.file is None
     assert "SupportVectorMachineModel" in m.compiled.reason
@@ -121,7 +111,7 @@ def test_pack_records_why_a_document_is_not_compiled(java: None, tmp_path: Path)
         assert model.engine == "pmml4s"
 
 
-def test_strings_missing_values_and_integers_for_string_fields_as_the_evaluator_takes_them(java: None) -> None:
+def test_strings_missing_values_and_integers_for_string_fields_as_the_evaluator_takes_them(pmml_java: None) -> None:
     rows = {"Age": [38, 50, None], "Employment": ["Private", None, "Consultant"], "Education": ["College", 7, None],
             "Marital": ["Married", "Absent", "Unmarried"], "Occupation": ["Service", "Executive", None],
             "Income": [81838.0, 72099.0, None], "Gender": ["Female", "Male", None],

@@ -82,18 +82,26 @@ class Forest:
         return self._output
 
     def _emit(self) -> str:
+        from .single import float_forest
+
         g = self.graph
         cols = sorted(self.columns, key=self.columns.__getitem__)
-        if cols:
-            x = g.op("Concat", *[g.op("Unsqueeze", c, g.const([1], dtype=np.int64)) for c in cols], axis=1)
-        else:  # trees of one leaf each: any column will do
-            x = g.op("Unsqueeze", g.const_like(0.0), g.const([1], dtype=np.int64))
+        if not cols:  # trees of one leaf each: any column will do
+            cols = [g.const_like(0.0)]
+        single = float_forest(g, self.trees, cols)
+        if single is not None:  # float32 that keeps every double comparison: the tree engine takes it
+            return self._node(single.features, single.trees, double=False)
+        x = g.op("Concat", *[g.op("Unsqueeze", c, g.const([1], dtype=np.int64)) for c in cols], axis=1)
+        return self._node(x, self.trees, double=True)
+
+    def _node(self, x: str, trees: list[TreeNodes], *, double: bool) -> str:
+        g = self.graph
         attrs: dict[str, Any] = {k: [] for k in (
             "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes", "nodes_truenodeids",
             "nodes_falsenodeids", "nodes_missing_value_tracks_true", "target_treeids", "target_nodeids",
             "target_ids", "target_weights")}
         values: list[float] = []
-        for t, tree in enumerate(self.trees):
+        for t, tree in enumerate(trees):
             n = len(tree.modes)
             attrs["nodes_treeids"] += [t] * n
             attrs["nodes_nodeids"] += list(range(n))
@@ -108,7 +116,10 @@ class Forest:
                 attrs["target_nodeids"].append(node)
                 attrs["target_ids"].append(t)
                 attrs["target_weights"].append(float(outcome))
-        out = g.op("TreeEnsembleRegressor", x, domain="ai.onnx.ml", n_targets=len(self.trees),
-                   aggregate_function="SUM", post_transform="NONE",
-                   nodes_values_as_tensor=numpy_helper.from_array(np.array(values, dtype=np.float64)), **attrs)
+        if double:
+            attrs["nodes_values_as_tensor"] = numpy_helper.from_array(np.array(values, dtype=np.float64))
+        else:
+            attrs["nodes_values"] = values
+        out = g.op("TreeEnsembleRegressor", x, domain="ai.onnx.ml", n_targets=len(trees),
+                   aggregate_function="SUM", post_transform="NONE", **attrs)
         return g.op("Cast", out, to=TensorProto.INT64)

@@ -71,8 +71,8 @@ def _plain_tree(inner: ET.Element) -> bool:
 
 
 def _combined_inputs(segments: list[tuple[ET.Element, ET.Element, float]], scope: Scope,
-                     classes: tuple[str, ...] | None) -> tuple[str, str | None]:
-    """[N, T] values and, for a classifier, [N, T, C] probabilities of the segments."""
+                     classes: tuple[str, ...] | None) -> tuple[str, list[str] | None]:
+    """[N, T] values and, for a classifier, one [N, T] tensor of probabilities per class."""
     g = scope.graph
     if all(_plain_tree(inner) for _, inner, _ in segments):
         forest = Forest(g)
@@ -80,8 +80,8 @@ def _combined_inputs(segments: list[tuple[ET.Element, ET.Element, float]], scope
         for _, inner, _ in segments:
             _same_classes(inner, scope, classes)
             trees.append(build_tree(inner, local_scope(inner, scope), forest, classes))
-        probabilities = gather(g, forest, trees, "probabilities") if classes is not None else None
-        return gather(g, forest, trees, "values"), probabilities
+        columns = [gather(g, forest, trees, "probabilities", c) for c in range(len(classes))] if classes else None
+        return gather(g, forest, trees, "values"), columns
     predictions = []
     for _, inner, _ in segments:
         _same_classes(inner, scope, classes)
@@ -89,10 +89,11 @@ def _combined_inputs(segments: list[tuple[ET.Element, ET.Element, float]], scope
     values = stack_classes(g, [p.value for p in predictions])
     if classes is None:
         return values, None
-    axes = g.const([1], dtype=np.int64)
-    probabilities = g.op("Concat", *[g.op("Unsqueeze", p.probabilities, axes) for p in predictions  # type: ignore[arg-type]
-                                     ], axis=1)
-    return values, probabilities
+    tables = [p.probabilities for p in predictions if p.probabilities is not None]
+    if len(tables) != len(predictions):
+        raise NotCompiled("Segment", "a classifier segment gives no probabilities")
+    return values, [stack_classes(g, [g.op("Gather", t, g.const(c, dtype=np.int64), axis=1) for t in tables])
+                    for c in range(len(classes))]
 
 
 def _in_order(g: Graph, p: Prediction, classes: tuple[str, ...] | None) -> Prediction:
@@ -111,27 +112,25 @@ def _same_classes(inner: ET.Element, scope: Scope, classes: tuple[str, ...] | No
                                      f"{list(classes or ())[:5]}")
 
 
-def _combine(g: Graph, method: str, values: str, probabilities: str | None, weights: np.ndarray,
+def _weighted_sum(g: Graph, columns: str, weights: np.ndarray) -> str:
+    """[N, T] @ weights: one [N] sum (a MatMul runs faster than a product and a reduction)."""
+    total = g.op("MatMul", columns, g.const(weights.reshape(-1, 1)))
+    return g.op("Squeeze", total, g.const([1], dtype=np.int64))
+
+
+def _combine(g: Graph, method: str, values: str, probabilities: list[str] | None, weights: np.ndarray,
              classes: tuple[str, ...] | None) -> Prediction:
-    axis = g.const([1], dtype=np.int64)
+    w = weights if method.startswith("weighted") else np.ones_like(weights)
     if classes is None:
-        if method == "sum":
-            return Prediction("regression", g.op("ReduceSum", values, axis, keepdims=0))
         if method == "max":
-            return Prediction("regression", g.op("ReduceMax", values, axis, keepdims=0))
-        w = weights if method == "weightedAverage" else np.ones_like(weights)
-        total = g.op("ReduceSum", g.op("Mul", values, g.const(w[None, :])), axis, keepdims=0)
-        return Prediction("regression", g.op("Div", total, g.const(w.sum())))
+            return Prediction("regression", g.op("ReduceMax", values, g.const([1], dtype=np.int64), keepdims=0))
+        total = _weighted_sum(g, values, w)
+        return Prediction("regression", total if method == "sum" else g.op("Div", total, g.const(w.sum())))
     if method in ("majorityVote", "weightedMajorityVote"):
-        w = weights if method == "weightedMajorityVote" else np.ones_like(weights)
-        votes = g.op("Equal", g.op("Unsqueeze", values, g.const([2], dtype=np.int64)),
-                     g.const(np.arange(len(classes), dtype=np.float64)[None, None, :]))
-        counts = g.op("ReduceSum", g.op("Mul", g.as_double(votes), g.const(w[None, :, None])), axis, keepdims=0)
-        share = g.op("Div", counts, g.const(w.sum()))
-        return Prediction("classification", class_value(g, share), classes, share)
-    w = weights if method == "weightedAverage" else np.ones_like(weights)
-    total = g.op("ReduceSum", g.op("Mul", probabilities, g.const(w[None, :, None])), axis, keepdims=0)  # type: ignore[arg-type]
-    share = g.op("Div", total, g.const(w.sum()))
+        columns = [g.as_double(g.op("Equal", values, g.const(float(c)))) for c in range(len(classes))]
+    else:
+        columns = probabilities or []
+    share = stack_classes(g, [g.op("Div", _weighted_sum(g, c, w), g.const(w.sum())) for c in columns])
     return Prediction("classification", class_value(g, share), classes, share)
 
 

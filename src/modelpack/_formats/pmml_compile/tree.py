@@ -30,6 +30,7 @@ from .forest import Forest, TreeNodes
 from .graph import Graph, NotCompiled
 from .predicates import native_split, predicate_of, truth
 from .prediction import Prediction
+from .regression import stack_classes
 from .scope import Scope
 
 __all__ = ["TreeTables", "build_tree", "gather", "tree_prediction"]
@@ -216,9 +217,9 @@ def _distribution(node: ET.Element, classes: tuple[str, ...]) -> tuple[np.ndarra
     return out, confidence
 
 
-def gather(g: Graph, forest: Forest, trees: list[TreeTables], what: str) -> str:
-    """[N, T] (or [N, T, C] for probabilities) of ``what`` over ``trees``, read by outcome."""
-    tables = [getattr(t, what) for t in trees]
+def gather(g: Graph, forest: Forest, trees: list[TreeTables], what: str, column: int | None = None) -> str:
+    """[N, T] of ``what`` over ``trees``, read by outcome (``column``: that class's probability)."""
+    tables = [getattr(t, what) if column is None else getattr(t, what)[:, column] for t in trees]
     offsets = np.cumsum([0] + [len(t) for t in tables[:-1]])
     flat = np.concatenate(tables)
     outcomes = forest.outcomes()
@@ -236,8 +237,8 @@ def tree_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...] | 
     tables = build_tree(model, scope, forest, classes)
     axes = g.const([1], dtype=np.int64)
 
-    def one(what: str) -> str:
-        return g.op("Squeeze", gather(g, forest, [tables], what), axes)
+    def one(what: str, column: int | None = None) -> str:
+        return g.op("Squeeze", gather(g, forest, [tables], what, column), axes)
 
     value = one("values")
     extras: dict[str, Callable[[], str]] = {
@@ -245,7 +246,8 @@ def tree_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...] | 
     if classes is None:
         return Prediction("regression", value, extras=extras)
     extras["confidence"] = lambda: one("confidence")
-    return Prediction("classification", value, classes, one("probabilities"), extras)
+    probabilities = stack_classes(g, [one("probabilities", c) for c in range(len(classes))])
+    return Prediction("classification", value, classes, probabilities, extras)
 
 
 def _ids(g: Graph, forest: Forest, tables: TreeTables) -> str:
