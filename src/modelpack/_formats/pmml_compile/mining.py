@@ -61,7 +61,8 @@ def mining_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...] 
         # pmml4s then weighs votes otherwise than by Segment/@weight (its probabilities pass 1)
         raise NotCompiled("Segmentation", f"{method} over segments with their own Output fields: evaluators "
                                           "weigh these differently")
-    values, probabilities = _combined_inputs(segments, scope, classes)
+    votes = classes is None or method in ("majorityVote", "weightedMajorityVote")
+    values, probabilities = _combined_inputs(segments, scope, classes, votes=votes)
     weights = np.array([w for _, _, w in segments])
     return _combine(scope.graph, method, values, probabilities, weights, classes)
 
@@ -71,8 +72,9 @@ def _plain_tree(inner: ET.Element) -> bool:
 
 
 def _combined_inputs(segments: list[tuple[ET.Element, ET.Element, float]], scope: Scope,
-                     classes: tuple[str, ...] | None) -> tuple[str, list[str] | None]:
-    """[N, T] values and, for a classifier, one [N, T] tensor of probabilities per class."""
+                     classes: tuple[str, ...] | None, *, votes: bool) -> tuple[str, list[str] | None]:
+    """[N, T] values (where ``votes``: predicted values or classes are combined) and, for a
+    classifier averaging probabilities, one [N, T] tensor of probabilities per class."""
     g = scope.graph
     if all(_plain_tree(inner) for _, inner, _ in segments):
         forest = Forest(g)
@@ -80,8 +82,9 @@ def _combined_inputs(segments: list[tuple[ET.Element, ET.Element, float]], scope
         for _, inner, _ in segments:
             _same_classes(inner, scope, classes)
             trees.append(build_tree(inner, local_scope(inner, scope), forest, classes))
-        columns = [gather(g, forest, trees, "probabilities", c) for c in range(len(classes))] if classes else None
-        return gather(g, forest, trees, "values"), columns
+        if votes:  # each tree's table read once: the reads cost more than the trees' sums
+            return gather(g, forest, trees, "values"), None
+        return "", [gather(g, forest, trees, "probabilities", c) for c in range(len(classes or ()))]
     predictions = []
     for _, inner, _ in segments:
         _same_classes(inner, scope, classes)
