@@ -323,3 +323,24 @@ def test_what_is_not_compiled_names_its_element() -> None:
     bad = regression("softmax", classification=True).replace(b'function="round"', b'function="x-unknown"')
     with pytest.raises(NotCompiled, match="x-unknown"):
         compile_pmml(bad, name="model.pmml")
+
+
+def _tree_attributes(model: bytes) -> set[str]:
+    node = next(n for n in onnx.load_from_string(model).graph.node if n.op_type == "TreeEnsembleRegressor")
+    return {a.name for a in node.attribute}
+
+
+def test_splits_run_in_float32_that_keeps_every_double_comparison(pmml_java: None) -> None:
+    close = "1.0000000000000002"  # a double step above 1: float32 cannot tell the two apart
+    data = tree(ROOT % ("", leaf("1", "p", '<SimplePredicate field="x" operator="lessThan" value="0.1"/>')
+                        + leaf("2", "q", '<SimplePredicate field="x" operator="lessOrEqual" value="0.30000001"/>')))
+    assert "nodes_values" in _tree_attributes(compile_pmml(data, name="m"))  # float32, encoded
+    compare(data, evaluator_compatible=True)
+    feeds = {"x": np.array([0.1, np.nextafter(0.1, 0), 0.30000001, np.nextafter(0.30000001, 1), np.nan]),
+             "z": np.zeros(5), "c": np.array(["a"] * 5, dtype=object)}
+    got = run_compiled(compile_pmml(data, name="m"), data, feeds)
+    assert list(got["predicted_y"]) == ["q", "p", "q", None, None]
+    both = tree(ROOT % ("", leaf("1", "p", '<SimplePredicate field="x" operator="lessThan" value="1"/>')
+                        + leaf("2", "q", f'<SimplePredicate field="x" operator="lessOrEqual" value="{close}"/>')))
+    assert "nodes_values_as_tensor" in _tree_attributes(compile_pmml(both, name="m"))  # stays in double
+    compare(both, evaluator_compatible=True)
