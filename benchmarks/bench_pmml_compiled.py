@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import us, write_section  # noqa: E402
+from _common import write_section  # noqa: E402
 from bench_pmml import timed  # noqa: E402
 
 SIZES = {1: (9, 200), 100: (7, 30), 100_000: (3, 1)}  # rows: (rounds, calls per round)
@@ -112,8 +112,8 @@ def table(title: str, note: str, results: dict[int, dict[str, float]]) -> str:
              "| vs evaluator | vs pypmml |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for rows, r in results.items():
         c = r["compiled"]
-        lines.append(f"| {rows:,} | {us(c / rows)} | {us(r['direct ONNX'] / rows)} | {us(r['PMML evaluator'] / rows)} "
-                     f"| {us(r['pypmml'] / rows)} | {r['direct ONNX'] / c:.2f}x | {r['PMML evaluator'] / c:.1f}x "
+        cells = " | ".join(f"{r[k] / rows * 1e6:.3g}" for k in ("compiled", "direct ONNX", "PMML evaluator", "pypmml"))
+        lines.append(f"| {rows:,} | {cells} | {r['direct ONNX'] / c:.2f}x | {r['PMML evaluator'] / c:.1f}x "
                      f"| {r['pypmml'] / c:.1f}x |")
     return "\n".join(lines)
 
