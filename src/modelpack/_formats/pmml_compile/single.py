@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from onnx import TensorProto
 
-from .forest import TreeNodes
 from .graph import Graph
+from .nodes import TreeNodes
 
 __all__ = ["FloatForest", "float_forest"]
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .forest import Forest, TreeNodes
+from .forest import Forest
 from .graph import Graph, NotCompiled
+from .nodes import TreeNodes
 from .predicates import native_split, predicate_of, truth
 from .prediction import Prediction
 from .regression import stack_classes
