@@ -15,10 +15,10 @@ from .document import array_values
 from .graph import Graph, NotCompiled, Value
 from .scope import Scope, literal_code
 
-__all__ = ["PREDICATES", "Split", "native_split", "truth", "three_and", "three_or", "three_not"]
+__all__ = ["COMPARE", "PREDICATES", "Split", "native_split", "truth", "three_and", "three_or", "three_not"]
 
 PREDICATES = ("SimplePredicate", "CompoundPredicate", "SimpleSetPredicate", "True", "False")
-_COMPARE = {"equal": "Equal", "notEqual": "Equal", "lessThan": "Less", "lessOrEqual": "LessOrEqual",
+COMPARE = {"equal": "Equal", "notEqual": "Equal", "lessThan": "Less", "lessOrEqual": "LessOrEqual",
             "greaterThan": "Greater", "greaterOrEqual": "GreaterOrEqual"}
 
 
@@ -99,7 +99,7 @@ def _simple(pred: ET.Element, scope: Scope) -> str:
     if op in ("isMissing", "isNotMissing"):
         missing = g.is_nan(value.name)
         return g.as_double(missing if op == "isMissing" else g.op("Not", missing))
-    if op not in _COMPARE:
+    if op not in COMPARE:
         raise NotCompiled("SimplePredicate", f"operator {op!r} is not PMML")
     if value.categorical and op not in ("equal", "notEqual"):
         raise NotCompiled("SimplePredicate", f"operator {op!r} on the string field {field!r}")
@@ -109,7 +109,7 @@ def _simple(pred: ET.Element, scope: Scope) -> str:
             raise NotCompiled("SimplePredicate", f"value={pred.get('value')!r} of {field!r} is not a number")
         result = g.const_like(0.0 if op == "equal" else 1.0)  # a string the field never holds
     else:
-        result = g.as_double(g.op(_COMPARE[op], value.name, g.const(code)))
+        result = g.as_double(g.op(COMPARE[op], value.name, g.const(code)))
         if op == "notEqual":
             result = g.op("Sub", g.const(1.0), result)
     return g.where(g.is_nan(value.name), g.nan(), result)

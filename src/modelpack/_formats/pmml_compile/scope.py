@@ -21,9 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Compilers", "Scope", "apply_mining_schema", "literal_code", "local_scope", "model_classes"]
 
-Compile = Callable[[ET.Element, "Scope"], Value]
-
-
 @dataclass(frozen=True)
 class Compilers:
     """The compilers of expressions and of models, which the scope's users call through it
@@ -71,11 +68,6 @@ class Scope:
         g = self.graph
         self.void = mask if self.void is None else g.op("Or", self.void, mask)
 
-    def data_type(self, name: str) -> str | None:
-        """The declared dataType of a field of this scope or above."""
-        if name in self.derived:
-            return self.derived[name].get("dataType")
-        return self.parent.data_type(name) if self.parent is not None else self.doc.data_type(name)
 
 
 def local_scope(model: ET.Element, scope: Scope) -> Scope:

@@ -16,7 +16,7 @@ from onnx import TensorProto
 from .document import is_numeric
 from .graph import Graph, NotCompiled, Value
 from .inputs import interval_test
-from .predicates import membership, three_and, three_not, three_or
+from .predicates import COMPARE, membership, three_and, three_not, three_or
 from .scope import Scope, literal_code
 
 __all__ = ["derived_field", "expression", "unify"]
@@ -201,8 +201,6 @@ def _map_values(element: ET.Element, scope: Scope) -> Value:
 _UNARY = {"log10": None, "ln": "Log", "sqrt": "Sqrt", "abs": "Abs", "exp": "Exp", "floor": "Floor",
           "ceil": "Ceil"}
 _BINARY = {"+": "Add", "-": "Sub", "*": "Mul", "/": "Div", "pow": "Pow"}
-_COMPARE = {"equal": "Equal", "notEqual": "Equal", "lessThan": "Less", "lessOrEqual": "LessOrEqual",
-            "greaterThan": "Greater", "greaterOrEqual": "GreaterOrEqual"}
 _FOLD = {"min": "Min", "max": "Max", "sum": "Sum", "avg": "Mean"}
 
 
@@ -265,7 +263,7 @@ def _function(g: Graph, function: str, args: list[Value], compatible: bool) -> V
     if function in ("isMissing", "isNotMissing") and len(args) == 1:
         missing = g.is_nan(args[0].name)
         return Value(g.as_double(missing if function == "isMissing" else g.op("Not", missing)))
-    if function in _COMPARE:
+    if function in COMPARE:
         return _compare(g, function, args)
     return _logic(g, function, args)
 
@@ -293,7 +291,7 @@ def _compare(g: Graph, function: str, args: list[Value]) -> Value:
         if function not in ("equal", "notEqual") or not (a.categorical and b.categorical):
             raise NotCompiled("Apply", f"{function!r} of a string and a number")
         a, b = unify(g, a, b)
-    result = g.as_double(g.op(_COMPARE[function], a.name, b.name))
+    result = g.as_double(g.op(COMPARE[function], a.name, b.name))
     if function == "notEqual":
         result = g.op("Sub", g.const(1.0), result)
     return Value(g.missing_if(g.op("Or", g.is_nan(a.name), g.is_nan(b.name)), result))
