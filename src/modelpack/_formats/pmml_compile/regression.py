@@ -21,11 +21,41 @@ __all__ = ["inverse_link", "regression_prediction", "stack_classes"]
 _AXIS1 = [1]
 
 
-def _table(table: ET.Element, scope: Scope) -> str:
+def _plain_names(table: ET.Element) -> list[str]:
+    return [t.get("name", "") for t in table.findall("NumericPredictor") if float(t.get("exponent", "1")) == 1]
+
+
+def _linear(tables: list[ET.Element], scope: Scope) -> tuple[str, list[int]] | None:
+    """([N, K] plain terms, the tables they are for): the numeric predictors of exponent 1 of the
+    tables that name the same fields, as one MatMul (ONNX Runtime's double MatMul is far faster
+    than a Mul and an Add per term). A table naming other fields is left out: a missing value
+    of a field it does not name must not reach it."""
+    g = scope.graph
+    names = next((_plain_names(t) for t in tables if _plain_names(t)), [])
+    chosen = [k for k, t in enumerate(tables) if sorted(_plain_names(t)) == sorted(names)]
+    if len(names) < 2 or len(set(names)) != len(names):
+        return None
+    values = [scope.get(n) for n in names]
+    if any(v.categorical for v in values):
+        raise NotCompiled("NumericPredictor", "a string field as a number")
+    weights = np.zeros((len(names), len(chosen)))
+    for j, k in enumerate(chosen):
+        for t in tables[k].findall("NumericPredictor"):
+            if float(t.get("exponent", "1")) == 1:
+                weights[names.index(t.get("name", "")), j] = float(t.get("coefficient", "nan"))
+    return g.op("MatMul", stack_classes(g, [v.name for v in values]), g.const(weights)), chosen
+
+
+def _table(table: ET.Element, scope: Scope, plain: str | None = None) -> str:
+    """One table's value; ``plain``, when given, holds its exponent-1 numeric terms already."""
     g = scope.graph
     total = g.const_like(float(table.get("intercept", "0")))
+    if plain is not None:
+        total = g.op("Add", total, plain)
     for term in table:
         coefficient = float(term.get("coefficient", "nan"))
+        if term.tag == "NumericPredictor" and plain is not None and float(term.get("exponent", "1")) == 1:
+            continue
         if term.tag == "NumericPredictor":
             x = scope.get(term.get("name", ""))
             if x.categorical:
@@ -51,6 +81,23 @@ def _table(table: ET.Element, scope: Scope) -> str:
             raise NotCompiled(term.tag, "this regression term is not compiled")
         total = g.op("Add", total, part)
     return total
+
+
+def _tables(tables: list[ET.Element], scope: Scope) -> list[str]:
+    g = scope.graph
+    linear = _linear(tables, scope)
+    if linear is None:
+        return [_table(t, scope) for t in tables]
+    product, chosen = linear
+    axis = g.const([1], dtype=np.int64)
+    out = []
+    for k, t in enumerate(tables):
+        if k not in chosen:
+            out.append(_table(t, scope))
+            continue
+        column = g.op("Gather", product, g.const([chosen.index(k)], dtype=np.int64), axis=1)
+        out.append(_table(t, scope, g.op("Squeeze", column, axis)))
+    return out
 
 
 def inverse_link(g: Graph, method: str, y: str) -> str:
@@ -81,9 +128,14 @@ def stack_classes(g: Graph, columns: list[str]) -> str:
     return g.op("Concat", *[g.op("Unsqueeze", c, axes) for c in columns], axis=1)
 
 
-def class_value(g: Graph, probabilities: str) -> str:
+def class_value(g: Graph, probabilities: str, classes: int = 0) -> str:
     """The index of the most probable class (the first on ties); NaN where any probability is."""
-    best = g.op("Cast", g.op("ArgMax", probabilities, axis=1, keepdims=0), to=11)
+    if classes == 2:  # ArgMax over doubles is slow in ONNX Runtime; ties go to the first class alike
+        second = g.op("Gather", probabilities, g.const(1, dtype=np.int64), axis=1)
+        first = g.op("Gather", probabilities, g.const(0, dtype=np.int64), axis=1)
+        best = g.as_double(g.op("Greater", second, first))
+    else:
+        best = g.op("Cast", g.op("ArgMax", probabilities, axis=1, keepdims=0), to=11)
     unknown = g.op("Cast", g.op("ReduceMax", g.op("Cast", g.is_nan(probabilities), to=11),
                                 g.const(_AXIS1, dtype=np.int64), keepdims=0), to=9)
     return g.missing_if(unknown, best)
@@ -98,7 +150,7 @@ def regression_prediction(model: ET.Element, scope: Scope, classes: tuple[str, .
             raise NotCompiled("RegressionModel", f"a regression with {len(tables)} RegressionTables")
         if method in ("softmax", "simplemax"):
             raise NotCompiled("RegressionModel", f"normalizationMethod={method!r} of a regression")
-        return Prediction("regression", inverse_link(g, method, _table(tables[0], scope)))
+        return Prediction("regression", inverse_link(g, method, _tables(tables, scope)[0]))
     by_class = {t.get("targetCategory", ""): t for t in tables}
     missing = [c for c in by_class if c not in classes]
     if missing or len(by_class) != len(tables):
@@ -108,9 +160,9 @@ def regression_prediction(model: ET.Element, scope: Scope, classes: tuple[str, .
                                              "specification defines it for two, and evaluators differ beyond")
     # In document order: the last table is the one that gets what the others leave.
     order = [t.get("targetCategory", "") for t in tables]
-    ys = [_table(t, scope) for t in tables]
+    ys = _tables(tables, scope)
     stacked = _in_class_order(g, _normalize(g, method, ys), order, classes)
-    label = class_value(g, stacked)
+    label = class_value(g, stacked, len(classes))
     if method == "softmax" and scope.doc.evaluator_compatible:
         # pmml4s divides exp() by its sum as they are: past exp's range, inf/inf gives NaN probabilities
         stacked = _in_class_order(g, _normalize(g, "softmax-unshifted", ys), order, classes)
