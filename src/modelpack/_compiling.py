@@ -12,13 +12,14 @@ within 1e-6 (relative, or absolute near zero) on every output.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._fidelity import measure, summary
 from ._load import load_memory
-from .errors import ConversionError, FidelityError, RuntimeBackendError
+from .errors import ConversionError, FidelityError, ModelpackError
 from .manifest import Compiled, Fidelity, Manifest
 
 if TYPE_CHECKING:
@@ -59,8 +60,8 @@ def with_compiled(manifest: Manifest, files: Mapping[str, bytes], *, compile: st
     twin = compile_pmml(files[manifest.model.file], name=manifest.name, evaluator_compatible=True)
     record = Compiled(default="onnx", file=COMPILED_FILE)
     checked = _certify(manifest.replace(compiled=record), files, twin, sample)
-    if checked is None:
-        return manifest.replace(compiled=record), files
+    if isinstance(checked, str):
+        return manifest.replace(compiled=replace(record, reason=checked)), files
     fidelity, departures = checked
     note = (f"follows the PMML specification where pmml4s does not on {departures} of {fidelity.rows} "
             "certification rows (docs/pmml.md)") if departures else ""
@@ -76,15 +77,15 @@ def with_compiled(manifest: Manifest, files: Mapping[str, bytes], *, compile: st
 
 
 def _certify(manifest: Manifest, files: Mapping[str, bytes], twin: bytes,
-             sample: InputData | None) -> tuple[Fidelity, int] | None:
+             sample: InputData | None) -> tuple[Fidelity, int] | str:
     """(the evaluator-compatible translation against the evaluator, rows where the shipped
-    translation departs from it); None where no evaluator runs here."""
+    translation departs from it), or why it could not be compared."""
     from ._formats.pmml_compile.probe import probe_rows
 
     try:
         evaluator = load_memory(manifest, files, compile="never")
-    except RuntimeBackendError:
-        return None  # no Java or no pypmml: the entry says it was not compared
+    except ModelpackError as exc:  # no Java, no pypmml, or a document pmml4s refuses
+        return f"not compared with the PMML evaluator, which did not open here ({exc})"
     shipped = load_memory(manifest, files, compile="onnx")
     compatible = shipped if twin == files[COMPILED_FILE] else \
         load_memory(manifest, {**files, COMPILED_FILE: twin}, compile="onnx")

@@ -173,3 +173,24 @@ def test_a_manifest_naming_the_document_as_its_compiled_model_is_refused(iris_pa
     bad["compiled"]["file"] = "model.pmml"
     with pytest.raises(ManifestError, match="compiled.file"):
         Manifest.from_dict(bad)
+
+
+def test_without_java_pack_writes_the_compiled_model_uncompared_and_it_runs(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    dest = tmp_path / "iris.mpk"
+    script = ("import modelpack\n"
+              f"m = modelpack.pack({str(corpus(IRIS))!r}, {str(dest)!r})\n"
+              "print('DEFAULT', m.compiled.default, m.compiled.fidelity is None)\n"
+              "print('REASON', m.compiled.reason)\n"
+              f"model = modelpack.load({str(dest)!r})\n"
+              "print('ENGINE', model.engine)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "PATH")}
+    env.update(PATH=str(tmp_path), JAVA_HOME="")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "DEFAULT onnx True" in done.stdout
+    assert "not compared with the PMML evaluator" in done.stdout and "no Java" in done.stdout
+    assert "ENGINE onnx (compiled from PMML)" in done.stdout

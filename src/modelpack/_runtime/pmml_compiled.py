@@ -109,7 +109,7 @@ def open_compiled(package: Package, *, compile: str, **options: Any) -> tuple[Ba
 
 def _certified(record: Any) -> str:
     if record.fidelity is None:
-        return "compiled from the PMML document when packed (not compared with the PMML evaluator: no Java there)"
+        return f"compiled from the PMML document when packed ({record.reason or 'not compared with the evaluator'})"
     return (f"compiled from the PMML document when packed; against the PMML evaluator on "
             f"{record.fidelity.rows} rows: {summary(record.fidelity)}")
 
