@@ -102,7 +102,7 @@ def time_model(model_file: Path) -> dict[int, dict[str, float]]:
     results = {}
     for rows, (rounds, number) in SIZES.items():
         frame, feeds, record = datasets(model_file, rows)
-        with modelpack.load(model_file) as model:
+        with modelpack.load(model_file, compile="never") as model:  # the evaluator; bench_pmml_compiled.py
             data = record if rows == 1 else frame
             results[rows] = timed({
                 "pypmml (JPype)": pypmml_calls(model_file, frame, record),

@@ -14,7 +14,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 DOC = HERE.parent / "docs" / "benchmarks.md"
 # Sections in the order the page shows them.
-ORDER = ["core", "inputs", "sklearn", "boosting", "trees", "deep", "pmml", "devices", "gpu", "serve", "batch"]
+ORDER = ["core", "inputs", "sklearn", "boosting", "trees", "deep", "pmml", "pmml_compiled", "devices", "gpu", "serve",
+         "batch"]
 
 HEADER = """# Benchmarks
 

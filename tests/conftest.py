@@ -90,3 +90,14 @@ def iris_onnx(tmp_path: Path, iris: tuple[np.ndarray, np.ndarray]) -> Callable[[
         path.write_bytes(onx.SerializeToString())
         return path, clf
     return make
+
+
+@pytest.fixture(scope="module")
+def pmml_java() -> None:
+    """Skip, saying why, where the PMML evaluator (pypmml and a JVM) cannot run."""
+    pytest.importorskip("pypmml", reason="pypmml is not installed: pip install 'modelpack[pmml]'")
+    from modelpack.testing import missing_java
+
+    reason = missing_java()
+    if reason:
+        pytest.skip(f"no JVM for PMML here: {reason}")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._compiling import with_compiled
 from ._fidelity import measure, summary
 from ._formats import build_manifest, describe, read_model_file
 from ._formats.samples import MAX_SAMPLE_ROWS, write_samples
@@ -126,7 +127,8 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
          description: str = "", metadata: Mapping[str, Any] | None = None,
          sample: InputData | None = None, task: str | None = None, classes: Sequence[Any] | None = None,
          extra: Mapping[str, PathLike] | Sequence[PathLike] | None = None,
-         session: Mapping[str, Any] | None = None, card: bool = False) -> Manifest:
+         session: Mapping[str, Any] | None = None, card: bool = False,
+         compile: str = "auto") -> Manifest:
     """Wrap an ONNX or PMML file made elsewhere into a package at ``dest``.
 
     The manifest is filled from the model file (inputs, outputs, dtypes,
@@ -142,6 +144,12 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
     from (``intra_op_num_threads``, ``graph_optimization_level``...; docs/devices.md).
     ``dest`` ending in ``.mpk`` gives an archive, else a folder. ``card=True``
     writes a model card (README.md, card.html) into the package's ``extra/card/``.
+
+    A PMML document is also compiled to ONNX (``compile="auto"``, the default): the
+    package keeps both, and the compiled model runs by default where it agrees with
+    the PMML evaluator on the sample and on probe rows; ``compile="onnx"`` makes
+    that a requirement (an error naming the element that stops it), ``"never"``
+    keeps the evaluator only (docs/pmml.md).
 
     Example
     -------
@@ -160,6 +168,7 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
 
         check_versions(manifest.model.ir_version, manifest.model.opsets, str(model_file))
     files = {manifest.model.file: data, **external}
+    manifest, files = with_compiled(manifest, files, compile=compile, sample=sample)
     return write_with_samples(dest, manifest, files, sample=sample, extra=extra_files(extra), card=card)
 
 
@@ -187,7 +196,8 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
            tolerance: float | Mapping[str, float] | None = None, strict: bool = True,
            dtype: str | None = None, options: Mapping[str, Any] | None = None,
            extra: Mapping[str, PathLike] | Sequence[PathLike] | None = None,
-           session: Mapping[str, Any] | None = None, card: bool = False) -> Manifest:
+           session: Mapping[str, Any] | None = None, card: bool = False,
+           compile: str = "auto") -> Manifest:
     """Export a trained model to a package, with a fidelity certificate.
 
     Parameters
@@ -221,6 +231,10 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
         Also write a model card (README.md with Hugging Face front matter, card.html and,
         with matplotlib, a plot of per-row differences) into the package's ``extra/card/``,
         listed and checksummed like any extra file.
+    compile:
+        With ``format="pmml"``: ``"auto"`` also compiles the document to ONNX and runs
+        that by default where it agrees with the PMML evaluator; ``"onnx"`` requires it;
+        ``"never"`` keeps the evaluator only (see :func:`pack`).
 
     Example
     -------
@@ -237,6 +251,7 @@ def export(model: Any, dest: PathLike, *, sample: InputData, format: str = "onnx
         source=conv.source, inputs=conv.inputs, outputs=conv.outputs)
     manifest = _with_environment(_with_session(manifest, session))
     model_files = {file: conv.model, **conv.external_data}
+    manifest, model_files = with_compiled(manifest, model_files, compile=compile, sample=sample)
     if conv.external_data:
         manifest = manifest.replace(model=dataclasses.replace(
             manifest.model, external_data=tuple(sorted(conv.external_data))))

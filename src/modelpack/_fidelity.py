@@ -67,7 +67,7 @@ def compare(output: str, got: Any, ref: Any, tol: float) -> OutputFidelity:
     diff[np.isnan(diff)] = np.inf
     # Relative to |ref|, but not below the tolerance: near zero a relative figure says nothing.
     rel = diff / np.maximum(np.abs(r), max(tol, np.finfo(np.float64).tiny))
-    excess = diff - (tol + tol * np.abs(r))
+    excess = diff - (tol + tol * np.where(both_nan, 0.0, np.abs(r)))  # missing on both sides agrees
     per_row = excess.reshape(len(excess), -1).max(axis=1) if excess.size else excess
     return OutputFidelity(output=output, max_abs_diff=float(diff.max(initial=0.0)),
                           max_rel_diff=float(np.where(diff == 0, 0.0, rel).max(initial=0.0)),

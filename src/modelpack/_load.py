@@ -29,7 +29,8 @@ __all__ = ["inspect", "load", "load_memory", "open_for_reading"]
 @_unrelated_to_the_caller
 def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[ProviderSpec] | None = None,
          fallback: bool = True, session_options: Mapping[str, Any] | None = None,
-         trusted_keys: Sequence[PathLike | bytes] | None = None, engine: str = "auto") -> Model:
+         trusted_keys: Sequence[PathLike | bytes] | None = None, engine: str = "auto",
+         compile: str = "auto") -> Model:
     """Load a package (folder or ``.mpk``) or a bare ``.onnx``/``.pmml`` file.
 
     Every file is checked against the manifest's SHA-256 before the runtime
@@ -60,6 +61,13 @@ def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Prov
         standard operators that run there; ``"onnxruntime"``: ONNX Runtime only;
         ``"modelpack-trees"``: the tree engine for every batch, an error where it cannot
         run the model. :attr:`Model.engine` says which runs and why (docs/trees.md).
+    compile:
+        For a PMML model: ``"auto"`` (the default) runs the ONNX translation of the
+        document where the package holds one as its default, and compiles a bare
+        ``.pmml`` file now, the PMML evaluator (Java) running what the compiler does
+        not take; ``"onnx"``: the compiled model or an error naming the PMML element
+        that stops it; ``"never"``: the PMML evaluator. :attr:`Model.engine_reason`
+        says why (docs/pmml.md).
 
     Example
     -------
@@ -74,7 +82,7 @@ def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Prov
     source = str(path)  # a URL stays a URL when the model is pickled and opened again
     package = _open(resolve(path))
     options: dict[str, Any] = {"device": device, "providers": providers, "fallback": fallback,
-                               "session_options": session_options, "engine": engine}
+                               "session_options": session_options, "engine": engine, "compile": compile}
     try:
         if trusted_keys is not None:
             package.trusted_signer = verify_signature(package, trusted_keys)

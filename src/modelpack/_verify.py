@@ -89,7 +89,8 @@ def _rerun(model: Model) -> list[OutputFidelity]:
 
 
 def verify(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Any] | None = None,
-           trusted_keys: Sequence[Any] | None = None, strict: bool = False, engine: str = "auto") -> VerifyReport:
+           trusted_keys: Sequence[Any] | None = None, strict: bool = False, engine: str = "auto",
+           compile: str = "auto") -> VerifyReport:
     """Verify checksums and re-run the stored samples on this machine and device.
 
     The report names the providers that really ran the samples: a device that is
@@ -109,7 +110,7 @@ def verify(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[An
     checks: list[tuple[str, bool, str]] = []
     try:
         model = load(path, device=device, providers=providers, trusted_keys=trusted_keys, fallback=not strict,
-                     engine=engine)
+                     engine=engine, compile=compile)
     except ModelpackError as exc:
         return VerifyReport(str(path), False, (("load", False, str(exc)),))
     with model:
@@ -119,7 +120,9 @@ def verify(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[An
         if model.manifest.samples is None:
             checks.append(("samples", True, "no samples stored; nothing to re-run"))
             return VerifyReport(str(path), all(ok for _, ok, _ in checks), tuple(checks), tuple(model.providers))
-        if model.engine == ENGINE_NAME:
+        if model.manifest.model.format == "pmml":  # the compiled model, or the evaluator and why
+            checks.append(("engine", True, f"{model.engine}: {model.engine_reason}; the samples run on it"))
+        elif model.engine == ENGINE_NAME:
             checks.append(("engine", True, f"{model.engine}: {model.engine_reason}; the samples run on it"))
         elif model.engine_reason and model.engine_reason != NO_TREES:
             checks.append(("engine", True, f"{model.engine}; the tree engine is not used: {model.engine_reason}"))

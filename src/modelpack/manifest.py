@@ -35,6 +35,7 @@ from .errors import ManifestError, SchemaVersionError
 
 __all__ = [
     "ColumnSpec",
+    "Compiled",
     "FileEntry",
     "Fidelity",
     "Manifest",
@@ -47,7 +48,7 @@ __all__ = [
     "TensorSpec",
 ]
 
-SCHEMA_VERSION = "1.1"  # 1.1: source.environment
+SCHEMA_VERSION = "1.2"  # 1.1: source.environment; 1.2: compiled (a PMML model compiled to ONNX)
 TASKS = ("classification", "regression", "clustering", "transform", "other")
 FORMATS = ("onnx", "pmml")
 ROLES = ("label", "probabilities", "value", "cluster", "distances", "scores")
@@ -164,6 +165,23 @@ class Fidelity:
 
 
 @dataclass(frozen=True)
+class Compiled:
+    """A PMML model's ONNX translation, kept beside the document (schema 1.2).
+
+    ``file`` is the compiled model in the package (None when the document was not
+    compiled); ``default`` says which runs when ``load(compile="auto")``: ``"onnx"``
+    or ``"pmml"``; ``reason`` why the document was not compiled, or why the
+    evaluator stays the default; ``fidelity`` the compiled model against the PMML
+    evaluator on the certification rows.
+    """
+
+    default: str = "pmml"
+    file: str | None = None
+    reason: str = ""
+    fidelity: Fidelity | None = None
+
+
+@dataclass(frozen=True)
 class Samples:
     """Reference inputs and outputs recorded when the package was written."""
 
@@ -221,6 +239,7 @@ class Manifest:
     runtime: Runtime = field(default_factory=Runtime)
     fidelity: Fidelity | None = None
     samples: Samples | None = None
+    compiled: Compiled | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     extra: tuple[str, ...] = ()
     files: tuple[FileEntry, ...] = ()
@@ -304,11 +323,26 @@ def _check_values(m: Manifest) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ManifestError(f"{what} names repeat: {names[:20]}", fix=f"Give each {what} its own name.")
+    _check_compiled(m)
     for role in ("label", "value", "cluster"):  # predict() returns the one output of that role
         holders = [s.name for s in m.outputs if s.role == role]
         if len(holders) > 1:
             raise ManifestError(f"outputs {holders[:10]} all have the role {role!r}",
                                 fix=f"Give the role {role!r} to one output only.")
+
+
+def _check_compiled(m: Manifest) -> None:
+    c = m.compiled
+    if c is None:
+        return
+    fix = "Pack the PMML file again with modelpack.pack()."
+    if m.model.format != "pmml":
+        raise ManifestError("'compiled' describes a PMML model's ONNX translation, and the model is not PMML",
+                            fix=fix)
+    if c.default not in FORMATS:
+        raise ManifestError(f"compiled.default {c.default!r} is not one of {', '.join(FORMATS)}", fix=fix)
+    if c.file is not None and (c.file == m.model.file or not c.file.endswith(".onnx")):
+        raise ManifestError(f"compiled.file {c.file!r} must be an .onnx file beside the PMML document", fix=fix)
 
 
 # -- generic dataclass <-> JSON -------------------------------------------------

@@ -71,6 +71,7 @@ def open_backend(data: bytes, name: str = "model.pmml", **options: Any) -> Any:
     d = describe(data, name="model.pmml")
     manifest = Manifest(name="t", task=d.task or "other", model=d.model, inputs=d.inputs, outputs=d.outputs,
                         classes=d.classes)
+    options.setdefault("compile", "never")  # the evaluator; the compiled model: test_pmml_compiled.py
     return open(Package(path=Path(name), manifest=manifest, manifest_bytes=b"", _data={"model.pmml": data}),
                 **options)
 
@@ -310,15 +311,19 @@ def test_without_java_the_error_says_how_to_install_it(tmp_path: Path) -> None:
     model = corpus(PYPMML / "single_iris_dectree.xml")
     script = ("import modelpack\n"
               "try:\n"
-              f"    modelpack.load({str(model)!r})\n"
+              f"    modelpack.load({str(model)!r}, compile='never')\n"
               "except modelpack.RuntimeBackendError as exc:\n"
-              "    print('ERROR', exc)\n")
+              "    print('ERROR', exc)\n"
+              f"m = modelpack.load({str(model)!r})\n"  # compiled: no Java needed
+              "print('COMPILED', m.engine, [str(v) for v in m.predict({'sepal_length': [5.1], "
+              "'sepal_width': [3.5], 'petal_length': [1.4], 'petal_width': [0.2]})])\n")
     env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "PATH")}
     env.update(PATH=str(tmp_path), JAVA_HOME="")
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     print(done.stdout, done.stderr)
     assert done.returncode == 0 and done.stdout.startswith("ERROR")
     assert "no Java was found" in done.stdout and "JAVA_HOME" in done.stdout and "Java 8" in done.stdout
+    assert "COMPILED onnx (compiled from PMML) ['Iris-setosa']" in done.stdout
 
 
 def test_a_wrong_java_home_is_named(tmp_path: Path) -> None:

@@ -152,7 +152,7 @@ def test_the_manifest_records_where_it_was_written(fitted, tmp_path: Path) -> No
     env = manifest.source.environment
     assert env["python"] == platform.python_version() and env["numpy"] == np.__version__
     assert {"onnx", "onnxruntime", "skl2onnx", "platform"} <= set(env)
-    assert manifest.schema_version == "1.1" and modelpack.inspect(tmp_path / "m.mpk").source.environment == env
+    assert manifest.schema_version == "1.2" and modelpack.inspect(tmp_path / "m.mpk").source.environment == env
 
 
 def test_columns_behind_an_imputer_record_their_encoders_categories(fitted, tmp_path: Path) -> None:

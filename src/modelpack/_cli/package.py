@@ -58,6 +58,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--session", metavar="JSON",
                    help='ONNX Runtime settings stored in the package, e.g. \'{"intra_op_num_threads": 1}\'')
     p.add_argument("--card", action="store_true", help="also write a model card into the package's extra/card/")
+    p.add_argument("--compile", choices=("auto", "onnx", "never"), default="auto",
+                   help="PMML: also compile the document to ONNX (auto: where it agrees with the evaluator; "
+                        "onnx: required; never: the evaluator only)")
     p.set_defaults(handler=_pack)
 
 
@@ -98,6 +101,8 @@ def describe(m: Manifest) -> str:
 
         lines.append(f"  fidelity ({m.fidelity.rows} rows, {'passed' if m.fidelity.passed else 'FAILED'}): "
                      f"{summary(m.fidelity)}")
+    if m.compiled:
+        lines.append("  " + _compiled_line(m))
     if m.runtime.placement:
         from .._devices.placement import describe as describe_placement
 
@@ -106,6 +111,19 @@ def describe(m: Manifest) -> str:
         lines.append(f"  metadata: {json.dumps(m.metadata)[:300]}")
     lines.append(f"  files: {len(m.files)}, {sum(f.size for f in m.files):,} bytes")
     return "\n".join(lines)
+
+
+def _compiled_line(m: Manifest) -> str:
+    c = m.compiled
+    if c is None:
+        return "compiled: no record (written before schema 1.2)"
+    runs = "the compiled ONNX model" if c.default == "onnx" else "the PMML evaluator"
+    kept = f"compiled to {c.file}" if c.file else "not compiled"
+    certified = ""
+    if c.fidelity is not None:
+        certified = (f"; against the evaluator on {c.fidelity.rows} rows: "
+                     f"{'agrees' if c.fidelity.passed else 'DIFFERS'}")
+    return f"compiled: {kept}; {runs} runs by default{certified}" + (f" ({c.reason})" if c.reason else "")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -124,7 +142,7 @@ def _pack(args: argparse.Namespace) -> int:
     session = json.loads(args.session) if args.session else None
     manifest = pack(args.model, args.output, name=args.name, version=args.version,
                     description=args.description, metadata=metadata, task=args.task, session=session,
-                    card=args.card)
+                    card=args.card, compile=args.compile)
     sys.stdout.write(f"wrote {args.output}: {manifest.name} {manifest.version} ({manifest.task}, "
                      f"{len(manifest.files)} files)\n")
     return 0

@@ -95,6 +95,8 @@ def _dtype_error(spec: TensorSpec, arr: np.ndarray, package: str, why: str = "")
 
 
 def _to_strings(arr: np.ndarray, spec: TensorSpec, package: str, missing_passes: bool = False) -> np.ndarray:
+    if missing_passes and (arr.dtype.kind in "iufb" or arr.dtype == _STRING):
+        arr = _as_pmml_text(arr)  # a PMML field takes numbers by their text, as PMML evaluators do
     if arr.dtype.kind == "U":
         return arr.astype(object)
     if arr.dtype.kind == "S":
@@ -124,6 +126,25 @@ def _to_strings(arr: np.ndarray, spec: TensorSpec, package: str, missing_passes:
 
 
 _NONE = object()
+
+
+def _as_pmml_text(arr: np.ndarray) -> np.ndarray:
+    """Numbers and booleans as a PMML string field reads them: ``7`` and ``7.0`` are ``"7"``."""
+    out = np.empty(arr.shape, dtype=object)
+    flat = out.reshape(-1)
+    for i, v in enumerate(arr.reshape(-1).tolist()):
+        flat[i] = v if v.__class__ is str or is_missing(v) else _pmml_text(v)
+    return out
+
+
+def _pmml_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return value  # anything else is refused below with the others
 
 
 def _first_non_string(arr: np.ndarray, none_passes: bool = False) -> Any:

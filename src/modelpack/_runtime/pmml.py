@@ -23,8 +23,6 @@ Errors
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 import re
 import shutil
@@ -42,18 +40,17 @@ from .._formats.pmml import check_safe
 from ..errors import (
     DeviceUnavailableError,
     InputError,
-    MissingColumnError,
     ModelpackError,
     PackageError,
     RuntimeBackendError,
-    ShapeError,
 )
+from .pmml_fields import field_columns, number_column, text_column
 from .pmml_java import Java, Reader
 
 if TYPE_CHECKING:
     from .._package import Package
 
-__all__ = ["PROVIDER", "PmmlBackend", "find_libjvm", "java_missing", "open", "translate"]
+__all__ = ["PROVIDER", "PmmlBackend", "find_libjvm", "java_missing", "open", "open_evaluator", "translate"]
 
 PROVIDER = "PMML"
 INSTALL = "Install the PMML runtime: pip install 'modelpack[pmml]' (pypmml and JPype1), and Java 8 or newer."
@@ -200,6 +197,9 @@ class PmmlBackend:
     """One PMML model in the JVM; :meth:`run` scores a whole batch in one pass."""
 
     providers: list[str] = [PROVIDER]
+    #: Which engine runs the model, and why (:mod:`.pmml_compiled` chose it).
+    engine = "pmml4s"
+    engine_reason = ""
 
     def __init__(self, java: Java, model: Any, output_names: Sequence[str], package: str,
                  matrices: Mapping[str, Sequence[str]] | None = None) -> None:
@@ -209,7 +209,6 @@ class PmmlBackend:
         self._numeric = [numeric for _, numeric in fields]
         # 2-D inputs whose columns are fields (a model exported from an array): name -> fields.
         self._matrices = {k: list(v) for k, v in (matrices or {}).items()}
-        self._accepted = set(self.input_names) | set(self._matrices)
         self._fields = ([n for n, f in fields if f], [n for n, f in fields if not f])  # numbers, texts
         self._kinds = dict(java.output_fields(model))
         unknown = [n for n in output_names if n not in self._kinds]
@@ -268,37 +267,16 @@ class PmmlBackend:
         return reader
 
     def _columns(self, feeds: Mapping[str, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
-        if not self._accepted.issuperset(feeds):
-            unknown = [k for k in feeds if k not in self._accepted]
-            hints = [h for k in unknown for h in difflib.get_close_matches(k, self.input_names, n=1)]
-            raise MissingColumnError(f"unexpected input(s) {unknown}", expected=f"fields {self.input_names}",
-                                     package=self._package,
-                                     fix=f"Did you mean {hints}? " if hints else "Pass the model's fields.")
-        columns = {k: _column(k, v, self._package) for k, v in feeds.items() if k not in self._matrices}
-        for name in self._matrices.keys() & feeds.keys():
-            columns.update(self._split(name, np.asarray(feeds[name])))
-        lengths = {len(c) for c in columns.values()}
-        if len(lengths) > 1:
-            raise ShapeError(f"the fields have different lengths {sorted(lengths)}", package=self._package,
-                             fix="Pass the same number of rows for every field.")
-        n = lengths.pop() if lengths else 0
+        n, columns = field_columns(feeds, self.input_names, self._matrices, self._package)
         number_fields, text_fields = self._fields
         numbers = np.empty((n, len(number_fields)))  # row-major, as the JVM side reads it
         for j, name in enumerate(number_fields):
-            numbers[:, j] = _numbers(name, columns[name], self._package) if name in columns else np.nan
+            numbers[:, j] = number_column(name, columns[name], self._package) if name in columns else np.nan
         texts = np.full((n, len(text_fields)), None, dtype=object) if text_fields else _NO_TEXTS
         for j, name in enumerate(text_fields):
             if name in columns:
-                texts[:, j] = _objects(columns[name])
+                texts[:, j] = text_column(columns[name])
         return n, numbers, texts
-
-    def _split(self, name: str, matrix: np.ndarray) -> dict[str, np.ndarray]:
-        fields = self._matrices[name]
-        if matrix.ndim != 2 or matrix.shape[1] != len(fields):
-            raise ShapeError(f"wrong shape {matrix.shape}", input=name, expected=f"[N, {len(fields)}]",
-                             package=self._package, fix=f"Pass the columns {fields}.")
-        # Fields the document does not use (pruned by its producer) are not fed.
-        return {f: matrix[:, j] for j, f in enumerate(fields) if f in self.input_names}
 
     def close(self) -> None:
         """Release the model (the JVM stays up for the rest of the process). Idempotent."""
@@ -308,49 +286,6 @@ class PmmlBackend:
 
     def __getstate__(self) -> None:
         raise TypeError("a PMML evaluator cannot be pickled; pickle the Model, which re-opens its package")
-
-
-def _column(name: str, value: Any, package: str) -> np.ndarray:
-    column = np.asarray(value)
-    if column.ndim == 2 and column.shape[1] == 1:
-        column = column[:, 0]
-    if column.ndim != 1:
-        raise ShapeError(f"wrong shape {column.shape}", input=name, expected="a 1-D array or [N, 1]",
-                         package=package, fix="Pass one column per field.")
-    return column
-
-
-def _numbers(name: str, column: np.ndarray, package: str) -> np.ndarray:
-    if column.dtype.kind in "fiub":
-        return column.astype(np.float64, copy=False)
-    try:
-        return np.array([math.nan if _missing(v) else float(v) for v in column.tolist()], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        from ..errors import DTypeError
-
-        raise DTypeError("holds values that are not numbers", input=name, expected="numbers (NaN if missing)",
-                         got=f"{column.dtype} array", package=package,
-                         fix="Convert the column to numbers; use NaN or None for missing values.") from exc
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType"
-
-
-def _objects(column: np.ndarray) -> list[Any]:
-    if column.dtype.kind == "U":
-        return column.tolist()
-    return [_text(v) for v in column.tolist()]
-
-
-def _text(value: Any) -> Any:
-    if value.__class__ is str or value.__class__ is bool:
-        return value
-    if _missing(value):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # 1.0 read back from a CSV is the category "1"
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # -- opening ----------------------------------------------------------------------------------------
@@ -371,7 +306,28 @@ def _document_text(data: bytes, package: str) -> str:
 
 
 def open(package: Package, *, device: str | Sequence[str] = "cpu", providers: Sequence[Any] | None = None,
-         fallback: bool = True, **ignored: Any) -> PmmlBackend:
+         fallback: bool = True, compile: str = "auto", **options: Any) -> Any:
+    """The package's PMML model: its ONNX translation where ``compile`` takes it, else the evaluator.
+
+    See :mod:`.pmml_compiled` for ``compile``; the other options are those of the
+    ONNX backend, used when the compiled model runs.
+    """
+    from .pmml_compiled import check_compile, open_compiled
+
+    check_compile(compile, str(package.path))
+    reason = "compile='never'"
+    if compile != "never":
+        compiled, reason = open_compiled(package, compile=compile, device=device, providers=providers,
+                                         fallback=fallback, **options)
+        if compiled is not None:
+            return compiled
+    backend = open_evaluator(package, device=device, providers=providers, fallback=fallback)
+    backend.engine_reason = reason
+    return backend
+
+
+def open_evaluator(package: Package, *, device: str | Sequence[str] = "cpu", providers: Sequence[Any] | None = None,
+                   fallback: bool = True) -> PmmlBackend:
     """Load the package's PMML document into the evaluator.
 
     Example

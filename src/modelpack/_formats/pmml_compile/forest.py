@@ -1,0 +1,93 @@
+"""Trees as one TreeEnsembleRegressor whose leaves hold outcome numbers, not scores.
+
+Each PMML tree becomes one target of the node; each of its leaves weighs the
+number of the *outcome* it reaches (a PMML Node, or "no prediction"). The node
+runs in double (``nodes_values_as_tensor``), so every split is the document's
+own comparison; its float32 output holds small integers exactly. Scores,
+probabilities and ids are then read from double tables by outcome, and the
+trees' results are combined in double, as a PMML evaluator combines them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from onnx import TensorProto, numpy_helper
+
+from .graph import Graph, NotCompiled
+from .nodes import TreeNodes
+from .single import float_forest
+
+__all__ = ["Forest"]
+
+#: Most nodes one compiled forest may hold (subtrees copied for defaultChild count too).
+MAX_NODES = 5_000_000
+
+
+class Forest:
+    """Trees over shared feature columns, emitted as one node."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.columns: dict[str, int] = {}
+        self.trees: list[TreeNodes] = []
+        self._output: str | None = None
+
+    def column(self, tensor: str) -> int:
+        return self.columns.setdefault(tensor, len(self.columns))
+
+    def add(self, tree: TreeNodes) -> int:
+        if self._output is not None:
+            raise RuntimeError("the forest was emitted already")
+        if sum(len(t.modes) for t in self.trees) + len(tree.modes) > MAX_NODES:
+            raise NotCompiled("TreeModel", f"the trees hold more than {MAX_NODES} nodes once compiled")
+        self.trees.append(tree)
+        return len(self.trees) - 1
+
+    def outcomes(self) -> str:
+        """An int64 [N, trees] tensor: the outcome each tree reaches on each row."""
+        if self._output is None:
+            self._output = self._emit()
+        return self._output
+
+    def _emit(self) -> str:
+        g = self.graph
+        cols = sorted(self.columns, key=self.columns.__getitem__)
+        if not cols:  # trees of one leaf each: any column will do
+            cols = [g.const_like(0.0)]
+        single = float_forest(g, self.trees, cols)
+        if single is not None:  # float32 that keeps every double comparison: the tree engine takes it
+            return self._node(single.features, single.trees, double=False)
+        x = g.op("Concat", *[g.op("Unsqueeze", c, g.const([1], dtype=np.int64)) for c in cols], axis=1)
+        return self._node(x, self.trees, double=True)
+
+    def _node(self, x: str, trees: list[TreeNodes], *, double: bool) -> str:
+        g = self.graph
+        attrs: dict[str, Any] = {k: [] for k in (
+            "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes", "nodes_truenodeids",
+            "nodes_falsenodeids", "nodes_missing_value_tracks_true", "target_treeids", "target_nodeids",
+            "target_ids", "target_weights")}
+        values: list[float] = []
+        for t, tree in enumerate(trees):
+            n = len(tree.modes)
+            attrs["nodes_treeids"] += [t] * n
+            attrs["nodes_nodeids"] += list(range(n))
+            attrs["nodes_featureids"] += tree.features
+            attrs["nodes_modes"] += tree.modes
+            attrs["nodes_truenodeids"] += tree.true_ids
+            attrs["nodes_falsenodeids"] += tree.false_ids
+            attrs["nodes_missing_value_tracks_true"] += tree.missing_true
+            values += tree.thresholds
+            for node, outcome in sorted(tree.leaves.items()):
+                attrs["target_treeids"].append(t)
+                attrs["target_nodeids"].append(node)
+                attrs["target_ids"].append(t)
+                attrs["target_weights"].append(float(outcome))
+        if double:
+            attrs["nodes_values_as_tensor"] = numpy_helper.from_array(np.array(values, dtype=np.float64))
+        else:
+            attrs["nodes_values"] = values
+        out = g.op("TreeEnsembleRegressor", x, domain="ai.onnx.ml", n_targets=len(trees),
+                   aggregate_function="SUM", post_transform="NONE", **attrs)
+        return g.op("Cast", out, to=TensorProto.INT64)

@@ -1,0 +1,127 @@
+"""The ONNX graph under construction, and the values a PMML document computes in it.
+
+Every value is a 1-D double tensor of the batch: a number, NaN when missing. A
+categorical string value is held as its code in a vocabulary known when the graph
+is built (``Value.vocab``): code ``i`` is ``vocab[i]``, ``-1`` a string outside
+the vocabulary, NaN missing. Booleans are 1.0 / 0.0, NaN when unknown, which is
+PMML's three-valued logic. Doubles throughout: PMML computes in double.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+__all__ = ["MISSING", "NotCompiled", "Graph", "Value", "OPSET", "ML_OPSET"]
+
+OPSET = 18
+ML_OPSET = 3
+#: The string a missing string input or output is carried as: no data holds it.
+MISSING = "\x00modelpack:missing"
+
+
+class NotCompiled(Exception):
+    """The document holds something the compiler does not translate; the message names it."""
+
+    def __init__(self, element: str, reason: str) -> None:
+        super().__init__(f"<{element}>: {reason}")
+        self.element = element
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Value:
+    """A tensor of the graph: numbers, or codes into ``vocab`` for categorical strings."""
+
+    name: str
+    vocab: tuple[str, ...] | None = None
+
+    @property
+    def categorical(self) -> bool:
+        return self.vocab is not None
+
+
+class Graph:
+    """Nodes, constants and names of one ONNX graph, built op by op."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[onnx.ValueInfoProto] = []
+        self._count = 0
+        self._constants: dict[tuple[str, bytes, tuple[int, ...]], str] = {}
+        self._filled: dict[float, str] = {}
+        #: An input of the batch's length, for constants that fill it.
+        self.batch: str | None = None
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value: Any, dtype: Any = np.float64) -> str:
+        array = np.asarray(value, dtype=dtype)
+        key = (array.dtype.str, array.tobytes() if array.dtype != object else repr(array.tolist()).encode(),
+               array.shape)
+        if key not in self._constants:
+            name = self.name("c")
+            if array.dtype == object:
+                words: Any = [str(v).encode() for v in array.ravel()]
+                tensor = helper.make_tensor(name, TensorProto.STRING, array.shape, words)
+            else:
+                tensor = numpy_helper.from_array(array, name)
+            self.initializers.append(tensor)
+            self._constants[key] = name
+        return self._constants[key]
+
+    def op(self, op_type: str, *inputs: str, domain: str = "", outputs: int = 1, **attrs: Any) -> Any:
+        names = [self.name(op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), names, domain=domain, **attrs))
+        return names[0] if outputs == 1 else names
+
+    # -- helpers used everywhere -----------------------------------------------------------
+    def nan(self) -> str:
+        return self.const(np.nan)
+
+    def where(self, cond: str, yes: str, no: str) -> str:
+        return self.op("Where", cond, yes, no)
+
+    def is_nan(self, x: str) -> str:
+        return self.op("IsNaN", x)
+
+    def as_double(self, cond: str) -> str:
+        return self.op("Cast", cond, to=TensorProto.DOUBLE)
+
+    def missing_if(self, cond: str, x: str) -> str:
+        """``x``, NaN where ``cond`` holds."""
+        return self.where(cond, self.nan(), x)
+
+    def fill(self, x: str, value: float) -> str:
+        """``x`` with its missing values replaced by ``value``."""
+        return self.where(self.is_nan(x), self.const(value), x)
+
+    def const_like(self, value: float) -> str:
+        """A double tensor of the batch's length filled with ``value``."""
+        if self.batch is None:
+            raise NotCompiled("MiningSchema", "the model has no input fields")
+        if value not in self._filled:
+            shape = self.op("Shape", self.batch)
+            self._filled[value] = self.op("ConstantOfShape", shape, value=numpy_helper.from_array(
+                np.array([value], dtype=np.float64)))
+        return self._filled[value]
+
+    def missing_like(self) -> str:
+        """A double tensor of the batch's length, every value missing."""
+        return self.op("Mul", self.const_like(0.0), self.nan())
+
+    def model(self) -> bytes:
+        graph = helper.make_graph(self.nodes, "pmml", self.inputs, self.outputs, self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
+                                                        helper.make_opsetid("ai.onnx.ml", ML_OPSET)],
+                                  producer_name="modelpack-pmml-compiler")
+        model.ir_version = 8
+        return model.SerializeToString()
