@@ -171,6 +171,9 @@ def _sample_table(facts: Facts, inputs: Mapping[str, np.ndarray], outputs: Mappi
     probability_names = {s.name: [f"P({c})" for c in classes] for s in facts.manifest.outputs
                          if s.role == "probabilities" and s.for_class is None}
     rows = min(_SAMPLE_ROWS, min((len(a) for a in inputs.values() if a.ndim), default=0))
+    if rows == 0:  # no input has a row to show (empty or 0-d arrays)
+        facts.notes.append("The stored sample inputs hold no rows: no sample predictions.")
+        return
     header: list[str] = []
     body: list[list[str]] = [[] for _ in range(rows)]
     for kind, arrays in (("in", inputs), ("out", outputs)):
