@@ -303,3 +303,13 @@ def test_large_typed_requests_are_answered_in_kind(tmp_path: Path) -> None:
         channel.close()
     y = np.array(response.outputs[0].contents.fp32_contents, np.float32).reshape(x.shape)
     np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["x" * 20_000, "ü" * 20_000])
+def test_a_long_message_is_cut_to_fit_the_status_not_dropped(stub, name: str) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(tpb.ModelInferRequest(model_name=name))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    details = info.value.details()
+    assert details.startswith(f"no model '{name[:100]}") and " … " in details
+    assert details.endswith("Use a name and version from the model metadata or the repository index.")

@@ -36,6 +36,7 @@ __all__ = ["Backend", "start_grpc"]
 log = logging.getLogger("modelpack.serve")
 
 _INLINE = 65536  # elements decoded and answered on the event loop; more go to a worker thread
+_MAX_DETAILS = 4096  # bytes of a status message once percent-encoded
 _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
           413: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
 
@@ -58,6 +59,25 @@ class Backend(Protocol):
 
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+def _details(text: str) -> str:
+    """The message cut in the middle to fit a trailer: its start says what was wrong, its end the fix.
+
+    A message echoes the request (a model name, input names), and a client drops a status whose
+    percent-encoded message passes its metadata limit (8 KiB by default), reporting only
+    RESOURCE_EXHAUSTED.
+    """
+    keep = _MAX_DETAILS // 4
+    cut = text
+    while _encoded_size(cut) > _MAX_DETAILS:
+        cut = f"{text[:keep]} … {text[-keep:]}"
+        keep //= 2
+    return cut
+
+
+def _encoded_size(text: str) -> int:
+    return sum(1 if " " <= c <= "~" and c != "%" else 3 * len(c.encode("utf-8", "replace")) for c in text)
 
 
 class _Malformed(RequestError):
@@ -91,7 +111,7 @@ def _guard(backend: Backend, method: str, handler: Callable[[Any], Awaitable[Any
             if status >= 500 and not isinstance(exc, ModelUnavailableError):  # unloaded or loading: no fault
                 log.error("%s failed: %s", method, exc, exc_info=exc)
             text = str(exc) if isinstance(exc, ModelpackError) else f"internal error: {type(exc).__name__}: {exc}"
-            await context.abort(_CODES.get(status, grpc.StatusCode.INTERNAL), text)
+            await context.abort(_CODES.get(status, grpc.StatusCode.INTERNAL), _details(text))
         if method == "ModelInfer":
             backend.observe("grpc", request.model_name, 200, time.perf_counter() - began)
         return response
