@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from modelpack._card.facts import Facts, _metadata, _row_diffs, _sample_table, text
-from modelpack.manifest import Manifest, ModelInfo, TensorSpec
+from modelpack.manifest import ColumnSpec, Manifest, ModelInfo, TensorSpec
 
 
 def _manifest(**changes) -> Manifest:
@@ -46,3 +46,10 @@ def test_samples_without_rows_leave_a_note_not_a_crash():
     facts = Facts(manifest=_manifest(), signature="")
     _sample_table(facts, {"X": np.zeros((0, 2), np.float32)}, {"out_proba": np.zeros((3, 2), np.float32)})
     assert facts.sample_rows == [] and "hold no rows" in facts.notes[0]
+
+
+def test_an_input_without_columns_in_its_array_gives_no_widget_not_a_crash():
+    spec = TensorSpec("X", "float32", ("N", 1), columns=(ColumnSpec("c", "float32"),))
+    facts = Facts(manifest=_manifest().replace(inputs=(spec,)), signature="")
+    _sample_table(facts, {"X": np.zeros((40, 0), np.float32)}, {})
+    assert facts.widget == {} and facts.sample_header == []

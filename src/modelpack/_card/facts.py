@@ -196,7 +196,8 @@ def _widget(m: Manifest, inputs: Mapping[str, np.ndarray]) -> dict[str, list[Any
     out: dict[str, list[Any]] = {}
     for spec in m.inputs:
         arr = inputs.get(spec.name)
-        if arr is None or arr.ndim != 2 or not spec.columns or len(spec.columns) not in (1, arr.shape[1]):
+        if arr is None or arr.ndim != 2 or not arr.shape[1] or not spec.columns \
+                or len(spec.columns) not in (1, arr.shape[1]):
             return {}
         for j, column in enumerate(spec.columns):
             out[column.name] = [_scalar(v) for v in arr[:_WIDGET_ROWS, j if arr.shape[1] > 1 else 0]]
