@@ -52,8 +52,8 @@ def fidelity_png(diffs: Mapping[str, np.ndarray], fidelity: Fidelity | None) -> 
 def _panel(ax: Axes, output: str, values: np.ndarray, tolerance: float | None) -> None:
     rows = np.arange(len(values))
     if output in ("label", "cluster"):
-        # One filled step outline, not a bar per row: a bar each takes seconds per ten thousand rows.
-        ax.fill_between(rows, values, step="mid", color="#cf222e", linewidth=0)
+        # One filled outline of steps a row wide, not a bar per row: bars take seconds per ten thousand rows.
+        ax.stairs(values, np.arange(len(values) + 1) - 0.5, fill=True, color="#cf222e")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("differs (1) or not (0)")
         ax.set_title(f"{output}: {int(values.sum())} of {len(values)} rows differ", loc="left")
