@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelpack._card.facts import Facts, _metadata, _row_diffs, text
-from modelpack.manifest import Manifest, ModelInfo, TensorSpec
+from modelpack._card.facts import Facts, _metadata, _row_diffs, _sample_table, text
+from modelpack.manifest import ColumnSpec, Manifest, ModelInfo, TensorSpec
 
 
 def _manifest(**changes) -> Manifest:
@@ -40,3 +40,16 @@ def test_metadata_goes_to_sections_metrics_and_the_rest():
     assert facts.metrics == {"auc": "0.9", "f1": "0.8"}
     assert facts.other_metadata == {"owner": '{"team": "a"}', "flag": "true"}
     assert text(["<b>", 1]) == '["<b>", 1]'
+
+
+def test_samples_without_rows_leave_a_note_not_a_crash():
+    facts = Facts(manifest=_manifest(), signature="")
+    _sample_table(facts, {"X": np.zeros((0, 2), np.float32)}, {"out_proba": np.zeros((3, 2), np.float32)})
+    assert facts.sample_rows == [] and "hold no rows" in facts.notes[0]
+
+
+def test_an_input_without_columns_in_its_array_gives_no_widget_not_a_crash():
+    spec = TensorSpec("X", "float32", ("N", 1), columns=(ColumnSpec("c", "float32"),))
+    facts = Facts(manifest=_manifest().replace(inputs=(spec,)), signature="")
+    _sample_table(facts, {"X": np.zeros((40, 0), np.float32)}, {})
+    assert facts.widget == {} and facts.sample_header == []

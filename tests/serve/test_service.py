@@ -3,6 +3,7 @@ repository extension, readiness while loading, and shutdown finishing what is in
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -121,6 +122,37 @@ def test_repository_index_unload_and_load(tmp_path: Path) -> None:
         index = client.get_model_repository_index(as_json=True)["models"]
         assert [(m["name"], m["state"]) for m in index] == [("scaled", "READY")]
         client.close()
+
+
+@pytest.mark.parametrize(("path", "body", "words"), [
+    ("index", b"[1]", "invalid at body"), ("index", b"nope", "not valid JSON"),
+    ("index", b'{"ready": "false"}', "invalid at ready"),
+    ("models/scaled/load", b'{"parameters": {"file:1/model.onnx": "eA=="}}', "without parameters"),
+    ("models/scaled/load", b'{"parameters": 1}', "invalid at parameters"),
+])
+def test_repository_requests_that_do_not_fit_get_400(tmp_path: Path, path: str, body: bytes, words: str) -> None:
+    app = create_app([make_scaled(tmp_path, factor=2, version="1")])
+    with running(app) as url:
+        r = httpx.post(f"{url}/v2/repository/{path}", content=body)
+        assert r.status_code == 400 and words in r.json()["error"], r.text
+        assert _rest_scaled(url, [1.0]) == [2.0]
+
+
+def test_a_reload_racing_an_unload_leaves_the_model_unloaded(tmp_path: Path) -> None:
+    path = make_scaled(tmp_path, factor=2, version="1", dest=tmp_path / "live.mpk")
+    service = create_app([path]).state.service
+    make_scaled(tmp_path, factor=5, version="2", dest=path)
+
+    async def race() -> None:
+        reload = asyncio.create_task(service.reload_changed())
+        await asyncio.sleep(0)  # the reload is now loading the new package on a worker thread
+        await service.unload_model("scaled")
+        await reload
+
+    asyncio.run(race())
+    assert list(service.repository) == []
+    assert service.repository.index() == [{"name": "scaled", "version": "", "state": "UNAVAILABLE",
+                                           "reason": "unloaded"}]
 
 
 def test_readiness_is_false_while_a_model_loads(tmp_path: Path) -> None:

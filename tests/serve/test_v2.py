@@ -250,3 +250,11 @@ def test_compressed_bodies_inflate_within_the_limit() -> None:
         inflate(b"not gzip at all", "gzip", 1000)
     with pytest.raises(RequestError, match="cut short"):
         inflate(zlib.compress(body)[:-6], "deflate", 1000)
+
+
+def test_a_flood_of_bytes_elements_stops_at_the_first_one_past_the_shape() -> None:
+    flood = b"\x00\x00\x00\x00" * 250_000  # empty strings: cheap to send, slow to count one by one
+    header = json.dumps({"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(flood)}}]}).encode()
+    with pytest.raises(InputError, match="more than the 1 BYTES element"):
+        decode_infer_request(header + flood, str(len(header)))

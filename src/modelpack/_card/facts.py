@@ -171,6 +171,9 @@ def _sample_table(facts: Facts, inputs: Mapping[str, np.ndarray], outputs: Mappi
     probability_names = {s.name: [f"P({c})" for c in classes] for s in facts.manifest.outputs
                          if s.role == "probabilities" and s.for_class is None}
     rows = min(_SAMPLE_ROWS, min((len(a) for a in inputs.values() if a.ndim), default=0))
+    if rows == 0:  # no input has a row to show (empty or 0-d arrays)
+        facts.notes.append("The stored sample inputs hold no rows: no sample predictions.")
+        return
     header: list[str] = []
     body: list[list[str]] = [[] for _ in range(rows)]
     for kind, arrays in (("in", inputs), ("out", outputs)):
@@ -193,7 +196,8 @@ def _widget(m: Manifest, inputs: Mapping[str, np.ndarray]) -> dict[str, list[Any
     out: dict[str, list[Any]] = {}
     for spec in m.inputs:
         arr = inputs.get(spec.name)
-        if arr is None or arr.ndim != 2 or not spec.columns or len(spec.columns) not in (1, arr.shape[1]):
+        if arr is None or arr.ndim != 2 or not arr.shape[1] or not spec.columns \
+                or len(spec.columns) not in (1, arr.shape[1]):
             return {}
         for j, column in enumerate(spec.columns):
             out[column.name] = [_scalar(v) for v in arr[:_WIDGET_ROWS, j if arr.shape[1] > 1 else 0]]

@@ -50,7 +50,24 @@ def md_code(value: str) -> str:
 
 
 def _yaml(value: Any) -> str:
-    return json.dumps(text(value, 500), ensure_ascii=True)
+    return _yaml_json(text(value, 500))
+
+
+# An escaped backslash (kept), or the JSON surrogate pair of a character past U+FFFF.
+_SURROGATES = re.compile(r"\\\\|\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def _pair(match: re.Match[str]) -> str:
+    if match.group(1) is None:
+        return match.group(0)
+    high, low = int(match.group(1), 16), int(match.group(2), 16)
+    return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+
+def _yaml_json(value: Any) -> str:
+    """JSON in ASCII as YAML reads it: YAML decodes a JSON surrogate pair as two broken characters,
+    so a character past U+FFFF (an emoji) is written as YAML's own ``\\U`` escape."""
+    return _SURROGATES.sub(_pair, json.dumps(value, ensure_ascii=True, allow_nan=False, default=str))
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -82,7 +99,7 @@ def front_matter(f: Facts) -> str:
     lines += [f"model_format: {m.model.format}", f"model_file: {_yaml(m.model.file)}"]
     if f.widget:  # Hugging Face's example inputs for tabular models, as skops writes them
         lines += ["widget:", "- structuredData:"] + [
-            f"    {_yaml(name)}: {json.dumps(values, ensure_ascii=True, allow_nan=False, default=str)}"
+            f"    {_yaml(name)}: {_yaml_json(values)}"
             for name, values in f.widget.items()]
     lines.append("---")
     return "\n".join(lines)

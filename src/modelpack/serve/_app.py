@@ -38,9 +38,12 @@ from ._schemas import (
     PredictResponse,
     ReadyResponse,
     RepositoryEntry,
+    RepositoryIndexRequest,
+    RepositoryLoadRequest,
     ServerMetadata,
 )
 from ._service import Service
+from ._v2 import validate_json
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "SERVING_SESSION_OPTIONS", "create_app"]
 
@@ -228,12 +231,16 @@ def _add_repository_routes(app: FastAPI, server: Service) -> None:
     @_guard
     async def index(request: Request) -> Response:
         body = await request.body()
-        ready_only = bool(json.loads(body).get("ready", False)) if body.strip() else False
-        return JSONResponse(server.repository.index(ready_only=ready_only))
+        query = validate_json(RepositoryIndexRequest, body, "repository index request") if body.strip() else \
+            RepositoryIndexRequest()
+        return JSONResponse(server.repository.index(ready_only=query.ready))
 
     @_guard
-    async def load(name: str) -> Response:
-        await server.load_model(name)
+    async def load(request: Request, name: str) -> Response:
+        body = await request.body()
+        asked = validate_json(RepositoryLoadRequest, body, "repository load request") if body.strip() else \
+            RepositoryLoadRequest()
+        await server.load_model(name, parameters=list(asked.parameters or {}))
         return JSONResponse({})
 
     @_guard

@@ -16,15 +16,16 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
 import grpc.aio
+from google.protobuf.message import DecodeError
 
 from .._version import __version__
 from ..errors import ModelpackError
-from ._errors import ModelUnavailableError, status_of
+from ._errors import ModelUnavailableError, RequestError, status_of
 from ._proto import SERVICE
 from ._proto import grpc_service_pb2 as pb
 from ._repository import Repository, ServedModel
@@ -34,7 +35,8 @@ __all__ = ["Backend", "start_grpc"]
 
 log = logging.getLogger("modelpack.serve")
 
-_INLINE = 65536  # typed elements decoded on the event loop; more go to a worker thread
+_INLINE = 65536  # elements decoded and answered on the event loop; more go to a worker thread
+_MAX_DETAILS = 4096  # bytes of a status message once percent-encoded
 _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
           413: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
 
@@ -51,7 +53,7 @@ class Backend(Protocol):
 
     def observe(self, protocol: str, model: str, status: int, seconds: float) -> None: ...
 
-    async def load_model(self, name: str) -> None: ...
+    async def load_model(self, name: str, *, parameters: Sequence[str] = ()) -> None: ...
 
     async def unload_model(self, name: str) -> None: ...
 
@@ -59,11 +61,46 @@ class Backend(Protocol):
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
+def _details(text: str) -> str:
+    """The message cut in the middle to fit a trailer: its start says what was wrong, its end the fix.
+
+    A message echoes the request (a model name, input names), and a client drops a status whose
+    percent-encoded message passes its metadata limit (8 KiB by default), reporting only
+    RESOURCE_EXHAUSTED.
+    """
+    keep = _MAX_DETAILS // 4
+    cut = text
+    while _encoded_size(cut) > _MAX_DETAILS:
+        cut = f"{text[:keep]} … {text[-keep:]}"
+        keep //= 2
+    return cut
+
+
+def _encoded_size(text: str) -> int:
+    return sum(1 if " " <= c <= "~" and c != "%" else 3 * len(c.encode("utf-8", "replace")) for c in text)
+
+
+class _Malformed(RequestError):
+    """A request whose bytes are not the method's message: answered INVALID_ARGUMENT, not grpcio's UNKNOWN."""
+
+
+def _parser(message: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return message.FromString(data)
+        except DecodeError as exc:
+            return _Malformed(f"the request is not an inference.{message.__name__} message ({exc})",
+                              fix="Send a message serialized from the Open Inference Protocol's grpc_service.proto.")
+    return parse
+
+
 def _guard(backend: Backend, method: str, handler: Callable[[Any], Awaitable[Any]]) -> Handler:
     """Turn every exception of a handler into a gRPC status carrying the error's message."""
 
     @functools.wraps(handler)
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Malformed):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request))
         began = time.perf_counter()
         try:
             response = await handler(request)
@@ -74,7 +111,7 @@ def _guard(backend: Backend, method: str, handler: Callable[[Any], Awaitable[Any
             if status >= 500 and not isinstance(exc, ModelUnavailableError):  # unloaded or loading: no fault
                 log.error("%s failed: %s", method, exc, exc_info=exc)
             text = str(exc) if isinstance(exc, ModelpackError) else f"internal error: {type(exc).__name__}: {exc}"
-            await context.abort(_CODES.get(status, grpc.StatusCode.INTERNAL), text)
+            await context.abort(_CODES.get(status, grpc.StatusCode.INTERNAL), _details(text))
         if method == "ModelInfer":
             backend.observe("grpc", request.model_name, 200, time.perf_counter() - began)
         return response
@@ -112,15 +149,15 @@ class _Service:
     async def ModelInfer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:  # noqa: N802
         served = self.repo.get(request.model_name, request.model_version or None)
         with served.lease():
-            # Raw tensors become arrays over the message's bytes, so raw and small requests are
-            # decoded on the event loop; typed contents are converted element by element, which a large one would
-            # hold the loop for, so those go to a worker thread, there and back.
-            typed = not request.raw_input_contents and sum(_elements(t.shape) for t in request.inputs) > _INLINE
-            decoded = await self.backend.in_thread(decode_grpc_request, request) if typed else \
+            # Small requests are decoded and answered on the event loop. A large one goes to a worker
+            # thread, there and back, whatever its form: typed contents and BYTES elements are converted
+            # one by one, and so are the rows of a ZipMap or classification answer, raw request or not.
+            large = len(request.inputs) + sum(_elements(t.shape) for t in request.inputs) > _INLINE
+            decoded = await self.backend.in_thread(decode_grpc_request, request) if large else \
                 decode_grpc_request(request)
             values = await self.backend.compute(served, served.feeds(decoded))
             answer = functools.partial(self._answer, served, decoded, values)
-            return await self.backend.in_thread(answer) if typed else answer()
+            return await self.backend.in_thread(answer) if large else answer()
 
     @staticmethod
     def _answer(served: ServedModel, decoded: Any, values: dict[str, Any]) -> pb.ModelInferResponse:
@@ -134,7 +171,7 @@ class _Service:
 
     async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest  # noqa: N802
                                   ) -> pb.RepositoryModelLoadResponse:
-        await self.backend.load_model(request.model_name)
+        await self.backend.load_model(request.model_name, parameters=list(request.parameters))
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest  # noqa: N802
@@ -162,7 +199,7 @@ def _handlers(backend: Backend) -> grpc.GenericRpcHandler:
         method = methods[name]
         request_class = getattr(pb, method.input_type.name)
         table[name] = grpc.unary_unary_rpc_method_handler(
-            _guard(backend, name, getattr(service, name)), request_deserializer=request_class.FromString,
+            _guard(backend, name, getattr(service, name)), request_deserializer=_parser(request_class),
             response_serializer=lambda message: message.SerializeToString())
     return grpc.method_handlers_generic_handler(SERVICE, table)
 

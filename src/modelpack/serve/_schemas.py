@@ -21,6 +21,8 @@ __all__ = [
     "PredictRequest",
     "PredictResponse",
     "ReadyResponse",
+    "RepositoryIndexRequest",
+    "RepositoryLoadRequest",
     "RequestInput",
     "RequestOutput",
     "ResponseOutput",
@@ -127,6 +129,21 @@ class RepositoryEntry(BaseModel):
     version: str
     state: str = Field(description="READY, LOADING or UNAVAILABLE")
     reason: str
+
+
+class RepositoryIndexRequest(BaseModel):
+    """``POST /v2/repository/index``: the body, which may also be empty."""
+
+    model_config = _STRICT
+    ready: bool = Field(default=False, description="List only the models that are ready.")
+
+
+class RepositoryLoadRequest(BaseModel):
+    """``POST /v2/repository/models/{name}/load``: the body, which may also be empty."""
+
+    model_config = _STRICT
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="Not supported: a model is loaded only from the package the server was started with.")
 
 
 class ErrorResponse(BaseModel):

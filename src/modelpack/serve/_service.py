@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from ..errors import ModelpackError
 from ._batching import MicroBatcher
 from ._body import inflate
-from ._errors import ModelNotFoundError, ModelUnavailableError
+from ._errors import ModelNotFoundError, ModelUnavailableError, RequestError
 from ._repository import Loader, Repository, ServedModel, package_signature
 
 __all__ = ["EXTENSIONS", "Service"]
@@ -123,8 +124,17 @@ class Service:
 
         served.retire(close_batcher)
 
-    async def load_model(self, name: str) -> None:
-        """Load (or reload) every package served as ``name``; the old versions serve until then."""
+    async def load_model(self, name: str, *, parameters: Sequence[str] = ()) -> None:
+        """Load (or reload) every package served as ``name``; the old versions serve until then.
+
+        Load parameters (a ``config`` or ``file:`` contents to load instead) are refused, not
+        ignored: a model comes only from the package the server was started with.
+        """
+        if parameters:
+            raise RequestError(f"load parameters {sorted(parameters)} are not supported: this server loads a "
+                               "model only from the package it was started with",
+                               fix="Send the load request without parameters; to serve another package, "
+                                   "start the server with it.")
         repo = self.repository
         sources = repo.sources.get(name)
         if sources is None:
@@ -174,8 +184,17 @@ class Service:
             served.signature = now  # one try per change
             try:
                 new = await self.in_thread(self.loader.open, served.source, served.name)
-                self.repository.swap(served, new)
             except Exception as exc:  # noqa: BLE001 (the old model keeps serving; the log says why)
+                log.error("reloading %s from %s failed, %s %s keeps serving: %s", served.name, served.source,
+                          served.name, served.version, exc)
+                continue
+            if all(s is not served for s in self.repository):  # unloaded or loaded anew meanwhile: theirs stands
+                new.retire()
+                continue
+            try:
+                self.repository.swap(served, new)
+            except ModelpackError as exc:  # its new version is served already
+                new.retire()
                 log.error("reloading %s from %s failed, %s %s keeps serving: %s", served.name, served.source,
                           served.name, served.version, exc)
                 continue

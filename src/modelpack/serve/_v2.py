@@ -226,7 +226,7 @@ def _binary_size(item: RequestInput) -> int | None:
 
 
 _MAX_RANK = 64  # numpy's limit on dimensions
-_MAX_DIM = 2**63 - 1  # a shape's product must fit an int64, as every runtime indexes with one
+_MAX_DIM = 2**63 - 1  # a shape's byte span must fit an int64, as numpy and every runtime index with one
 
 
 def _target(item: RequestInput) -> np.dtype:
@@ -249,10 +249,12 @@ def check_tensor(name: str, datatype: str, shape: Sequence[int]) -> np.dtype:
     if any(d < 0 for d in shape):
         raise InputError(f"negative dimension in shape {list(shape)}", input=name,
                          fix="Send the tensor's actual shape.")
-    if len(shape) > _MAX_RANK or any(d > _MAX_DIM for d in shape) or math.prod(shape) > _MAX_DIM:
+    # numpy refuses a shape whose non-zero dimensions span more than 2**63 bytes, even when another is 0.
+    span = math.prod(d for d in shape if d) * max(dtype.itemsize, 1)
+    if len(shape) > _MAX_RANK or span > _MAX_DIM:
         raise InputError(f"shape {list(shape[:8])}{'...' if len(shape) > 8 else ''} of {len(shape)} "
-                         f"dimensions cannot be an array (at most {_MAX_RANK} dimensions, and fewer than "
-                         "2**63 elements)", input=name, fix="Send the tensor's actual shape.")
+                         f"dimensions cannot be an array (at most {_MAX_RANK} dimensions, and fewer than 2**63 "
+                         "bytes over its non-zero dimensions)", input=name, fix="Send the tensor's actual shape.")
     return dtype
 
 
@@ -337,7 +339,7 @@ def _from_binary(buf: memoryview, item: RequestInput) -> np.ndarray:
     dtype = _target(item)
     count = math.prod(item.shape)
     if item.datatype == "BYTES":
-        values = unpack_strings(buf, item.name)
+        values = unpack_strings(buf, item.name, count)
         if len(values) != count:
             raise _count_error(item, len(values))
         arr = np.empty(count, dtype=object)
@@ -350,10 +352,14 @@ def _from_binary(buf: memoryview, item: RequestInput) -> np.ndarray:
     return np.frombuffer(buf, dtype=dtype).reshape(item.shape)
 
 
-def unpack_strings(buf: memoryview, name: str) -> list[str]:
-    """BYTES elements of raw tensor data (each a little-endian uint32 length, then UTF-8 text)."""
-    values, offset, end = [], 0, len(buf)
+def unpack_strings(buf: memoryview, name: str, count: int) -> list[str]:
+    """The ``count`` BYTES elements of raw tensor data (each a little-endian uint32 length, then UTF-8 text)."""
+    values: list[str] = []
+    offset, end = 0, len(buf)
     while offset < end:
+        if len(values) == count:  # stop at once: a flood of empty elements would take long to count
+            raise InputError(f"holds more than the {count} BYTES element(s) its shape needs", input=name,
+                             fix="Send as many elements as the shape says, in row-major order.")
         if offset + 4 > end:
             raise InputError("a BYTES element's 4-byte length is cut short", input=name,
                              fix="Prefix each element with its length as a little-endian uint32.")

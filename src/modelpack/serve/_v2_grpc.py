@@ -94,7 +94,7 @@ def _from_raw(tensor: Any, buf: bytes) -> np.ndarray:
     dtype = check_tensor(tensor.name, tensor.datatype, shape)
     count = math.prod(shape)
     if tensor.datatype == "BYTES":
-        values = unpack_strings(memoryview(buf), tensor.name)
+        values = unpack_strings(memoryview(buf), tensor.name, count)
         if len(values) != count:
             raise _count_error(tensor, len(values))
         arr = np.empty(count, dtype=object)
