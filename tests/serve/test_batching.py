@@ -111,7 +111,7 @@ def test_a_lone_request_does_not_wait_but_a_stream_of_them_is_gathered() -> None
         return alone, model.runs
 
     alone, runs = asyncio.run(go())
-    assert alone < 0.15  # far below the 300 ms window
+    assert alone < 0.29  # waiting out the 300 ms window would take 0.3 s or more
     assert runs == [2]  # the second request, 30 ms later, joined the first
 
 
