@@ -28,7 +28,7 @@ import numpy as np
 
 from ..settings import cache_dir
 from . import ENGINE_NAME
-from .forest import Forest, levels_layout, oblivious_layout
+from .forest import Forest, levels_layout, oblivious_layout, packed_splits
 
 __all__ = ["ENGINE_NAME", "TreeEngine", "import_numba"]
 
@@ -95,8 +95,10 @@ class TreeEngine:
         self._kernel = getattr(kernels, self.layout)
         # The kernel's arguments between the rows and the output.
         if self.layout == "levels":
-            args: tuple[Any, ...] = (a["feature"], a["threshold"], a["nan_left"], a["left"], a["leaf_row"],
-                                     forest.roots, forest.leaf_values)
+            args: tuple[Any, ...] = (packed_splits(a), a["left"].astype(np.uint32), a["leaf_row"],
+                                     forest.roots.astype(np.uint32), forest.leaf_values)
+        elif self.layout == "complete":
+            args = (packed_splits(a), a["leaf"], forest.leaf_values)
         else:
             args = (a["feature"], a["threshold"], a["nan_left"], a["leaf"], forest.leaf_values)
         args += (forest.tree_target,)  # -1 per tree when leaves hold every target

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Forest", "Unsupported", "levels_layout", "oblivious_layout", "read_forest"]
+__all__ = ["Forest", "Unsupported", "levels_layout", "oblivious_layout", "packed_splits", "read_forest"]
 
 #: Deepest tree the complete layout takes, and the most nodes it may hold in all.
 COMPLETE_MAX_DEPTH = 10
@@ -141,6 +141,15 @@ def levels_layout(forest: Forest) -> dict[str, np.ndarray]:
     leaf = forest.feature < 0
     return {"feature": forest.feature, "threshold": forest.threshold, "nan_left": forest.nan_left,
             "left": forest.left, "leaf_row": np.where(leaf, forest.left, -1).astype(np.int32)}
+
+
+def packed_splits(layout: dict[str, np.ndarray]) -> np.ndarray:
+    """Each split as one int64, ``(feature * 2 + nan_left) << 32 | threshold bits``: one read per step.
+
+    A leaf's entry (feature -1) is never read as a split.
+    """
+    split = np.maximum(layout["feature"], 0).astype(np.int64) * 2 + layout["nan_left"]
+    return np.asarray((split << 32) | layout["threshold"].view(np.uint32).astype(np.int64), dtype=np.int64)
 
 
 def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:
