@@ -98,9 +98,9 @@ class TreeEngine:
             args: tuple[Any, ...] = (packed_splits(a), a["left"].astype(np.uint32), a["leaf_row"],
                                      forest.roots.astype(np.uint32), forest.leaf_values)
         elif self.layout == "complete":
-            args = (packed_splits(a), a["leaf"], forest.leaf_values)
+            args = (packed_splits(a), _slots(forest, a["leaf"]))
         else:
-            args = (a["feature"], a["threshold"], a["nan_left"], a["leaf"], forest.leaf_values)
+            args = (a["feature"], a["threshold"], a["nan_left"], _slots(forest, a["leaf"]))
         args += (forest.tree_target,)  # -1 per tree when leaves hold every target
         if self.layout == "complete":
             args += (max(forest.depth, 1),)
@@ -141,11 +141,23 @@ class TreeEngine:
         return _finish_classifier(f, s)
 
 
+#: The most values the padded layouts' table of leaf values per bottom slot may hold.
+MAX_SLOT_VALUES = 1 << 25
+
+
+def _slots(forest: Forest, leaf: np.ndarray) -> np.ndarray:
+    """The values each bottom slot of each padded tree reaches, ``(trees, slots, values)``."""
+    if leaf.size * forest.leaf_values.shape[1] > MAX_SLOT_VALUES:
+        raise ValueError("the padded layouts' leaf table would be too large for this forest")
+    return forest.leaf_values[leaf]
+
+
 def choose_layout(forest: Forest) -> str:
     """The fastest layout that fits (measured in benchmarks/bench_trees.py; docs/trees.md)."""
-    if oblivious_layout(forest) is not None:
+    padded = (forest.n_trees << max(forest.depth, 1)) * forest.leaf_values.shape[1] <= MAX_SLOT_VALUES
+    if padded and oblivious_layout(forest) is not None:
         return "oblivious"
-    if forest.complete() is not None:
+    if padded and forest.complete() is not None:
         return "complete"
     return "levels"
 

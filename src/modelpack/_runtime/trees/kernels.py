@@ -53,18 +53,42 @@ def _goes_left(v, node):  # pragma: no cover
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
-def _add_leaves(out, lo, order, m, leaf_of, idx, offset, values, target):  # pragma: no cover
-    # The block's leaves into the sums: one value for the tree's target (boosting), or,
-    # with target -1, one value per target (forests). Position r of the block holds row order[r].
+def _add_leaves(sums, m, leaf_of, idx, values, target):  # pragma: no cover
+    # The block's leaves into its sums, one contiguous row per output (added in vector
+    # steps): one value for the tree's target (boosting), or, with target -1, one per target.
     if target >= 0:
+        acc = sums[_u(target)]
         for r in range(m):
-            out[_u(lo + order[r]), _u(target)] += values[_u(leaf_of[_u(idx[r] - offset)]), 0]
+            acc[r] += values[_u(leaf_of[_u(idx[r])]), 0]
     else:
+        for j in range(sums.shape[0]):
+            acc = sums[_u(j)]
+            for r in range(m):
+                acc[r] += values[_u(leaf_of[_u(idx[r])]), _u(j)]
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _add_slots(sums, m, slots, idx, offset, target):  # pragma: no cover
+    # As _add_leaves, for the padded layouts: ``slots`` holds the values each bottom slot
+    # of the tree reaches, one read per row instead of two.
+    if target >= 0:
+        acc = sums[_u(target)]
         for r in range(m):
-            k = _u(leaf_of[_u(idx[r] - offset)])
-            row = _u(lo + order[r])
-            for j in range(values.shape[1]):
-                out[row, _u(j)] += values[k, _u(j)]
+            acc[r] += slots[_u(idx[r] - offset), 0]
+    else:
+        for j in range(sums.shape[0]):
+            acc = sums[_u(j)]
+            for r in range(m):
+                acc[r] += slots[_u(idx[r] - offset), _u(j)]
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _write_sums(out, lo, order, m, sums):  # pragma: no cover
+    # Position r of the block holds row ``order[r]``.
+    for r in range(m):
+        row = _u(lo + order[r])
+        for j in range(sums.shape[0]):
+            out[row, _u(j)] += sums[_u(j), _u(r)]
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
@@ -113,7 +137,7 @@ def _descend_complete(flat, start, stop, n_features, nodes, depth, idx, missing)
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
-def complete(x, nodes, leaf, values, tree_target, depth, out):  # pragma: no cover
+def complete(x, nodes, slots, tree_target, depth, out):  # pragma: no cover
     n, n_features = x.shape
     inner = (1 << depth) - 1
     for b in prange((n + BLOCK - 1) // BLOCK):
@@ -122,11 +146,13 @@ def complete(x, nodes, leaf, values, tree_target, depth, out):  # pragma: no cov
         idx = np.zeros(BLOCK, np.uint32)
         order = np.empty(BLOCK, np.uint32)
         flat = np.empty(BLOCK * n_features, x.dtype)
+        sums = np.zeros((out.shape[1], BLOCK), np.float64)
         clean = _gather_block(x, lo, m, flat, order)
         for t in range(nodes.shape[0]):
             _descend_complete(flat, 0, clean, n_features, nodes[t], depth, idx, False)
             _descend_complete(flat, clean, m, n_features, nodes[t], depth, idx, True)
-            _add_leaves(out, lo, order, m, leaf[t], idx, inner, values, tree_target[t])
+            _add_slots(sums, m, slots[t], idx, inner, tree_target[t])
+        _write_sums(out, lo, order, m, sums)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
@@ -165,15 +191,17 @@ def levels(x, nodes, left, leaf_row, roots, values, tree_target, out):  # pragma
         active = np.zeros(BLOCK, np.uint32)
         order = np.empty(BLOCK, np.uint32)
         flat = np.empty(BLOCK * n_features, x.dtype)
+        sums = np.zeros((out.shape[1], BLOCK), np.float64)
         clean = _gather_block(x, lo, m, flat, order)
         for t in range(roots.shape[0]):
             _descend_levels(flat, 0, clean, n_features, nodes, left, leaf_row, roots[t], idx, active, False)
             _descend_levels(flat, clean, m, n_features, nodes, left, leaf_row, roots[t], idx, active, True)
-            _add_leaves(out, lo, order, m, leaf_row, idx, 0, values, tree_target[t])
+            _add_leaves(sums, m, leaf_row, idx, values, tree_target[t])
+        _write_sums(out, lo, order, m, sums)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
-def _descend_oblivious(columns, m, feature, threshold, nan_left, idx):  # pragma: no cover
+def _descend_oblivious(columns, m, feature, threshold, nan_left, idx, missing):  # pragma: no cover
     # Every node of a level shares one split: each level adds one bit, from one column.
     for r in range(m):
         idx[r] = 0
@@ -181,10 +209,14 @@ def _descend_oblivious(columns, m, feature, threshold, nan_left, idx):  # pragma
         col = columns[_u(feature[level])]
         th = threshold[level]
         nl = np.int32(nan_left[level])
-        for r in range(m):
-            v = col[r]
-            go_left = np.int32(v <= th) | (np.int32(v != v) & nl)
-            idx[r] = (idx[r] << 1) | (1 - go_left)  # below 2**depth: fits the index's type
+        if missing:
+            for r in range(m):
+                v = col[r]
+                go_left = np.int32(v <= th) | (np.int32(v != v) & nl)
+                idx[r] = (idx[r] << 1) | (1 - go_left)  # below 2**depth: fits the index's type
+        else:
+            for r in range(m):
+                idx[r] = (idx[r] << 1) | np.int32(not col[r] <= th)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
@@ -195,7 +227,7 @@ def _columns(x, lo, m, columns):  # pragma: no cover
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
-def oblivious(x, feature, threshold, nan_left, leaf, values, tree_target, index, out):  # pragma: no cover
+def oblivious(x, feature, threshold, nan_left, slots, tree_target, index, out):  # pragma: no cover
     # ``index``: an empty array of the leaf index's type, uint8 up to depth 8 (more lanes per vector).
     n, n_features = x.shape
     for b in prange((n + OBLIVIOUS_BLOCK - 1) // OBLIVIOUS_BLOCK):
@@ -203,8 +235,15 @@ def oblivious(x, feature, threshold, nan_left, leaf, values, tree_target, index,
         m = min(n, lo + OBLIVIOUS_BLOCK) - lo
         idx = np.zeros(OBLIVIOUS_BLOCK, index.dtype)
         columns = np.empty((n_features, OBLIVIOUS_BLOCK), x.dtype)
+        # The block's sums, one contiguous row per output: the leaves are added in vector steps.
+        sums = np.zeros((out.shape[1], OBLIVIOUS_BLOCK), np.float64)
         _columns(x, lo, m, columns)
+        missing = np.isnan(columns[:, :m]).any()
         order = np.arange(OBLIVIOUS_BLOCK).astype(np.uint32)
         for t in range(feature.shape[0]):
-            _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx)
-            _add_leaves(out, lo, order, m, leaf[t], idx, 0, values, tree_target[t])
+            if missing:
+                _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx, True)
+            else:
+                _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx, False)
+            _add_slots(sums, m, slots[t], idx, 0, tree_target[t])
+        _write_sums(out, lo, order, m, sums)
