@@ -108,6 +108,29 @@ def test_engine_answers_as_onnxruntime(name: str, tmp_path: Path) -> None:
                                    np.asarray(ours.predict(X)[:3], dtype=float), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["cb-multi", "rf-multi", "lgb-bin"])
+def test_predict_proba_reads_a_zipmaps_tensor(name: str, tmp_path: Path) -> None:
+    """With the engine, predict_proba skips the list of dicts; run() still returns it, and the values agree."""
+    path, X = _export(name, tmp_path)
+    with modelpack.load(path) as ours, modelpack.load(path, engine="onnxruntime") as ref:
+        proba = ours.predict_proba(X)
+        assert proba.dtype == np.float32 and proba.shape == (len(X), len(ours.classes))
+        output = next(o.name for o in ours.outputs if o.role == "probabilities")
+        raw = ours.run(X)[output]
+        if name == "cb-multi":
+            assert isinstance(raw, list)  # a ZipMap, read without it
+        decoded = np.array([[row[c] for c in ours.classes.tolist()] for row in raw] if isinstance(raw, list)
+                           else raw, np.float32)
+        np.testing.assert_array_equal(proba, decoded)
+        np.testing.assert_allclose(proba, ref.predict_proba(X), rtol=1e-4, atol=1e-4)
+        dense = ours.backend.run_proba(ours._adapt(X), output, ours.classes[::-1])
+        if isinstance(raw, list):  # columns follow the classes asked for
+            np.testing.assert_array_equal(dense, proba[:, ::-1])
+        else:
+            assert dense is None  # not a ZipMap's: predict_proba reads the output itself
+        assert ours.backend.run_proba(ours._adapt(X[:2]), output, ours.classes) is None  # whole graph
+
+
 def test_every_batch_runs_on_the_engine_when_named(tmp_path: Path) -> None:
     path, X = _export("xgb-multi", tmp_path)
     with modelpack.load(path, engine="modelpack-trees") as m, modelpack.load(path, engine="onnxruntime") as ref:
