@@ -195,6 +195,18 @@ def _check_device(device: str | Sequence[str], providers: Sequence[Any] | None, 
     warnings.warn(f"{package}: {message}; running on the CPU.", RuntimeWarning, stacklevel=4)
 
 
+def _check_engine(engine: str, package: str) -> None:
+    from .trees import ENGINE_NAME, check_engine
+
+    check_engine(engine, package)
+    if engine == ENGINE_NAME:
+        raise RuntimeBackendError(
+            "the tree engine runs ONNX tree ensembles; this package holds a PMML model, which the PMML "
+            "evaluator (Java) runs", package=package,
+            fix="Load it without engine= (engine='auto'); to run its trees on the tree engine, export the "
+                "model to ONNX instead.")
+
+
 # -- the backend ---------------------------------------------------------------------------------
 class PmmlBackend:
     """One PMML model in the JVM; :meth:`run` scores a whole batch in one pass."""
@@ -371,8 +383,11 @@ def _document_text(data: bytes, package: str) -> str:
 
 
 def open(package: Package, *, device: str | Sequence[str] = "cpu", providers: Sequence[Any] | None = None,
-         fallback: bool = True, **ignored: Any) -> PmmlBackend:
+         fallback: bool = True, engine: str = "auto", **ignored: Any) -> PmmlBackend:
     """Load the package's PMML document into the evaluator.
+
+    ``engine``: ``"auto"`` and ``"onnxruntime"`` leave the PMML evaluator in charge;
+    ``"modelpack-trees"`` is refused, since the tree engine reads ONNX tree ensembles only.
 
     Example
     -------
@@ -381,6 +396,7 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu", providers: Se
     [array([3., 5.])]
     """
     name = str(package.path)
+    _check_engine(engine, name)
     _check_device(device, providers, fallback, name)
     data = package.read_bytes(package.manifest.model.file)
     check_safe(data, name)  # before Java parses a byte of it
