@@ -138,6 +138,23 @@ def test_every_batch_runs_on_the_engine_when_named(tmp_path: Path) -> None:
         np.testing.assert_allclose(m.predict_proba(X[:1]), ref.predict_proba(X[:1]), rtol=1e-5, atol=1e-6)
 
 
+def test_inspect_says_which_engine_takes_the_trees(tmp_path: Path, regressor_file: Callable[..., Path]) -> None:
+    from modelpack._cli.package import describe
+    from modelpack._runtime.trees import forecast_engine
+
+    path, _ = _export("xgb-reg", tmp_path)
+    manifest = modelpack.inspect(path)
+    assert manifest.runtime.placement["trees"]["engine"] == "modelpack-trees"
+    text = describe(manifest)
+    assert "tree ensemble, engine='auto' on the CPU: modelpack-trees (15 trees, depth 4" in text, text
+    probit = regressor_file("probit", 1, nodes_treeids=[0], nodes_nodeids=[0], nodes_featureids=[0],
+                            nodes_values=[0.0], nodes_modes=["LEAF"], nodes_truenodeids=[0], nodes_falsenodeids=[0],
+                            target_treeids=[0], target_nodeids=[0], target_ids=[0], target_weights=[1.0],
+                            post_transform="PROBIT")
+    assert forecast_engine(probit.read_bytes()) == {"engine": "onnxruntime", "reason": "post transform PROBIT"}
+    assert forecast_engine(b"not a model") is None
+
+
 def test_a_model_without_trees_says_so(add_one: Path) -> None:
     with modelpack.load(add_one) as m:
         assert (m.engine, m.engine_reason) == ("onnxruntime", "no tree ensemble in the graph")
