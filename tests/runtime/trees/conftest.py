@@ -16,13 +16,18 @@ import numpy as np
 import pytest
 
 MODES = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT", "BRANCH_GTE"]
+CATEGORICAL = ["BRANCH_EQ", "BRANCH_NEQ", "BRANCH_EQ", "BRANCH_LEQ", "BRANCH_GT"]
 
 
-def random_node(seed: int) -> tuple[Any, int]:
-    """(an ``onnx.ModelProto`` holding one random ensemble node, its number of features)."""
+def random_node(seed: int, categorical: bool = False) -> tuple[Any, int]:
+    """(an ``onnx.ModelProto`` holding one random ensemble node, its number of features).
+
+    ``categorical``: splits on equality too (BRANCH_EQ, BRANCH_NEQ) against small whole numbers.
+    """
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(seed)
+    modes = CATEGORICAL if categorical else MODES
     classifier = bool(rng.integers(2))
     n_features = int(rng.integers(1, 8))
     shape = ["shallow", "deep", "oblivious"][seed % 3]
@@ -37,7 +42,7 @@ def random_node(seed: int) -> tuple[Any, int]:
     else:
         weighted = list(range(n_out))
     mixed_modes = bool(rng.integers(2))
-    mode_one = MODES[int(rng.integers(len(MODES)))]
+    mode_one = modes[int(rng.integers(len(modes)))]
     positive = bool(rng.integers(2))
 
     nodes: dict[str, list[Any]] = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids",
@@ -47,6 +52,8 @@ def random_node(seed: int) -> tuple[Any, int]:
 
     def threshold() -> float:
         pick = rng.random()
+        if categorical:
+            return float(rng.integers(4))
         if pick < 0.05:
             return float("inf")
         if pick < 0.1:
@@ -89,7 +96,7 @@ def random_node(seed: int) -> tuple[Any, int]:
             index = len(nodes["nodes_nodeids"]) - 1
             nodes["nodes_featureids"].append(feature)
             nodes["nodes_values"].append(value)
-            mode = MODES[int(rng.integers(len(MODES)))] if mixed_modes and shape != "oblivious" else mode_one
+            mode = modes[int(rng.integers(len(modes)))] if mixed_modes and shape != "oblivious" else mode_one
             nodes["nodes_modes"].append(mode)
             nodes["nodes_missing_value_tracks_true"].append(missing)
             nodes["nodes_truenodeids"].append(-1)
@@ -148,14 +155,14 @@ def random_ensemble() -> Callable[[int], tuple[Any, int]]:
 
 
 @pytest.fixture
-def random_forests() -> Callable[[int], list[tuple[int, Any, int, Any]]]:
-    """``random_forests(n)``: (seed, model, n_features, Forest or the Unsupported raised) per seed."""
+def random_forests() -> Callable[..., list[tuple[int, Any, int, Any]]]:
+    """``random_forests(n, categorical=False)``: (seed, model, n_features, Forest or the Unsupported raised)."""
     from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest
 
-    def read(n: int) -> list[tuple[int, Any, int, Any]]:
+    def read(n: int, categorical: bool = False) -> list[tuple[int, Any, int, Any]]:
         found = []
         for seed in range(n):
-            model, n_features = random_node(seed)
+            model, n_features = random_node(seed, categorical)
             node = model.graph.node[0]
             try:
                 forest: Any = read_forest(node.op_type, attributes_of(node))

@@ -170,15 +170,33 @@ def test_unknown_engine_names_the_choices(tmp_path: Path) -> None:
     assert "'modelpack-trees'" in info.value.fix
 
 
-def test_categorical_splits_fall_back_with_the_reason(regressor_file: Callable[..., Path]) -> None:
-    """BRANCH_EQ (LightGBM's categorical splits) is left to ONNX Runtime, which says so."""
+def test_categorical_splits_run_on_the_engine(regressor_file: Callable[..., Path]) -> None:
+    """BRANCH_EQ (LightGBM's categorical splits) is taken by the engine, with ONNX Runtime's answers."""
     path = regressor_file("eq", 1, nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
                           nodes_values=[3.0, 0, 0], nodes_modes=["BRANCH_EQ", "LEAF", "LEAF"],
                           nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0], target_treeids=[0, 0],
                           target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[1.0, 2.0])
     with modelpack.load(path) as m:
-        assert m.engine == "onnxruntime" and m.engine_reason == "node mode BRANCH_EQ"
-        np.testing.assert_array_equal(m.predict(np.array([[3.0], [4.0]] * 20, np.float32))[:2], [1.0, 2.0])
+        assert m.engine == "modelpack-trees", m.engine_reason
+        np.testing.assert_array_equal(m.predict(np.array([[3.0], [4.0], [np.nan]] * 20, np.float32))[:3],
+                                      [1.0, 2.0, 2.0])
+
+
+def test_lightgbm_categorical_features(tmp_path: Path) -> None:
+    lightgbm = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.integers(0, 6, 800), rng.normal(size=800)]).astype(np.float32)
+    y = np.where(np.isin(X[:, 0], [1, 4]), 3.0, 0.0) + X[:, 1]
+    X[rng.random(X.shape) < 0.05] = np.nan
+    model = lightgbm.LGBMRegressor(n_estimators=20, min_child_samples=5, verbose=-1)
+    model.fit(X, y, categorical_feature=[0])
+    path = tmp_path / "lgb-cat.mpk"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        modelpack.export(model, path, sample=X[:40])
+    with modelpack.load(path) as ours, modelpack.load(path, engine="onnxruntime") as ref:
+        assert ours.engine == "modelpack-trees", ours.engine_reason
+        np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-4, atol=1e-4)
 
 
 def test_hostile_forests_fall_back_and_the_runtime_judges(regressor_file: Callable[..., Path]) -> None:

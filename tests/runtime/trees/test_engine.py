@@ -59,6 +59,22 @@ def test_random_ensembles_match_onnxruntime(random_forests: Callable[[int], list
     assert refused < 30, taken
 
 
+def test_equality_splits_match_onnxruntime(random_forests: Callable[..., list[tuple[int, Any, int, Any]]],
+                                          run_on_cpu: Callable[..., list[Any]]) -> None:
+    """BRANCH_EQ / BRANCH_NEQ (LightGBM's categorical splits), mixed with the others, NaN among the rows."""
+    taken = 0
+    for seed, model, n_features, forest in random_forests(60, categorical=True):
+        if isinstance(forest, Unsupported):
+            continue
+        x = np.vstack([probe_rows(forest, 200, seed=seed),
+                       np.random.default_rng(seed).integers(0, 4, size=(100, forest.n_features)).astype(np.float32)])
+        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+        _check(model, forest, "levels", x, run_on_cpu)
+        taken += forest.has_equal
+        assert forest.complete() is None or not forest.has_equal
+    assert taken >= 30
+
+
 def test_layout_choice_follows_the_shape(random_ensemble: Callable[[int], tuple[Any, int]]) -> None:
     chosen = Counter()
     for seed in range(60):

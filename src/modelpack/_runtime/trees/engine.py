@@ -94,18 +94,16 @@ class TreeEngine:
             raise ValueError(f"the {self.layout} layout does not fit this forest")
         self._kernel = getattr(kernels, self.layout)
         # The kernel's arguments between the rows and the output.
+        # tree_target: -1 per tree when leaves hold every target.
         if self.layout == "levels":
             args: tuple[Any, ...] = (packed_splits(a), a["left"].astype(np.uint32), a["leaf_row"],
-                                     forest.roots.astype(np.uint32), forest.leaf_values)
+                                     forest.roots.astype(np.uint32), forest.leaf_values, forest.tree_target,
+                                     forest.has_equal)
         elif self.layout == "complete":
-            args = (packed_splits(a), _slots(forest, a["leaf"]))
+            args = (packed_splits(a), _slots(forest, a["leaf"]), forest.tree_target, max(forest.depth, 1))
         else:
-            args = (a["feature"], a["threshold"], a["nan_left"], _slots(forest, a["leaf"]))
-        args += (forest.tree_target,)  # -1 per tree when leaves hold every target
-        if self.layout == "complete":
-            args += (max(forest.depth, 1),)
-        if self.layout == "oblivious":
-            args += (np.empty(0, np.uint8 if forest.depth <= 8 else np.int32),)
+            args = (a["feature"], a["threshold"], a["nan_left"], _slots(forest, a["leaf"]), forest.tree_target,
+                    np.empty(0, np.uint8 if forest.depth <= 8 else np.int32))
         self._args = args
         self._first_call()
 

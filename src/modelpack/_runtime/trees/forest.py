@@ -28,8 +28,9 @@ BRANCH_GTE   ``x <= t`` less one float32 step   false left, true right
 
 For float32 inputs and thresholds ``x < t`` is exactly ``x <= nextafter(t, -inf)``.
 A threshold of minus infinity becomes NaN there, for which ``x <= t`` is always false,
-as ``x < -inf`` is. BRANCH_EQ, BRANCH_NEQ (LightGBM's categorical splits) and double
-thresholds are left to ONNX Runtime.
+as ``x < -inf`` is. BRANCH_EQ and BRANCH_NEQ (LightGBM's categorical splits) become
+"left when ``x == t``" splits (flag ``equal``), which the linked layout alone takes.
+Double thresholds are left to ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ COMPLETE_MAX_DEPTH = 10
 COMPLETE_MAX_NODES = 1 << 24
 #: Deepest tree read at all: deeper ones are left to ONNX Runtime.
 MAX_DEPTH = 512
+#: Nodes a forest may gain when nodes shared by several splits are copied (besides 4x its own).
+MAX_UNFOLDED = 1 << 20
 
-_MODES = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GT": 2, "BRANCH_GTE": 3, "LEAF": 4}
+_MODES = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GT": 2, "BRANCH_GTE": 3, "LEAF": 4, "BRANCH_EQ": 5,
+          "BRANCH_NEQ": 6}
 _AGGREGATES = ("SUM", "AVERAGE")
 _TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO")
 
@@ -71,6 +75,7 @@ class Forest:
     feature: np.ndarray  # int32
     threshold: np.ndarray  # float32
     nan_left: np.ndarray  # uint8: a missing value goes left
+    equal: np.ndarray  # uint8: an equality split, left when ``x == t`` (BRANCH_EQ, BRANCH_NEQ)
     left: np.ndarray  # int32
     roots: np.ndarray  # int32, one per tree
     # One value per leaf when every tree feeds one target (boosting), else one per target.
@@ -91,11 +96,15 @@ class Forest:
     def scalar_leaves(self) -> bool:
         return bool(self.leaf_values.shape[1] == 1 and self.n_targets >= 1 and (self.tree_target >= 0).all())
 
+    @property
+    def has_equal(self) -> bool:
+        return bool(self.equal.any())
+
     def complete(self) -> dict[str, np.ndarray] | None:
-        """The complete layout, or None when the trees are too deep for it."""
+        """The complete layout, or None when the trees are too deep for it or split on equality."""
         if self._complete is not None:
             return self._complete
-        if self.depth > COMPLETE_MAX_DEPTH or self.n_trees << self.depth > COMPLETE_MAX_NODES:
+        if self.has_equal or self.depth > COMPLETE_MAX_DEPTH or self.n_trees << self.depth > COMPLETE_MAX_NODES:
             return None
         layout = _complete_layout(self)
         object.__setattr__(self, "_complete", layout)
@@ -140,15 +149,16 @@ def levels_layout(forest: Forest) -> dict[str, np.ndarray]:
     """The linked layout and ``leaf_row``: each leaf's row in ``leaf_values``, -1 for a split."""
     leaf = forest.feature < 0
     return {"feature": forest.feature, "threshold": forest.threshold, "nan_left": forest.nan_left,
-            "left": forest.left, "leaf_row": np.where(leaf, forest.left, -1).astype(np.int32)}
+            "equal": forest.equal, "left": forest.left, "leaf_row": np.where(leaf, forest.left, -1).astype(np.int32)}
 
 
 def packed_splits(layout: dict[str, np.ndarray]) -> np.ndarray:
-    """Each split as one int64, ``(feature * 2 + nan_left) << 32 | threshold bits``: one read per step.
+    """Each split as one int64, ``(feature * 4 + equal * 2 + nan_left) << 32 | threshold bits``.
 
-    A leaf's entry (feature -1) is never read as a split.
+    One read per step. A leaf's entry (feature -1) is never read as a split.
     """
-    split = np.maximum(layout["feature"], 0).astype(np.int64) * 2 + layout["nan_left"]
+    equal = layout.get("equal", np.zeros(1, np.uint8)).astype(np.int64)
+    split = np.maximum(layout["feature"], 0).astype(np.int64) * 4 + equal * 2 + layout["nan_left"]
     return np.asarray((split << 32) | layout["threshold"].view(np.uint32).astype(np.int64), dtype=np.int64)
 
 
@@ -183,7 +193,7 @@ def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:
         raise Unsupported(f"node mode {unknown[0]}")
     modes = np.array([_MODES[m] for m in modes_text], dtype=np.int8)
     inner = modes != _MODES["LEAF"]
-    if inner.any() and (features[inner].min() < 0 or features[inner].max() >= 1 << 31):
+    if inner.any() and (features[inner].min() < 0 or features[inner].max() >= 1 << 29):
         raise Unsupported("a feature index out of range")
 
     if classifier:
@@ -218,12 +228,12 @@ def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:
     base = np.asarray(attributes.get("base_values", ()), dtype=np.float32)
 
     trees = _link(tree_ids, node_ids, features, values, true_ids, false_ids, missing, modes)
-    feature, threshold, nan_left, left, roots, depth, leaf_of = trees
+    feature, threshold, nan_left, equal, left, roots, depth, leaf_of = trees
     leaf_values, tree_target, has_score = _leaves(leaf_of, w_trees, w_nodes, w_targets, w_values,
                                                   n_targets, len(roots), classifier)
     n_features = int(feature.max()) + 1 if (feature >= 0).any() else 1
     forest = Forest(classifier=classifier, n_features=n_features, n_targets=n_targets, n_trees=len(roots),
-                    depth=depth, feature=feature, threshold=threshold, nan_left=nan_left, left=left,
+                    depth=depth, feature=feature, threshold=threshold, nan_left=nan_left, equal=equal, left=left,
                     roots=roots, leaf_values=leaf_values, tree_target=tree_target, aggregate=aggregate,
                     post_transform=post, base_values=base, labels=labels, has_score=has_score,
                     binary_case=classifier and n_targets == 2 and len(set(w_targets.tolist())) == 1,
@@ -242,9 +252,14 @@ def _text(value: Any) -> str:
 
 def _link(tree_ids: np.ndarray, node_ids: np.ndarray, features: np.ndarray, values: np.ndarray,
           true_ids: np.ndarray, false_ids: np.ndarray, missing: np.ndarray,
-          modes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int,
-                                      dict[tuple[int, int], int]]:
-    """The linked layout, breadth first from each tree's root; also each leaf's row, by (tree, node)."""
+          modes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                      int, dict[tuple[int, int], int]]:
+    """The linked layout, breadth first from each tree's root; also each leaf's row, by (tree, node).
+
+    A node that several splits point to (converters write a categorical split on several
+    values as a chain of BRANCH_EQ nodes sharing one child) is copied under each of them,
+    up to :data:`MAX_UNFOLDED` nodes in all; a cycle ends at :data:`MAX_DEPTH`.
+    """
     where: dict[tuple[int, int], int] = {}
     for i, key in enumerate(zip(tree_ids.tolist(), node_ids.tolist(), strict=True)):
         if key in where:
@@ -253,14 +268,15 @@ def _link(tree_ids: np.ndarray, node_ids: np.ndarray, features: np.ndarray, valu
     order = list(dict.fromkeys(tree_ids.tolist()))
     pointed = {(t, c) for t, a, b, m in zip(tree_ids.tolist(), true_ids.tolist(), false_ids.tolist(),
                                              modes.tolist(), strict=True) if m != _MODES["LEAF"] for c in (a, b)}
-    total = len(tree_ids)
-    feature = np.empty(total, np.int32)
-    threshold = np.zeros(total, np.float32)
-    nan_left = np.zeros(total, np.uint8)
-    left = np.empty(total, np.int32)
+    budget = MAX_UNFOLDED + 4 * len(tree_ids)
+    feature: list[int] = []
+    threshold: list[float] = []
+    nan_left: list[int] = []
+    equal: list[int] = []
+    left: list[int] = []
     roots = np.empty(len(order), np.int32)
     leaf_of: dict[tuple[int, int], int] = {}
-    slot = 0
+    reached: set[tuple[int, int]] = set()
     deepest = 0
     heads_of: dict[int, list[tuple[int, int]]] = {tree: [] for tree in order}
     for key in where:
@@ -270,46 +286,57 @@ def _link(tree_ids: np.ndarray, node_ids: np.ndarray, features: np.ndarray, valu
         heads = heads_of[tree]
         if len(heads) != 1:
             raise Unsupported(f"tree {tree} has {len(heads)} roots")
-        roots[t_index] = slot
-        queue = deque([(where[heads[0]], slot, 0)])
-        seen = {heads[0]}
-        slot += 1
+        roots[t_index] = len(feature)
+        queue = deque([(heads[0], len(feature), 0)])
+        for row in (feature, threshold, nan_left, equal, left):
+            row.append(0)
         while queue:
-            source, at, level = queue.popleft()
+            key, at, level = queue.popleft()
+            source = where[key]
+            reached.add(key)
             deepest = max(deepest, level)
             if level > MAX_DEPTH:
-                raise Unsupported(f"a tree deeper than {MAX_DEPTH}")
+                raise Unsupported(f"a tree deeper than {MAX_DEPTH} (or a cycle)")
             mode = int(modes[source])
             if mode == _MODES["LEAF"]:
                 feature[at] = -1
-                left[at] = len(leaf_of)
-                leaf_of[(tree, int(node_ids[source]))] = len(leaf_of)
+                left[at] = leaf_of.setdefault(key, len(leaf_of))  # copies of a leaf share its row
                 continue
             keys = [(tree, int(true_ids[source])), (tree, int(false_ids[source]))]
-            for key in keys:
-                if key not in where:
-                    raise Unsupported(f"node {key[1]} of tree {tree} is named as a child but not defined")
-                if key in seen:
-                    raise Unsupported(f"node {key[1]} of tree {tree} is reached twice")
-                seen.add(key)
-            t = values[source]
-            if mode in (1, 3):  # strict comparisons, one float32 step down
-                t = np.float32(np.nan) if t == -np.inf else np.nextafter(t, np.float32(-np.inf))
-            goes_true_on_nan = bool(missing[source])
-            if mode in (2, 3):  # the true child is the right one
-                keys.reverse()
-                nan_left[at] = not goes_true_on_nan
-            else:
-                nan_left[at] = goes_true_on_nan
-            feature[at] = features[source]
-            threshold[at] = t
-            left[at] = slot
-            queue.append((where[keys[0]], slot, level + 1))
-            queue.append((where[keys[1]], slot + 1, level + 1))
-            slot += 2
-    if slot != total:
-        raise Unsupported(f"{total - slot} nodes are not reachable from a root")
-    return feature, threshold, nan_left, left, roots, deepest, leaf_of
+            for child in keys:
+                if child not in where:
+                    raise Unsupported(f"node {child[1]} of tree {tree} is named as a child but not defined")
+            _split(mode, float(values[source]), bool(missing[source]), keys, at, threshold, nan_left, equal)
+            feature[at] = int(features[source])
+            left[at] = len(feature)
+            if len(feature) + 2 > budget:
+                raise Unsupported(f"trees of more than {budget} nodes once shared nodes are copied")
+            for child in keys:
+                queue.append((child, len(feature), level + 1))
+                for row in (feature, threshold, nan_left, equal, left):
+                    row.append(0)
+    if len(reached) != len(where):
+        raise Unsupported(f"{len(where) - len(reached)} nodes are not reachable from a root")
+    return (np.array(feature, np.int32), np.array(threshold, np.float32), np.array(nan_left, np.uint8),
+            np.array(equal, np.uint8), np.array(left, np.int32), roots, deepest, leaf_of)
+
+
+def _split(mode: int, t: float, goes_true_on_nan: bool, keys: list[tuple[int, int]], at: int,
+           threshold: list[float], nan_left: list[int], equal: list[int]) -> None:
+    """One split in the engine's form (module docstring); ``keys`` becomes (left child, right child)."""
+    value = np.float32(t)
+    if mode in (1, 3):  # strict comparisons, one float32 step down
+        value = np.float32(np.nan) if value == -np.inf else np.nextafter(value, np.float32(-np.inf))
+    if mode in (2, 3):  # the true child is the right one
+        keys.reverse()
+        nan_left[at] = not goes_true_on_nan
+    elif mode == 6:  # x != t: left on x == t; NaN != t holds, so a missing value goes right
+        keys.reverse()
+        nan_left[at] = 0
+    else:
+        nan_left[at] = goes_true_on_nan
+    equal[at] = mode >= 5
+    threshold[at] = float(value)
 
 
 def _leaves(leaf_of: dict[tuple[int, int], int], w_trees: np.ndarray, w_nodes: np.ndarray, w_targets: np.ndarray,

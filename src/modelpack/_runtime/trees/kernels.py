@@ -46,10 +46,17 @@ def _u(i):  # pragma: no cover
 
 @njit(nogil=True, boundscheck=False, inline="always")
 def _goes_left(v, node):  # pragma: no cover
-    # ``node``: the split packed in an int64, (feature * 2 + nan_left) << 32 | the threshold's bits.
+    # ``node``: the split packed in an int64, (feature * 4 + equal * 2 + nan_left) << 32 | the
+    # threshold's bits; an equality split (``equal``) sends left ``x == t`` (``t <= x <= t``).
     split = np.uint32(node >> 32)
     th = np.uint32(node & 0xFFFFFFFF).view(np.float32)
-    return np.uint32(v <= th) | (np.uint32(v != v) & (split & np.uint32(1)))
+    below = np.uint32(v <= th) & (np.uint32(v >= th) | ((split >> np.uint32(1)) ^ np.uint32(1)))
+    return below | (np.uint32(v != v) & (split & np.uint32(1)))
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _feature(node):  # pragma: no cover
+    return np.uint32(node >> 32) >> np.uint32(2)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
@@ -117,8 +124,9 @@ def _gather_block(x, lo, m, flat, order):  # pragma: no cover
 
 @njit(nogil=True, boundscheck=False, inline="always")
 def _step(v, node, missing):  # pragma: no cover
-    # 1 when the row goes left. ``missing`` is a constant at each call site: the test for a
-    # missing value is compiled only where a row may hold one.
+    # 1 when the row goes left. ``missing`` is a constant at each call site: the tests for a
+    # missing value and for an equality split are compiled only where a row may need them
+    # (a forest with equality splits takes every row this way: ``equal`` of :func:`levels`).
     if missing:
         return _goes_left(v, node)
     return np.uint32(v <= np.uint32(node & 0xFFFFFFFF).view(np.float32))
@@ -132,7 +140,7 @@ def _descend_complete(flat, start, stop, n_features, nodes, depth, idx, missing)
         for r in range(start, stop):
             i = idx[r]
             node = nodes[_u(i)]
-            v = flat[_u(r * n_features + (np.uint32(node >> 32) >> np.uint32(1)))]
+            v = flat[_u(r * n_features + _feature(node))]
             idx[r] = np.uint32(2) * i + np.uint32(2) - _step(v, node, missing)
 
 
@@ -173,7 +181,7 @@ def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, 
             r = active[k]
             i = idx[_u(r)]
             node = nodes[_u(i)]
-            v = flat[_u(r * n_features + (np.uint32(node >> 32) >> np.uint32(1)))]
+            v = flat[_u(r * n_features + _feature(node))]
             j = left[_u(i)] + np.uint32(1) - _step(v, node, missing)
             idx[_u(r)] = j
             active[_u(kept)] = r
@@ -182,7 +190,7 @@ def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, 
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
-def levels(x, nodes, left, leaf_row, roots, values, tree_target, out):  # pragma: no cover
+def levels(x, nodes, left, leaf_row, roots, values, tree_target, equal, out):  # pragma: no cover
     n, n_features = x.shape
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo = b * BLOCK
@@ -193,6 +201,8 @@ def levels(x, nodes, left, leaf_row, roots, values, tree_target, out):  # pragma
         flat = np.empty(BLOCK * n_features, x.dtype)
         sums = np.zeros((out.shape[1], BLOCK), np.float64)
         clean = _gather_block(x, lo, m, flat, order)
+        if equal:
+            clean = 0
         for t in range(roots.shape[0]):
             _descend_levels(flat, 0, clean, n_features, nodes, left, leaf_row, roots[t], idx, active, False)
             _descend_levels(flat, clean, m, n_features, nodes, left, leaf_row, roots[t], idx, active, True)
