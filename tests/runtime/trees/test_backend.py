@@ -199,6 +199,20 @@ def test_lightgbm_categorical_features(tmp_path: Path) -> None:
         np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-4, atol=1e-4)
 
 
+def test_opset5_tree_ensemble_runs_on_the_engine(random_opset5: Callable[[int], tuple[Any, int]],
+                                                 tmp_path: Path) -> None:
+    """The opset-5 TreeEnsemble operator (set membership among its splits) is taken by the engine."""
+    model, width = random_opset5(8)
+    assert any(a.name == "membership_values" for a in model.graph.node[0].attribute)
+    path = tmp_path / "opset5.onnx"
+    path.write_bytes(model.SerializeToString())
+    x = np.random.default_rng(0).integers(0, 5, size=(300, width)).astype(np.float32)
+    x[::7, 0] = np.nan
+    with modelpack.load(path) as ours, modelpack.load(path, engine="onnxruntime") as ref:
+        assert ours.engine == "modelpack-trees", ours.engine_reason
+        np.testing.assert_allclose(ours.predict(x), ref.predict(x), rtol=1e-4, atol=1e-4)
+
+
 def test_hostile_forests_fall_back_and_the_runtime_judges(regressor_file: Callable[..., Path]) -> None:
     """A tree whose child points back to its root: the engine refuses it before any array is read."""
     import onnx

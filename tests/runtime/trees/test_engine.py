@@ -75,6 +75,26 @@ def test_equality_splits_match_onnxruntime(random_forests: Callable[..., list[tu
     assert taken >= 30
 
 
+def test_opset5_tree_ensembles_match_onnxruntime(random_opset5: Callable[[int], tuple[Any, int]],
+                                                 run_on_cpu: Callable[..., list[Any]]) -> None:
+    """The opset-5 TreeEnsemble operator: set membership, equality, missing tracks, NaN among the rows."""
+    taken: Counter[str] = Counter()
+    for seed in range(60):
+        model, n_features = random_opset5(seed)
+        node = model.graph.node[0]
+        try:
+            forest = read_forest(node.op_type, attributes_of(node))
+        except Unsupported as why:
+            taken[str(why)] += 1
+            continue
+        x = np.vstack([probe_rows(forest, 150, seed=seed),
+                       np.random.default_rng(seed).integers(0, 5, size=(100, forest.n_features)).astype(np.float32)])
+        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+        _check(model, forest, choose_layout(forest), x, run_on_cpu)
+        taken["taken"] += 1
+    assert taken["taken"] >= 55, taken
+
+
 def test_layout_choice_follows_the_shape(random_ensemble: Callable[[int], tuple[Any, int]]) -> None:
     chosen = Counter()
     for seed in range(60):

@@ -164,6 +164,10 @@ def packed_splits(layout: dict[str, np.ndarray]) -> np.ndarray:
 
 def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:
     """Read a tree ensemble node's attributes (names to Python values) into a :class:`Forest`."""
+    if op_type == "TreeEnsemble":  # opset 5
+        from .opset5 import as_regressor
+
+        op_type, attributes = "TreeEnsembleRegressor", as_regressor(attributes)
     if op_type not in ("TreeEnsembleRegressor", "TreeEnsembleClassifier"):
         raise Unsupported(f"the {op_type} operator")
     classifier = op_type == "TreeEnsembleClassifier"
@@ -230,7 +234,7 @@ def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:
     trees = _link(tree_ids, node_ids, features, values, true_ids, false_ids, missing, modes)
     feature, threshold, nan_left, equal, left, roots, depth, leaf_of = trees
     leaf_values, tree_target, has_score = _leaves(leaf_of, w_trees, w_nodes, w_targets, w_values,
-                                                  n_targets, len(roots), classifier)
+                                                  n_targets, len(roots), classifier, len(base) > 0)
     n_features = int(feature.max()) + 1 if (feature >= 0).any() else 1
     forest = Forest(classifier=classifier, n_features=n_features, n_targets=n_targets, n_trees=len(roots),
                     depth=depth, feature=feature, threshold=threshold, nan_left=nan_left, equal=equal, left=left,
@@ -340,8 +344,8 @@ def _split(mode: int, t: float, goes_true_on_nan: bool, keys: list[tuple[int, in
 
 
 def _leaves(leaf_of: dict[tuple[int, int], int], w_trees: np.ndarray, w_nodes: np.ndarray, w_targets: np.ndarray,
-            w_values: np.ndarray, n_targets: int, n_trees: int,
-            classifier: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            w_values: np.ndarray, n_targets: int, n_trees: int, classifier: bool,
+            base_given: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Leaf values, one per leaf (each tree feeding one target) or one per target; the classes scored."""
     n_leaves = len(leaf_of)
     tree_of_leaf = np.empty(n_leaves, np.int64)
@@ -372,7 +376,10 @@ def _leaves(leaf_of: dict[tuple[int, int], int], w_trees: np.ndarray, w_nodes: n
             full[:, target] = counts == leaves_per_tree
         has_score = np.asarray(full.any(axis=0), dtype=bool)
         partial = given.any(axis=0) & ~has_score
-        if partial.any():
+        if partial.any() and not classifier and not base_given:
+            # Without base values a target no leaf scored reads as its sum, 0, either way.
+            has_score |= partial
+        elif partial.any():
             what = "class" if classifier else "target"
             raise Unsupported(f"{what} {int(np.argmax(partial))} is scored on some paths only")
     if all(len(s) <= 1 for s in per_tree_targets):
