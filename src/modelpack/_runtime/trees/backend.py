@@ -55,7 +55,8 @@ class TreeBackend:
         self.output_names = inner.output_names
         self.input_names = inner.input_names
         self._tree_outputs = cut.tree_outputs
-        self._dense, self._dense_after = dense if dense is not None else (None, None)
+        self._dense: Dense | None = dense[0] if dense is not None else None
+        self._dense_after: Any = dense[1] if dense is not None else None
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
         wanted = list(outputs or self.output_names)
