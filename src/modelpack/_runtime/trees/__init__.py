@@ -1,7 +1,8 @@
 """Tree ensembles on modelpack's tree engine (docs/trees.md).
 
-split.py cuts the graph around its ensemble, forest.py reads the trees into arrays,
-kernels.py and engine.py predict them on the CPU, tensor_form.py writes them as
+split.py cuts the graph around its ensemble, forest.py reads the trees into arrays
+(opset5.py rewrites the opset-5 operator for it first), layouts.py arranges them for
+kernels.py and engine.py, which predict them on the CPU, tensor_form.py writes them as
 standard operators for a device, backend.py puts either in front of ONNX Runtime.
 """
 

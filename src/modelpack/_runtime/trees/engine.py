@@ -28,7 +28,8 @@ import numpy as np
 
 from ..settings import cache_dir
 from . import ENGINE_NAME
-from .forest import Forest, levels_layout, oblivious_layout, packed_splits
+from .forest import Forest
+from .layouts import levels_layout, oblivious_layout, packed_splits
 
 __all__ = ["ENGINE_NAME", "TreeEngine", "import_numba"]
 
@@ -97,7 +98,7 @@ class TreeEngine:
         # tree_target: -1 per tree when leaves hold every target.
         if self.layout == "levels":
             args: tuple[Any, ...] = (packed_splits(a), a["left"].astype(np.uint32), a["leaf_row"],
-                                     forest.roots.astype(np.uint32), forest.leaf_values, forest.tree_target,
+                                     forest.roots.astype(np.uint32), a["free"], forest.leaf_values, forest.tree_target,
                                      forest.has_equal)
         elif self.layout == "complete":
             args = (packed_splits(a), _slots(forest, a["leaf"]), forest.tree_target, max(forest.depth, 1))

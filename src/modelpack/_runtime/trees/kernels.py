@@ -135,13 +135,13 @@ def _step(v, node, missing):  # pragma: no cover
 @njit(nogil=True, boundscheck=False, inline="always")
 def _descend_complete(flat, start, stop, n_features, nodes, depth, idx, missing):  # pragma: no cover
     for r in range(start, stop):
-        idx[r] = 0
+        idx[_u(r)] = 0
     for _ in range(depth):
         for r in range(start, stop):
-            i = idx[r]
+            i = idx[_u(r)]
             node = nodes[_u(i)]
             v = flat[_u(r * n_features + _feature(node))]
-            idx[r] = np.uint32(2) * i + np.uint32(2) - _step(v, node, missing)
+            idx[_u(r)] = np.uint32(2) * i + np.uint32(2) - _step(v, node, missing)
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
@@ -164,17 +164,23 @@ def complete(x, nodes, slots, tree_target, depth, out):  # pragma: no cover
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
-def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, idx, active,
+def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, free, idx, active,
                     missing):  # pragma: no cover
-    # All rows of the block step down together; a row that reaches its leaf leaves the
-    # list of active rows, so each pass costs only the rows still on their way.
+    # All rows of the block step down together. No leaf lies above level ``free``: the
+    # first steps go without a test; then a row that reaches its leaf leaves the list of
+    # active rows, so each pass costs only the rows still on their way.
+    for r in range(start, stop):
+        idx[_u(r)] = root
+    for _ in range(free):
+        for r in range(start, stop):
+            i = idx[_u(r)]
+            node = nodes[_u(i)]
+            v = flat[_u(r * n_features + _feature(node))]
+            idx[_u(r)] = left[_u(i)] + np.uint32(1) - _step(v, node, missing)
     n_active = 0
     for r in range(start, stop):
-        idx[r] = root
-        active[n_active] = r
-        n_active += 1
-    if leaf_row[_u(root)] >= 0:
-        return
+        active[_u(n_active)] = r
+        n_active += leaf_row[_u(idx[_u(r)])] < 0
     while n_active > 0:
         kept = 0
         for k in range(n_active):
@@ -190,7 +196,7 @@ def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, 
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
-def levels(x, nodes, left, leaf_row, roots, values, tree_target, equal, out):  # pragma: no cover
+def levels(x, nodes, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
     n, n_features = x.shape
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo = b * BLOCK
@@ -204,8 +210,8 @@ def levels(x, nodes, left, leaf_row, roots, values, tree_target, equal, out):  #
         if equal:
             clean = 0
         for t in range(roots.shape[0]):
-            _descend_levels(flat, 0, clean, n_features, nodes, left, leaf_row, roots[t], idx, active, False)
-            _descend_levels(flat, clean, m, n_features, nodes, left, leaf_row, roots[t], idx, active, True)
+            _descend_levels(flat, 0, clean, n_features, nodes, left, leaf_row, roots[t], free[t], idx, active, False)
+            _descend_levels(flat, clean, m, n_features, nodes, left, leaf_row, roots[t], free[t], idx, active, True)
             _add_leaves(sums, m, leaf_row, idx, values, tree_target[t])
         _write_sums(out, lo, order, m, sums)
 

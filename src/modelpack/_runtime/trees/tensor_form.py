@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .forest import Forest, Unsupported, levels_layout
+from .forest import Forest, Unsupported
+from .layouts import levels_layout
 
 __all__ = ["replace_node", "tensor_form"]
 
