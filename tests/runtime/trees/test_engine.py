@@ -22,6 +22,7 @@ pytest.importorskip("numba", reason="the tree engine needs numba (pip install 'm
 from modelpack._runtime.trees.backend import disagreement, probe_rows  # noqa: E402
 from modelpack._runtime.trees.engine import TreeEngine, choose_layout  # noqa: E402
 from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest  # noqa: E402
+from modelpack._runtime.trees.layouts import complete  # noqa: E402
 
 LAYOUTS = ("oblivious", "complete", "levels")
 
@@ -71,7 +72,7 @@ def test_equality_splits_match_onnxruntime(random_forests: Callable[..., list[tu
         x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
         _check(model, forest, "levels", x, run_on_cpu)
         taken += forest.has_equal
-        assert forest.complete() is None or not forest.has_equal
+        assert complete(forest) is None or not forest.has_equal
     assert taken >= 30
 
 

@@ -16,6 +16,12 @@ NO_TREES = "no tree ensemble in the graph"
 ENGINE_NAME = "modelpack-trees"
 #: The values of ``modelpack.load(engine=...)``.
 ENGINES = ("auto", "onnxruntime", ENGINE_NAME)
+#: Nodes a forest may gain when nodes shared by several splits are copied (besides 4x its own).
+MAX_UNFOLDED = 1 << 20
+
+
+class Unsupported(ValueError):
+    """The node holds something the engine does not reproduce; the message says what."""
 
 
 def check_engine(engine: str, package: str) -> None:

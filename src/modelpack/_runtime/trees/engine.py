@@ -29,7 +29,7 @@ import numpy as np
 from ..settings import cache_dir
 from . import ENGINE_NAME
 from .forest import Forest
-from .layouts import levels_layout, oblivious_layout, packed_splits
+from .layouts import complete, levels_layout, oblivious_layout, packed_splits
 
 __all__ = ["ENGINE_NAME", "TreeEngine", "import_numba"]
 
@@ -87,7 +87,7 @@ class TreeEngine:
         kernels = _kernels()
         self._n_out = forest.n_targets
         self.layout = layout or choose_layout(forest)
-        arrays = {"oblivious": oblivious_layout, "complete": Forest.complete, "levels": levels_layout}
+        arrays = {"oblivious": oblivious_layout, "complete": complete, "levels": levels_layout}
         if self.layout not in arrays:
             raise ValueError(f"no layout {self.layout!r}; there are {sorted(arrays)}")
         a = arrays[self.layout](forest)
@@ -156,7 +156,7 @@ def choose_layout(forest: Forest) -> str:
     padded = (forest.n_trees << max(forest.depth, 1)) * forest.leaf_values.shape[1] <= MAX_SLOT_VALUES
     if padded and oblivious_layout(forest) is not None:
         return "oblivious"
-    if padded and forest.complete() is not None:
+    if padded and complete(forest) is not None:
         return "complete"
     return "levels"
 

@@ -42,24 +42,17 @@ from typing import Any
 
 import numpy as np
 
+from . import MAX_UNFOLDED, Unsupported
+
 __all__ = ["Forest", "Unsupported", "read_forest"]
 
-#: Deepest tree the complete layout takes, and the most nodes it may hold in all.
-COMPLETE_MAX_DEPTH = 10
-COMPLETE_MAX_NODES = 1 << 24
 #: Deepest tree read at all: deeper ones are left to ONNX Runtime.
 MAX_DEPTH = 512
-#: Nodes a forest may gain when nodes shared by several splits are copied (besides 4x its own).
-MAX_UNFOLDED = 1 << 20
 
 _MODES = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GT": 2, "BRANCH_GTE": 3, "LEAF": 4, "BRANCH_EQ": 5,
           "BRANCH_NEQ": 6}
 _AGGREGATES = ("SUM", "AVERAGE")
 _TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO")
-
-
-class Unsupported(ValueError):
-    """The node holds something the engine does not reproduce; the message says what."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +83,7 @@ class Forest:
     labels: np.ndarray | None = None  # int64 or str labels, in class order
     binary_case: bool = False
     weights_positive: bool = True
-    _complete: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+    _complete: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)  # layouts.complete
 
     @property
     def scalar_leaves(self) -> bool:
@@ -99,18 +92,6 @@ class Forest:
     @property
     def has_equal(self) -> bool:
         return bool(self.equal.any())
-
-    def complete(self) -> dict[str, np.ndarray] | None:
-        """The complete layout, or None when the trees are too deep for it or split on equality."""
-        if self._complete is not None:
-            return self._complete
-        if self.has_equal or self.depth > COMPLETE_MAX_DEPTH or self.n_trees << self.depth > COMPLETE_MAX_NODES:
-            return None
-        from .layouts import complete_layout
-
-        layout = complete_layout(self)
-        object.__setattr__(self, "_complete", layout)
-        return layout
 
 
 def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:

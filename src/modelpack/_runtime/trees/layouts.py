@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from .forest import Forest
+from .forest import Forest
 
-__all__ = ["complete_layout", "levels_layout", "oblivious_layout", "packed_splits"]
+__all__ = ["COMPLETE_MAX_DEPTH", "COMPLETE_MAX_NODES", "complete", "levels_layout", "oblivious_layout",
+           "packed_splits"]
+
+#: Deepest tree the complete layout takes, and the most nodes it may hold in all.
+COMPLETE_MAX_DEPTH = 10
+COMPLETE_MAX_NODES = 1 << 24
+
+
+def complete(forest: Forest) -> dict[str, np.ndarray] | None:
+    """The complete layout, or None when the trees are too deep for it or split on equality."""
+    if forest._complete is not None:
+        return forest._complete
+    if forest.has_equal or forest.depth > COMPLETE_MAX_DEPTH or forest.n_trees << forest.depth > COMPLETE_MAX_NODES:
+        return None
+    layout = _complete_layout(forest)
+    object.__setattr__(forest, "_complete", layout)  # kept with the (frozen) forest
+    return layout
 
 
 def oblivious_layout(forest: Forest) -> dict[str, np.ndarray] | None:
@@ -19,9 +32,9 @@ def oblivious_layout(forest: Forest) -> dict[str, np.ndarray] | None:
     above the bottom, and all nodes of a level alike in feature, threshold and the
     way a missing value goes.
     """
-    complete = forest.complete()
+    padded = complete(forest)
     depth = forest.depth
-    if complete is None or depth == 0:
+    if padded is None or depth == 0:
         return None
     feature = np.empty((forest.n_trees, depth), np.int32)
     threshold = np.empty((forest.n_trees, depth), np.float32)
@@ -29,7 +42,7 @@ def oblivious_layout(forest: Forest) -> dict[str, np.ndarray] | None:
     for level in range(depth):
         nodes = slice((1 << level) - 1, (1 << (level + 1)) - 1)
         for name, out in (("feature", feature), ("threshold", threshold), ("nan_left", nan_left)):
-            values = complete[name][:, nodes]
+            values = padded[name][:, nodes]
             same = values == values[:, :1]
             if name == "threshold":
                 same |= np.isnan(values) & np.isnan(values[:, :1])
@@ -38,7 +51,7 @@ def oblivious_layout(forest: Forest) -> dict[str, np.ndarray] | None:
             out[:, level] = values[:, 0]
     if not _leaves_at_bottom(forest):
         return None
-    return {"feature": feature, "threshold": threshold, "nan_left": nan_left, "leaf": complete["leaf"]}
+    return {"feature": feature, "threshold": threshold, "nan_left": nan_left, "leaf": padded["leaf"]}
 
 
 def _leaves_at_bottom(forest: Forest) -> bool:
@@ -73,8 +86,7 @@ def packed_splits(layout: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray((split << 32) | layout["threshold"].view(np.uint32).astype(np.int64), dtype=np.int64)
 
 
-def complete_layout(forest: Forest) -> dict[str, np.ndarray]:
-    """Every tree padded to the forest's depth (see :mod:`.forest`); use ``Forest.complete()``."""
+def _complete_layout(forest: Forest) -> dict[str, np.ndarray]:
     depth = max(forest.depth, 1)
     inner = (1 << depth) - 1
     width = 1 << depth

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .forest import MAX_UNFOLDED, Unsupported
+from . import MAX_UNFOLDED, Unsupported
 
 __all__ = ["as_regressor"]
 
