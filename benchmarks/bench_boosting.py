@@ -5,8 +5,9 @@ depth 6 on 20 float features), exported with ``modelpack.export`` and loaded
 back. ``predict_proba`` is timed at 1 row and at 10,000 rows, interleaved with
 the framework's ``predict_proba`` on the same numpy data in one process, one
 thread each.
-CatBoost is measured twice: with its ZipMap output (the default, a list of dicts
-decoded by modelpack) and with ``options={"zipmap": False}`` (a tensor).
+CatBoost is measured twice: with its ZipMap output (the default, a list of dicts,
+whose tensor ``predict_proba`` reads directly when the tree engine runs) and with
+``options={"zipmap": False}`` (a tensor).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def main() -> None:
     body = (f"Binary classifiers, {TREES} trees of depth {DEPTH}, {N_FEATURES} float32 features, trained on "
             f"{N_TRAIN:,} rows. Export = `modelpack.export(model, path, sample=X[:200])` (convert, "
             "fidelity check, write), median of 3. Predict = `predict_proba` on numpy float32 input, "
-            f"modelpack (ONNX Runtime, CPU) vs the framework's own, {THREADS} thread each; medians "
+            "modelpack with its default engine (1 row: ONNX Runtime; 10k rows: the tree engine, "
+            f"docs/trees.md) vs the framework's own, {THREADS} thread each; medians "
             "of interleaved rounds in one process. Speed-up > 1 means modelpack is faster. Load average "
             f"during the run: {load:.1f} (on a shared machine, absolute times are noisy).\n\n"
             + table(results) + "\n\nCommand: `.venv/bin/python benchmarks/bench_boosting.py`")

@@ -85,6 +85,12 @@ def _with_forecast(manifest: Manifest, model_files: Mapping[str, bytes]) -> Mani
     from ._devices.placement import forecast
 
     placement = forecast(model_files[manifest.model.file])
+    if placement is not None:
+        from ._runtime.trees import forecast_engine
+
+        trees = forecast_engine(model_files[manifest.model.file])
+        if trees is not None:
+            placement["trees"] = trees  # which engine the CPU gives the ensemble (docs/trees.md)
     return manifest.replace(runtime=replace(manifest.runtime, placement=placement))
 
 

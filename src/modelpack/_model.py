@@ -205,7 +205,14 @@ class Model:
             raise TaskError(f"predict_proba() needs a classifier with probabilities; this is a "
                             f"{self.manifest.task} model", package=self.manifest.name,
                             fix=_classifier_fix(self.manifest))
-        values = self._backend.run(self._adapt(X), self._proba_names)
+        feeds = self._adapt(X)
+        run_proba = getattr(self._backend, "run_proba", None)
+        if run_proba is not None and len(self._proba_names) == 1:
+            # The tree engine's backend reads a ZipMap's tensor without building the dicts.
+            dense = run_proba(feeds, self._proba_names[0], self._classes)
+            if dense is not None:
+                return dense
+        values = self._backend.run(feeds, self._proba_names)
         if len(values) > 1:  # one output per class (PMML)
             order = _class_order(self._proba, self._classes)
             return np.column_stack([np.asarray(values[i], dtype=np.float64).reshape(-1) for i in order])

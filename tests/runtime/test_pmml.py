@@ -222,6 +222,15 @@ def test_text_outputs_survive_any_character(java: Any) -> None:
     assert echo.tolist() == names.tolist()
 
 
+def test_the_tree_engine_is_refused_before_java_starts() -> None:
+    """engine= concerns ONNX tree ensembles: naming the tree engine on PMML is an error, not ignored."""
+    with pytest.raises(RuntimeBackendError, match="tree engine runs ONNX tree ensembles") as info:
+        open_backend(ECHO, engine="modelpack-trees")
+    assert "engine='auto'" in info.value.fix
+    with pytest.raises(RuntimeBackendError, match="unknown engine 'fast'"):
+        open_backend(ECHO, engine="fast")
+
+
 def test_threads_share_a_model(java: Any) -> None:
     backend = open_backend(corpus(PYPMML / "single_iris_dectree.xml").read_bytes())
     rng = np.random.default_rng(1)

@@ -164,8 +164,17 @@ def describe(forecast: Mapping[str, Any] | None) -> str:
         return "placement forecast: none (no onnxruntime when the package was written)"
     lines = [f"placement forecast (onnxruntime {forecast.get('onnxruntime', '?')}, "
              f"{forecast.get('nodes', '?')} nodes):"]
-    for device, entry in dict(forecast.get("devices", {})).items():
+    devices = dict(forecast.get("devices", {}))
+    for device, entry in devices.items():
         lines.append(f"  {device}: {_describe_entry(device, entry)}")
+    trees = forecast.get("trees")
+    if isinstance(trees, Mapping):
+        lines.append(f"  tree ensemble, engine='auto' on the CPU: {trees.get('engine', '?')} "
+                     f"({trees.get('reason', '')}); above: where ONNX Runtime's tree operator would run")
+    elif any(op.startswith("ai.onnx.ml.TreeEnsemble") for entry in devices.values() if isinstance(entry, Mapping)
+             for share in entry.values() if isinstance(share, Mapping) for op in share.get("ops", {})):
+        lines.append("  tree ensemble: above is where ONNX Runtime's tree operator would run; at load, "
+                     "engine='auto' may give it to modelpack's tree engine (Model.engine says which runs)")
     return "\n".join(lines)
 
 

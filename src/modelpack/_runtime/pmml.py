@@ -192,6 +192,18 @@ def _check_device(device: str | Sequence[str], providers: Sequence[Any] | None, 
     warnings.warn(f"{package}: {message}; running on the CPU.", RuntimeWarning, stacklevel=4)
 
 
+def _check_engine(engine: str, package: str, why: str = "") -> None:
+    from .trees import ENGINE_NAME, check_engine
+
+    check_engine(engine, package)
+    if engine == ENGINE_NAME:
+        raise RuntimeBackendError(
+            "the tree engine runs ONNX tree ensembles; this PMML model runs on the PMML evaluator (Java)"
+            + (f" ({why})" if why else ""), package=package,
+            fix="Load it without engine= (engine='auto'); to run its trees on the tree engine, load it with "
+                "compile='auto' where it compiles, or export the model to ONNX instead.")
+
+
 # -- the backend ---------------------------------------------------------------------------------
 class PmmlBackend:
     """One PMML model in the JVM; :meth:`run` scores a whole batch in one pass."""
@@ -310,7 +322,8 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu", providers: Se
     """The package's PMML model: its ONNX translation where ``compile`` takes it, else the evaluator.
 
     See :mod:`.pmml_compiled` for ``compile``; the other options are those of the
-    ONNX backend, used when the compiled model runs.
+    ONNX backend, used when the compiled model runs (``engine`` included: the compiled
+    trees may run on the tree engine).
     """
     from .pmml_compiled import check_compile, open_compiled
 
@@ -321,14 +334,19 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu", providers: Se
                                          fallback=fallback, **options)
         if compiled is not None:
             return compiled
-    backend = open_evaluator(package, device=device, providers=providers, fallback=fallback)
+    backend = open_evaluator(package, device=device, providers=providers, fallback=fallback,
+                             engine=options.get("engine", "auto"), why=reason)
     backend.engine_reason = reason
     return backend
 
 
 def open_evaluator(package: Package, *, device: str | Sequence[str] = "cpu", providers: Sequence[Any] | None = None,
-                   fallback: bool = True) -> PmmlBackend:
+                   fallback: bool = True, engine: str = "auto", why: str = "") -> PmmlBackend:
     """Load the package's PMML document into the evaluator.
+
+    ``engine``: ``"auto"`` and ``"onnxruntime"`` leave the PMML evaluator in charge;
+    ``"modelpack-trees"`` is refused, since the tree engine reads ONNX tree ensembles only
+    (``why``: the reason the evaluator runs, for the message).
 
     Example
     -------
@@ -337,6 +355,7 @@ def open_evaluator(package: Package, *, device: str | Sequence[str] = "cpu", pro
     [array([3., 5.])]
     """
     name = str(package.path)
+    _check_engine(engine, name, why)
     _check_device(device, providers, fallback, name)
     data = package.read_bytes(package.manifest.model.file)
     check_safe(data, name)  # before Java parses a byte of it

@@ -16,13 +16,18 @@ import numpy as np
 import pytest
 
 MODES = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT", "BRANCH_GTE"]
+CATEGORICAL = ["BRANCH_EQ", "BRANCH_NEQ", "BRANCH_EQ", "BRANCH_LEQ", "BRANCH_GT"]
 
 
-def random_node(seed: int) -> tuple[Any, int]:
-    """(an ``onnx.ModelProto`` holding one random ensemble node, its number of features)."""
+def random_node(seed: int, categorical: bool = False) -> tuple[Any, int]:
+    """(an ``onnx.ModelProto`` holding one random ensemble node, its number of features).
+
+    ``categorical``: splits on equality too (BRANCH_EQ, BRANCH_NEQ) against small whole numbers.
+    """
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(seed)
+    modes = CATEGORICAL if categorical else MODES
     classifier = bool(rng.integers(2))
     n_features = int(rng.integers(1, 8))
     shape = ["shallow", "deep", "oblivious"][seed % 3]
@@ -37,7 +42,7 @@ def random_node(seed: int) -> tuple[Any, int]:
     else:
         weighted = list(range(n_out))
     mixed_modes = bool(rng.integers(2))
-    mode_one = MODES[int(rng.integers(len(MODES)))]
+    mode_one = modes[int(rng.integers(len(modes)))]
     positive = bool(rng.integers(2))
 
     nodes: dict[str, list[Any]] = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids",
@@ -47,6 +52,8 @@ def random_node(seed: int) -> tuple[Any, int]:
 
     def threshold() -> float:
         pick = rng.random()
+        if categorical:
+            return float(rng.integers(4))
         if pick < 0.05:
             return float("inf")
         if pick < 0.1:
@@ -89,7 +96,7 @@ def random_node(seed: int) -> tuple[Any, int]:
             index = len(nodes["nodes_nodeids"]) - 1
             nodes["nodes_featureids"].append(feature)
             nodes["nodes_values"].append(value)
-            mode = MODES[int(rng.integers(len(MODES)))] if mixed_modes and shape != "oblivious" else mode_one
+            mode = modes[int(rng.integers(len(modes)))] if mixed_modes and shape != "oblivious" else mode_one
             nodes["nodes_modes"].append(mode)
             nodes["nodes_missing_value_tracks_true"].append(missing)
             nodes["nodes_truenodeids"].append(-1)
@@ -148,14 +155,14 @@ def random_ensemble() -> Callable[[int], tuple[Any, int]]:
 
 
 @pytest.fixture
-def random_forests() -> Callable[[int], list[tuple[int, Any, int, Any]]]:
-    """``random_forests(n)``: (seed, model, n_features, Forest or the Unsupported raised) per seed."""
+def random_forests() -> Callable[..., list[tuple[int, Any, int, Any]]]:
+    """``random_forests(n, categorical=False)``: (seed, model, n_features, Forest or the Unsupported raised)."""
     from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest
 
-    def read(n: int) -> list[tuple[int, Any, int, Any]]:
+    def read(n: int, categorical: bool = False) -> list[tuple[int, Any, int, Any]]:
         found = []
         for seed in range(n):
-            model, n_features = random_node(seed)
+            model, n_features = random_node(seed, categorical)
             node = model.graph.node[0]
             try:
                 forest: Any = read_forest(node.op_type, attributes_of(node))
@@ -197,3 +204,72 @@ def run_on_cpu() -> Callable[[bytes, dict[str, np.ndarray]], list[Any]]:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]).run(None, feeds)
 
     return run
+
+
+@pytest.fixture(name="random_opset5")
+def random_opset5_fixture() -> Callable[[int], tuple[Any, int]]:
+    """``random_opset5(seed)`` -> (a model of one random opset-5 TreeEnsemble node, its number of features)."""
+    return random_opset5
+
+
+def random_opset5(seed: int) -> tuple[Any, int]:
+    """A random ``TreeEnsemble`` (``ai.onnx.ml`` opset 5) node, set membership included, and its width."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    n_features, n_targets = int(rng.integers(1, 6)), int(rng.choice([1, 1, 2, 3]))
+    nodes: dict[str, list[Any]] = {k: [] for k in ("featureids", "splits", "modes", "truenodeids", "trueleafs",
+                                                   "falsenodeids", "falseleafs", "missing")}
+    leaves: dict[str, list[Any]] = {"targetids": [], "weights": []}
+    members: list[float] = []
+    roots = []
+
+    def branch(level: int, depth: int) -> tuple[int, int]:
+        """(index, is_leaf) of a new subtree."""
+        if level == depth or (level > 0 and rng.random() < 0.3):
+            leaves["targetids"].append(int(rng.integers(n_targets)))
+            leaves["weights"].append(float(np.float32(rng.normal())))
+            return len(leaves["weights"]) - 1, 1
+        me = len(nodes["splits"])
+        mode = int(rng.integers(7))
+        for key, value in (("featureids", int(rng.integers(n_features))), ("splits", float(rng.integers(4))),
+                           ("modes", mode), ("missing", int(rng.integers(2)))):
+            nodes[key].append(value)
+        if mode == 6:
+            members.extend(float(v) for v in rng.choice(5, int(rng.integers(1, 4)), replace=False))
+            members.append(float("nan"))
+        for key in ("truenodeids", "trueleafs", "falsenodeids", "falseleafs"):
+            nodes[key].append(0)
+        for side in ("true", "false"):
+            index, leaf = branch(level + 1, depth)
+            nodes[f"{side}nodeids"][me], nodes[f"{side}leafs"][me] = index, leaf
+        return me, 0
+
+    for _ in range(int(rng.integers(1, 8))):
+        root, leaf = branch(0, int(rng.integers(1, 7)))
+        if leaf:  # a root must be a node: a split whose two ways reach the leaf
+            nodes["featureids"].append(0), nodes["splits"].append(0.0), nodes["modes"].append(0)
+            nodes["missing"].append(0)
+            for key, value in (("truenodeids", root), ("trueleafs", 1), ("falsenodeids", root), ("falseleafs", 1)):
+                nodes[key].append(value)
+            root = len(nodes["splits"]) - 1
+        roots.append(root)
+    attributes: dict[str, Any] = {
+        "nodes_featureids": nodes["featureids"], "nodes_truenodeids": nodes["truenodeids"],
+        "nodes_trueleafs": nodes["trueleafs"], "nodes_falsenodeids": nodes["falsenodeids"],
+        "nodes_falseleafs": nodes["falseleafs"], "nodes_missing_value_tracks_true": nodes["missing"],
+        "nodes_splits": numpy_helper.from_array(np.array(nodes["splits"], np.float32)),
+        "nodes_modes": numpy_helper.from_array(np.array(nodes["modes"], np.uint8)),
+        "leaf_targetids": leaves["targetids"],
+        "leaf_weights": numpy_helper.from_array(np.array(leaves["weights"], np.float32)),
+        "tree_roots": roots, "n_targets": n_targets, "aggregate_function": int(rng.choice([0, 1])),
+        "post_transform": int(rng.choice([0, 1, 2, 3])) if n_targets > 1 else 0}
+    if members:
+        attributes["membership_values"] = numpy_helper.from_array(np.array(members[:-1], np.float32))
+    node = helper.make_node("TreeEnsemble", ["X"], ["Y"], domain="ai.onnx.ml", **attributes)
+    graph = helper.make_graph([node], "opset5", [helper.make_tensor_value_info("X", TensorProto.FLOAT,
+                                                                               [None, n_features])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, n_targets])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 5)])
+    model.ir_version = 10
+    return model, n_features

@@ -108,11 +108,51 @@ def test_engine_answers_as_onnxruntime(name: str, tmp_path: Path) -> None:
                                    np.asarray(ours.predict(X)[:3], dtype=float), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["cb-multi", "rf-multi", "lgb-bin"])
+def test_predict_proba_reads_a_zipmaps_tensor(name: str, tmp_path: Path) -> None:
+    """With the engine, predict_proba skips the list of dicts; run() still returns it, and the values agree."""
+    path, X = _export(name, tmp_path)
+    with modelpack.load(path) as ours, modelpack.load(path, engine="onnxruntime") as ref:
+        proba = ours.predict_proba(X)
+        assert proba.dtype == np.float32 and proba.shape == (len(X), len(ours.classes))
+        output = next(o.name for o in ours.outputs if o.role == "probabilities")
+        raw = ours.run(X)[output]
+        if name == "cb-multi":
+            assert isinstance(raw, list)  # a ZipMap, read without it
+        decoded = np.array([[row[c] for c in ours.classes.tolist()] for row in raw] if isinstance(raw, list)
+                           else raw, np.float32)
+        np.testing.assert_array_equal(proba, decoded)
+        np.testing.assert_allclose(proba, ref.predict_proba(X), rtol=1e-4, atol=1e-4)
+        dense = ours.backend.run_proba(ours._adapt(X), output, ours.classes[::-1])
+        if isinstance(raw, list):  # columns follow the classes asked for
+            np.testing.assert_array_equal(dense, proba[:, ::-1])
+        else:
+            assert dense is None  # not a ZipMap's: predict_proba reads the output itself
+        assert ours.backend.run_proba(ours._adapt(X[:2]), output, ours.classes) is None  # whole graph
+
+
 def test_every_batch_runs_on_the_engine_when_named(tmp_path: Path) -> None:
     path, X = _export("xgb-multi", tmp_path)
     with modelpack.load(path, engine="modelpack-trees") as m, modelpack.load(path, engine="onnxruntime") as ref:
         assert "batches of" not in m.engine_reason
         np.testing.assert_allclose(m.predict_proba(X[:1]), ref.predict_proba(X[:1]), rtol=1e-5, atol=1e-6)
+
+
+def test_inspect_says_which_engine_takes_the_trees(tmp_path: Path, regressor_file: Callable[..., Path]) -> None:
+    from modelpack._cli.package import describe
+    from modelpack._runtime.trees import forecast_engine
+
+    path, _ = _export("xgb-reg", tmp_path)
+    manifest = modelpack.inspect(path)
+    assert manifest.runtime.placement["trees"]["engine"] == "modelpack-trees"
+    text = describe(manifest)
+    assert "tree ensemble, engine='auto' on the CPU: modelpack-trees (15 trees, depth 4" in text, text
+    probit = regressor_file("probit", 1, nodes_treeids=[0], nodes_nodeids=[0], nodes_featureids=[0],
+                            nodes_values=[0.0], nodes_modes=["LEAF"], nodes_truenodeids=[0], nodes_falsenodeids=[0],
+                            target_treeids=[0], target_nodeids=[0], target_ids=[0], target_weights=[1.0],
+                            post_transform="PROBIT")
+    assert forecast_engine(probit.read_bytes()) == {"engine": "onnxruntime", "reason": "post transform PROBIT"}
+    assert forecast_engine(b"not a model") is None
 
 
 def test_a_model_without_trees_says_so(add_one: Path) -> None:
@@ -130,15 +170,47 @@ def test_unknown_engine_names_the_choices(tmp_path: Path) -> None:
     assert "'modelpack-trees'" in info.value.fix
 
 
-def test_categorical_splits_fall_back_with_the_reason(regressor_file: Callable[..., Path]) -> None:
-    """BRANCH_EQ (LightGBM's categorical splits) is left to ONNX Runtime, which says so."""
+def test_categorical_splits_run_on_the_engine(regressor_file: Callable[..., Path]) -> None:
+    """BRANCH_EQ (LightGBM's categorical splits) is taken by the engine, with ONNX Runtime's answers."""
     path = regressor_file("eq", 1, nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
                           nodes_values=[3.0, 0, 0], nodes_modes=["BRANCH_EQ", "LEAF", "LEAF"],
                           nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0], target_treeids=[0, 0],
                           target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[1.0, 2.0])
     with modelpack.load(path) as m:
-        assert m.engine == "onnxruntime" and m.engine_reason == "node mode BRANCH_EQ"
-        np.testing.assert_array_equal(m.predict(np.array([[3.0], [4.0]] * 20, np.float32))[:2], [1.0, 2.0])
+        assert m.engine == "modelpack-trees", m.engine_reason
+        np.testing.assert_array_equal(m.predict(np.array([[3.0], [4.0], [np.nan]] * 20, np.float32))[:3],
+                                      [1.0, 2.0, 2.0])
+
+
+def test_lightgbm_categorical_features(tmp_path: Path) -> None:
+    lightgbm = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.integers(0, 6, 800), rng.normal(size=800)]).astype(np.float32)
+    y = np.where(np.isin(X[:, 0], [1, 4]), 3.0, 0.0) + X[:, 1]
+    X[rng.random(X.shape) < 0.05] = np.nan
+    model = lightgbm.LGBMRegressor(n_estimators=20, min_child_samples=5, verbose=-1)
+    model.fit(X, y, categorical_feature=[0])
+    path = tmp_path / "lgb-cat.mpk"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        modelpack.export(model, path, sample=X[:40])
+    with modelpack.load(path) as ours, modelpack.load(path, engine="onnxruntime") as ref:
+        assert ours.engine == "modelpack-trees", ours.engine_reason
+        np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-4, atol=1e-4)
+
+
+def test_opset5_tree_ensemble_runs_on_the_engine(random_opset5: Callable[[int], tuple[Any, int]],
+                                                 tmp_path: Path) -> None:
+    """The opset-5 TreeEnsemble operator (set membership among its splits) is taken by the engine."""
+    model, width = random_opset5(8)
+    assert any(a.name == "membership_values" for a in model.graph.node[0].attribute)
+    path = tmp_path / "opset5.onnx"
+    path.write_bytes(model.SerializeToString())
+    x = np.random.default_rng(0).integers(0, 5, size=(300, width)).astype(np.float32)
+    x[::7, 0] = np.nan
+    with modelpack.load(path) as ours, modelpack.load(path, engine="onnxruntime") as ref:
+        assert ours.engine == "modelpack-trees", ours.engine_reason
+        np.testing.assert_allclose(ours.predict(x), ref.predict(x), rtol=1e-4, atol=1e-4)
 
 
 def test_hostile_forests_fall_back_and_the_runtime_judges(regressor_file: Callable[..., Path]) -> None:

@@ -22,6 +22,7 @@ pytest.importorskip("numba", reason="the tree engine needs numba (pip install 'm
 from modelpack._runtime.trees.backend import disagreement, probe_rows  # noqa: E402
 from modelpack._runtime.trees.engine import TreeEngine, choose_layout  # noqa: E402
 from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest  # noqa: E402
+from modelpack._runtime.trees.layouts import complete  # noqa: E402
 
 LAYOUTS = ("oblivious", "complete", "levels")
 
@@ -57,6 +58,42 @@ def test_random_ensembles_match_onnxruntime(random_forests: Callable[[int], list
     assert all(taken[layout] >= 20 for layout in LAYOUTS), taken
     refused = sum(v for k, v in taken.items() if k.startswith("unsupported"))
     assert refused < 30, taken
+
+
+def test_equality_splits_match_onnxruntime(random_forests: Callable[..., list[tuple[int, Any, int, Any]]],
+                                          run_on_cpu: Callable[..., list[Any]]) -> None:
+    """BRANCH_EQ / BRANCH_NEQ (LightGBM's categorical splits), mixed with the others, NaN among the rows."""
+    taken = 0
+    for seed, model, n_features, forest in random_forests(60, categorical=True):
+        if isinstance(forest, Unsupported):
+            continue
+        x = np.vstack([probe_rows(forest, 200, seed=seed),
+                       np.random.default_rng(seed).integers(0, 4, size=(100, forest.n_features)).astype(np.float32)])
+        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+        _check(model, forest, "levels", x, run_on_cpu)
+        taken += forest.has_equal
+        assert complete(forest) is None or not forest.has_equal
+    assert taken >= 30
+
+
+def test_opset5_tree_ensembles_match_onnxruntime(random_opset5: Callable[[int], tuple[Any, int]],
+                                                 run_on_cpu: Callable[..., list[Any]]) -> None:
+    """The opset-5 TreeEnsemble operator: set membership, equality, missing tracks, NaN among the rows."""
+    taken: Counter[str] = Counter()
+    for seed in range(60):
+        model, n_features = random_opset5(seed)
+        node = model.graph.node[0]
+        try:
+            forest = read_forest(node.op_type, attributes_of(node))
+        except Unsupported as why:
+            taken[str(why)] += 1
+            continue
+        x = np.vstack([probe_rows(forest, 150, seed=seed),
+                       np.random.default_rng(seed).integers(0, 5, size=(100, forest.n_features)).astype(np.float32)])
+        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+        _check(model, forest, choose_layout(forest), x, run_on_cpu)
+        taken["taken"] += 1
+    assert taken["taken"] >= 55, taken
 
 
 def test_layout_choice_follows_the_shape(random_ensemble: Callable[[int], tuple[Any, int]]) -> None:

@@ -26,7 +26,7 @@ from ...errors import ModelpackError, RuntimeBackendError
 from . import ENGINE_NAME, ENGINES, check_engine
 from .engine import TreeEngine
 from .forest import Forest, Unsupported, attributes_of, describe, read_forest
-from .split import NotSplittable, Split, split
+from .split import Dense, NotSplittable, Split, dense_after, split
 
 __all__ = ["ENGINES", "MIN_ROWS", "TreeBackend", "accelerator_source", "wrap"]
 
@@ -43,7 +43,7 @@ class TreeBackend:
     engine = ENGINE_NAME
 
     def __init__(self, inner: Any, cut: Split, engine: TreeEngine, before: Any, after: Any,
-                 min_rows: int, reason: str) -> None:
+                 min_rows: int, reason: str, dense: tuple[Dense, Any] | None = None) -> None:
         self._inner = inner
         self._cut = cut
         self._engine = engine
@@ -55,10 +55,44 @@ class TreeBackend:
         self.output_names = inner.output_names
         self.input_names = inner.input_names
         self._tree_outputs = cut.tree_outputs
+        self._dense: Dense | None = dense[0] if dense is not None else None
+        self._dense_after: Any = dense[1] if dense is not None else None
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
+        wanted = list(outputs or self.output_names)
         if _rows(feeds) < self._min_rows:
             return self._inner.run(feeds, outputs)
+        values = self._values(feeds, wanted, self._after, self._cut.after_inputs, self._cut.after_outputs)
+        return self._inner.run(feeds, outputs) if values is None else [values[name] for name in wanted]
+
+    def run_proba(self, feeds: Mapping[str, np.ndarray], name: str, classes: np.ndarray | None) -> Any:
+        """What ``predict_proba`` makes of output ``name``, a ZipMap's, without building the ZipMap.
+
+        The ZipMap's tensor, its columns in ``classes`` order, float32 as decoded from the
+        dicts; None where the whole graph runs instead (small batches), or ``name`` is no
+        ZipMap's, or its classes are not ``classes``.
+        """
+        dense = self._dense
+        if dense is None or name not in dense.tensors or _rows(feeds) < self._min_rows:
+            return None
+        keys = dense.keys[name]
+        position = {k: i for i, k in enumerate(keys)}  # looked up as the ZipMap's dicts are
+        order = list(range(len(keys))) if classes is None else [position.get(c, -1) for c in classes.tolist()]
+        if -1 in order or len(position) != len(keys):
+            return None
+        tensor = dense.tensors[name]
+        values = self._values(feeds, [tensor], self._dense_after, dense.after_inputs, dense.after_outputs)
+        if values is None:
+            return None
+        out = values[tensor]
+        if not (isinstance(out, np.ndarray) and out.ndim == 2 and out.shape[1] == len(keys)):
+            return None  # the ZipMap itself would refuse it: let it say why
+        out = out.astype(np.float32, copy=False)
+        return out if order == list(range(len(keys))) else out[:, order]
+
+    def _values(self, feeds: Mapping[str, np.ndarray], wanted: list[str], after: Any,
+                after_inputs: Sequence[str], after_outputs: Sequence[str]) -> dict[str, Any] | None:
+        """Every value the parts compute towards ``wanted``; None to leave the batch to the whole graph."""
         cut = self._cut
         values: dict[str, Any] = dict(feeds)
         try:
@@ -68,15 +102,17 @@ class TreeBackend:
             x = values[cut.tree_input]
         except Exception:
             # Whatever the part refused, the whole graph refuses with ONNX Runtime's own message.
-            return self._inner.run(feeds, outputs)
+            return None
         if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2
                 and x.shape[1] >= self._engine.forest.n_features):
-            return self._inner.run(feeds, outputs)
+            return None
         values.update(zip(self._tree_outputs, self._engine.run(np.ascontiguousarray(x)), strict=True))
-        if self._after is not None:
-            got = self._after.run(list(cut.after_outputs), {k: values[k] for k in cut.after_inputs})
-            values.update(zip(cut.after_outputs, got, strict=True))
-        return [values[name] for name in (outputs or self.output_names)]
+        # The after part computes only what is asked for (a label without the ZipMap beside it).
+        asked = [o for o in after_outputs if o in wanted]
+        if after is not None and asked:
+            got = after.run(asked, {k: values[k] for k in after_inputs})
+            values.update(zip(asked, got, strict=True))
+        return values
 
     @contextlib.contextmanager
     def every_batch(self) -> Iterator[None]:
@@ -99,7 +135,7 @@ class TreeBackend:
         return self._inner.session
 
     def close(self) -> None:
-        self._before = self._after = None
+        self._before = self._after = self._dense_after = None
         self._inner.close()
 
     def __getstate__(self) -> None:
@@ -169,11 +205,15 @@ def _build(inner: Any, model_bytes: bytes | None, *, ort: Any, options: Any, thr
 
     try:
         before, after = session(cut.before), session(cut.after)
+        dense = dense_after(model, cut)
+        dense_part = (dense, session(dense.after)) if dense is not None else None
+    except NotSplittable:
+        raise
     except Exception as exc:
         raise Unsupported(f"ONNX Runtime refused a part of the cut graph ({str(exc).splitlines()[0]})") from None
     what = describe(forest, engine.layout)
     reason = f"{what}; batches of {min_rows}+ rows (smaller ones: ONNX Runtime)" if min_rows else what
-    return TreeBackend(inner, cut, engine, before, after, min_rows, reason)
+    return TreeBackend(inner, cut, engine, before, after, min_rows, reason, dense_part)
 
 
 class _Runner:

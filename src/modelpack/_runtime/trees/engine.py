@@ -28,7 +28,8 @@ import numpy as np
 
 from ..settings import cache_dir
 from . import ENGINE_NAME
-from .forest import Forest, levels_layout, oblivious_layout
+from .forest import Forest
+from .layouts import complete, levels_layout, oblivious_layout, packed_splits
 
 __all__ = ["ENGINE_NAME", "TreeEngine", "import_numba"]
 
@@ -86,7 +87,7 @@ class TreeEngine:
         kernels = _kernels()
         self._n_out = forest.n_targets
         self.layout = layout or choose_layout(forest)
-        arrays = {"oblivious": oblivious_layout, "complete": Forest.complete, "levels": levels_layout}
+        arrays = {"oblivious": oblivious_layout, "complete": complete, "levels": levels_layout}
         if self.layout not in arrays:
             raise ValueError(f"no layout {self.layout!r}; there are {sorted(arrays)}")
         a = arrays[self.layout](forest)
@@ -94,16 +95,16 @@ class TreeEngine:
             raise ValueError(f"the {self.layout} layout does not fit this forest")
         self._kernel = getattr(kernels, self.layout)
         # The kernel's arguments between the rows and the output.
+        # tree_target: -1 per tree when leaves hold every target.
         if self.layout == "levels":
-            args: tuple[Any, ...] = (a["feature"], a["threshold"], a["nan_left"], a["left"], a["leaf_row"],
-                                     forest.roots, forest.leaf_values)
+            args: tuple[Any, ...] = (packed_splits(a), a["left"].astype(np.uint32), a["leaf_row"],
+                                     forest.roots.astype(np.uint32), a["free"], forest.leaf_values, forest.tree_target,
+                                     forest.has_equal)
+        elif self.layout == "complete":
+            args = (packed_splits(a), _slots(forest, a["leaf"]), forest.tree_target, max(forest.depth, 1))
         else:
-            args = (a["feature"], a["threshold"], a["nan_left"], a["leaf"], forest.leaf_values)
-        args += (forest.tree_target,)  # -1 per tree when leaves hold every target
-        if self.layout == "complete":
-            args += (max(forest.depth, 1),)
-        if self.layout == "oblivious":
-            args += (np.empty(0, np.uint8 if forest.depth <= 8 else np.int32),)
+            args = (a["feature"], a["threshold"], a["nan_left"], _slots(forest, a["leaf"]), forest.tree_target,
+                    np.empty(0, np.uint8 if forest.depth <= 8 else np.int32))
         self._args = args
         self._first_call()
 
@@ -139,11 +140,23 @@ class TreeEngine:
         return _finish_classifier(f, s)
 
 
+#: The most values the padded layouts' table of leaf values per bottom slot may hold.
+MAX_SLOT_VALUES = 1 << 25
+
+
+def _slots(forest: Forest, leaf: np.ndarray) -> np.ndarray:
+    """The values each bottom slot of each padded tree reaches, ``(trees, slots, values)``."""
+    if leaf.size * forest.leaf_values.shape[1] > MAX_SLOT_VALUES:
+        raise ValueError("the padded layouts' leaf table would be too large for this forest")
+    return forest.leaf_values[leaf]
+
+
 def choose_layout(forest: Forest) -> str:
     """The fastest layout that fits (measured in benchmarks/bench_trees.py; docs/trees.md)."""
-    if oblivious_layout(forest) is not None:
+    padded = (forest.n_trees << max(forest.depth, 1)) * forest.leaf_values.shape[1] <= MAX_SLOT_VALUES
+    if padded and oblivious_layout(forest) is not None:
         return "oblivious"
-    if forest.complete() is not None:
+    if padded and complete(forest) is not None:
         return "complete"
     return "levels"
 

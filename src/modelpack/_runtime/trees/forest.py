@@ -28,8 +28,9 @@ BRANCH_GTE   ``x <= t`` less one float32 step   false left, true right
 
 For float32 inputs and thresholds ``x < t`` is exactly ``x <= nextafter(t, -inf)``.
 A threshold of minus infinity becomes NaN there, for which ``x <= t`` is always false,
-as ``x < -inf`` is. BRANCH_EQ, BRANCH_NEQ (LightGBM's categorical splits) and double
-thresholds are left to ONNX Runtime.
+as ``x < -inf`` is. BRANCH_EQ and BRANCH_NEQ (LightGBM's categorical splits) become
+"left when ``x == t``" splits (flag ``equal``), which the linked layout alone takes.
+Double thresholds are left to ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -41,21 +42,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Forest", "Unsupported", "levels_layout", "oblivious_layout", "read_forest"]
+from . import MAX_UNFOLDED, Unsupported
 
-#: Deepest tree the complete layout takes, and the most nodes it may hold in all.
-COMPLETE_MAX_DEPTH = 10
-COMPLETE_MAX_NODES = 1 << 24
+__all__ = ["Forest", "Unsupported", "read_forest"]
+
 #: Deepest tree read at all: deeper ones are left to ONNX Runtime.
 MAX_DEPTH = 512
 
-_MODES = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GT": 2, "BRANCH_GTE": 3, "LEAF": 4}
+_MODES = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GT": 2, "BRANCH_GTE": 3, "LEAF": 4, "BRANCH_EQ": 5,
+          "BRANCH_NEQ": 6}
 _AGGREGATES = ("SUM", "AVERAGE")
 _TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO")
-
-
-class Unsupported(ValueError):
-    """The node holds something the engine does not reproduce; the message says what."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +68,7 @@ class Forest:
     feature: np.ndarray  # int32
     threshold: np.ndarray  # float32
     nan_left: np.ndarray  # uint8: a missing value goes left
+    equal: np.ndarray  # uint8: an equality split, left when ``x == t`` (BRANCH_EQ, BRANCH_NEQ)
     left: np.ndarray  # int32
     roots: np.ndarray  # int32, one per tree
     # One value per leaf when every tree feeds one target (boosting), else one per target.
@@ -85,66 +83,23 @@ class Forest:
     labels: np.ndarray | None = None  # int64 or str labels, in class order
     binary_case: bool = False
     weights_positive: bool = True
-    _complete: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+    _complete: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)  # layouts.complete
 
     @property
     def scalar_leaves(self) -> bool:
         return bool(self.leaf_values.shape[1] == 1 and self.n_targets >= 1 and (self.tree_target >= 0).all())
 
-    def complete(self) -> dict[str, np.ndarray] | None:
-        """The complete layout, or None when the trees are too deep for it."""
-        if self._complete is not None:
-            return self._complete
-        if self.depth > COMPLETE_MAX_DEPTH or self.n_trees << self.depth > COMPLETE_MAX_NODES:
-            return None
-        layout = _complete_layout(self)
-        object.__setattr__(self, "_complete", layout)
-        return layout
-
-
-def oblivious_layout(forest: Forest) -> dict[str, np.ndarray] | None:
-    """One split per level of each tree (CatBoost's trees), or None when some level has two.
-
-    Read from the complete layout: every tree of the forest's full depth with no leaf
-    above the bottom, and all nodes of a level alike in feature, threshold and the
-    way a missing value goes.
-    """
-    complete = forest.complete()
-    depth = forest.depth
-    if complete is None or depth == 0:
-        return None
-    feature = np.empty((forest.n_trees, depth), np.int32)
-    threshold = np.empty((forest.n_trees, depth), np.float32)
-    nan_left = np.empty((forest.n_trees, depth), np.uint8)
-    for level in range(depth):
-        nodes = slice((1 << level) - 1, (1 << (level + 1)) - 1)
-        for name, out in (("feature", feature), ("threshold", threshold), ("nan_left", nan_left)):
-            values = complete[name][:, nodes]
-            same = values == values[:, :1]
-            if name == "threshold":
-                same |= np.isnan(values) & np.isnan(values[:, :1])
-            if not same.all():
-                return None
-            out[:, level] = values[:, 0]
-    if not _leaves_at_bottom(forest):
-        return None
-    return {"feature": feature, "threshold": threshold, "nan_left": nan_left, "leaf": complete["leaf"]}
-
-
-def _leaves_at_bottom(forest: Forest) -> bool:
-    # A leaf above the bottom is padded with copies whose splits may look shared.
-    return len(forest.leaf_values) == forest.n_trees << forest.depth
-
-
-def levels_layout(forest: Forest) -> dict[str, np.ndarray]:
-    """The linked layout and ``leaf_row``: each leaf's row in ``leaf_values``, -1 for a split."""
-    leaf = forest.feature < 0
-    return {"feature": forest.feature, "threshold": forest.threshold, "nan_left": forest.nan_left,
-            "left": forest.left, "leaf_row": np.where(leaf, forest.left, -1).astype(np.int32)}
+    @property
+    def has_equal(self) -> bool:
+        return bool(self.equal.any())
 
 
 def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:
     """Read a tree ensemble node's attributes (names to Python values) into a :class:`Forest`."""
+    if op_type == "TreeEnsemble":  # opset 5
+        from .opset5 import as_regressor
+
+        op_type, attributes = "TreeEnsembleRegressor", as_regressor(attributes)
     if op_type not in ("TreeEnsembleRegressor", "TreeEnsembleClassifier"):
         raise Unsupported(f"the {op_type} operator")
     classifier = op_type == "TreeEnsembleClassifier"
@@ -174,7 +129,7 @@ def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:
         raise Unsupported(f"node mode {unknown[0]}")
     modes = np.array([_MODES[m] for m in modes_text], dtype=np.int8)
     inner = modes != _MODES["LEAF"]
-    if inner.any() and (features[inner].min() < 0 or features[inner].max() >= 1 << 31):
+    if inner.any() and (features[inner].min() < 0 or features[inner].max() >= 1 << 29):
         raise Unsupported("a feature index out of range")
 
     if classifier:
@@ -209,12 +164,12 @@ def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:
     base = np.asarray(attributes.get("base_values", ()), dtype=np.float32)
 
     trees = _link(tree_ids, node_ids, features, values, true_ids, false_ids, missing, modes)
-    feature, threshold, nan_left, left, roots, depth, leaf_of = trees
+    feature, threshold, nan_left, equal, left, roots, depth, leaf_of = trees
     leaf_values, tree_target, has_score = _leaves(leaf_of, w_trees, w_nodes, w_targets, w_values,
-                                                  n_targets, len(roots), classifier)
+                                                  n_targets, len(roots), classifier, len(base) > 0)
     n_features = int(feature.max()) + 1 if (feature >= 0).any() else 1
     forest = Forest(classifier=classifier, n_features=n_features, n_targets=n_targets, n_trees=len(roots),
-                    depth=depth, feature=feature, threshold=threshold, nan_left=nan_left, left=left,
+                    depth=depth, feature=feature, threshold=threshold, nan_left=nan_left, equal=equal, left=left,
                     roots=roots, leaf_values=leaf_values, tree_target=tree_target, aggregate=aggregate,
                     post_transform=post, base_values=base, labels=labels, has_score=has_score,
                     binary_case=classifier and n_targets == 2 and len(set(w_targets.tolist())) == 1,
@@ -233,9 +188,14 @@ def _text(value: Any) -> str:
 
 def _link(tree_ids: np.ndarray, node_ids: np.ndarray, features: np.ndarray, values: np.ndarray,
           true_ids: np.ndarray, false_ids: np.ndarray, missing: np.ndarray,
-          modes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int,
-                                      dict[tuple[int, int], int]]:
-    """The linked layout, breadth first from each tree's root; also each leaf's row, by (tree, node)."""
+          modes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                      int, dict[tuple[int, int], int]]:
+    """The linked layout, breadth first from each tree's root; also each leaf's row, by (tree, node).
+
+    A node that several splits point to (converters write a categorical split on several
+    values as a chain of BRANCH_EQ nodes sharing one child) is copied under each of them,
+    up to :data:`MAX_UNFOLDED` nodes in all; a cycle ends at :data:`MAX_DEPTH`.
+    """
     where: dict[tuple[int, int], int] = {}
     for i, key in enumerate(zip(tree_ids.tolist(), node_ids.tolist(), strict=True)):
         if key in where:
@@ -244,14 +204,15 @@ def _link(tree_ids: np.ndarray, node_ids: np.ndarray, features: np.ndarray, valu
     order = list(dict.fromkeys(tree_ids.tolist()))
     pointed = {(t, c) for t, a, b, m in zip(tree_ids.tolist(), true_ids.tolist(), false_ids.tolist(),
                                              modes.tolist(), strict=True) if m != _MODES["LEAF"] for c in (a, b)}
-    total = len(tree_ids)
-    feature = np.empty(total, np.int32)
-    threshold = np.zeros(total, np.float32)
-    nan_left = np.zeros(total, np.uint8)
-    left = np.empty(total, np.int32)
+    budget = MAX_UNFOLDED + 4 * len(tree_ids)
+    feature: list[int] = []
+    threshold: list[float] = []
+    nan_left: list[int] = []
+    equal: list[int] = []
+    left: list[int] = []
     roots = np.empty(len(order), np.int32)
     leaf_of: dict[tuple[int, int], int] = {}
-    slot = 0
+    reached: set[tuple[int, int]] = set()
     deepest = 0
     heads_of: dict[int, list[tuple[int, int]]] = {tree: [] for tree in order}
     for key in where:
@@ -261,51 +222,62 @@ def _link(tree_ids: np.ndarray, node_ids: np.ndarray, features: np.ndarray, valu
         heads = heads_of[tree]
         if len(heads) != 1:
             raise Unsupported(f"tree {tree} has {len(heads)} roots")
-        roots[t_index] = slot
-        queue = deque([(where[heads[0]], slot, 0)])
-        seen = {heads[0]}
-        slot += 1
+        roots[t_index] = len(feature)
+        queue = deque([(heads[0], len(feature), 0)])
+        for row in (feature, threshold, nan_left, equal, left):
+            row.append(0)
         while queue:
-            source, at, level = queue.popleft()
+            key, at, level = queue.popleft()
+            source = where[key]
+            reached.add(key)
             deepest = max(deepest, level)
             if level > MAX_DEPTH:
-                raise Unsupported(f"a tree deeper than {MAX_DEPTH}")
+                raise Unsupported(f"a tree deeper than {MAX_DEPTH} (or a cycle)")
             mode = int(modes[source])
             if mode == _MODES["LEAF"]:
                 feature[at] = -1
-                left[at] = len(leaf_of)
-                leaf_of[(tree, int(node_ids[source]))] = len(leaf_of)
+                left[at] = leaf_of.setdefault(key, len(leaf_of))  # copies of a leaf share its row
                 continue
             keys = [(tree, int(true_ids[source])), (tree, int(false_ids[source]))]
-            for key in keys:
-                if key not in where:
-                    raise Unsupported(f"node {key[1]} of tree {tree} is named as a child but not defined")
-                if key in seen:
-                    raise Unsupported(f"node {key[1]} of tree {tree} is reached twice")
-                seen.add(key)
-            t = values[source]
-            if mode in (1, 3):  # strict comparisons, one float32 step down
-                t = np.float32(np.nan) if t == -np.inf else np.nextafter(t, np.float32(-np.inf))
-            goes_true_on_nan = bool(missing[source])
-            if mode in (2, 3):  # the true child is the right one
-                keys.reverse()
-                nan_left[at] = not goes_true_on_nan
-            else:
-                nan_left[at] = goes_true_on_nan
-            feature[at] = features[source]
-            threshold[at] = t
-            left[at] = slot
-            queue.append((where[keys[0]], slot, level + 1))
-            queue.append((where[keys[1]], slot + 1, level + 1))
-            slot += 2
-    if slot != total:
-        raise Unsupported(f"{total - slot} nodes are not reachable from a root")
-    return feature, threshold, nan_left, left, roots, deepest, leaf_of
+            for child in keys:
+                if child not in where:
+                    raise Unsupported(f"node {child[1]} of tree {tree} is named as a child but not defined")
+            _split(mode, float(values[source]), bool(missing[source]), keys, at, threshold, nan_left, equal)
+            feature[at] = int(features[source])
+            left[at] = len(feature)
+            if len(feature) + 2 > budget:
+                raise Unsupported(f"trees of more than {budget} nodes once shared nodes are copied")
+            for child in keys:
+                queue.append((child, len(feature), level + 1))
+                for row in (feature, threshold, nan_left, equal, left):
+                    row.append(0)
+    if len(reached) != len(where):
+        raise Unsupported(f"{len(where) - len(reached)} nodes are not reachable from a root")
+    return (np.array(feature, np.int32), np.array(threshold, np.float32), np.array(nan_left, np.uint8),
+            np.array(equal, np.uint8), np.array(left, np.int32), roots, deepest, leaf_of)
+
+
+def _split(mode: int, t: float, goes_true_on_nan: bool, keys: list[tuple[int, int]], at: int,
+           threshold: list[float], nan_left: list[int], equal: list[int]) -> None:
+    """One split in the engine's form (module docstring); ``keys`` becomes (left child, right child)."""
+    value = np.float32(t)
+    if mode in (1, 3):  # strict comparisons, one float32 step down
+        value = np.float32(np.nan) if value == -np.inf else np.nextafter(value, np.float32(-np.inf))
+    if mode in (2, 3):  # the true child is the right one
+        keys.reverse()
+        nan_left[at] = not goes_true_on_nan
+    elif mode == 6:  # x != t: left on x == t; NaN != t holds, so a missing value goes right
+        keys.reverse()
+        nan_left[at] = 0
+    else:
+        nan_left[at] = goes_true_on_nan
+    equal[at] = mode >= 5
+    threshold[at] = float(value)
 
 
 def _leaves(leaf_of: dict[tuple[int, int], int], w_trees: np.ndarray, w_nodes: np.ndarray, w_targets: np.ndarray,
-            w_values: np.ndarray, n_targets: int, n_trees: int,
-            classifier: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            w_values: np.ndarray, n_targets: int, n_trees: int, classifier: bool,
+            base_given: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Leaf values, one per leaf (each tree feeding one target) or one per target; the classes scored."""
     n_leaves = len(leaf_of)
     tree_of_leaf = np.empty(n_leaves, np.int64)
@@ -336,7 +308,10 @@ def _leaves(leaf_of: dict[tuple[int, int], int], w_trees: np.ndarray, w_nodes: n
             full[:, target] = counts == leaves_per_tree
         has_score = np.asarray(full.any(axis=0), dtype=bool)
         partial = given.any(axis=0) & ~has_score
-        if partial.any():
+        if partial.any() and not classifier and not base_given:
+            # Without base values a target no leaf scored reads as its sum, 0, either way.
+            has_score |= partial
+        elif partial.any():
             what = "class" if classifier else "target"
             raise Unsupported(f"{what} {int(np.argmax(partial))} is scored on some paths only")
     if all(len(s) <= 1 for s in per_tree_targets):
@@ -363,34 +338,6 @@ def _check_finalize(forest: Forest) -> None:
     if forest.n_targets == 2 and not forest.has_score[1] and len(forest.base_values) < 2 \
             and not forest.binary_case:
         raise Unsupported("a two-class classifier whose second score ONNX Runtime leaves unwritten")
-
-
-def _complete_layout(forest: Forest) -> dict[str, np.ndarray]:
-    depth = max(forest.depth, 1)
-    inner = (1 << depth) - 1
-    width = 1 << depth
-    n = forest.n_trees
-    feature = np.zeros((n, inner), np.int32)
-    threshold = np.zeros((n, inner), np.float32)
-    nan_left = np.zeros((n, inner), np.uint8)
-    leaf = np.zeros((n, width), np.int32)  # the row in leaf_values each bottom slot reaches
-    for t in range(n):
-        stack = [(int(forest.roots[t]), 0, 0)]
-        while stack:
-            node, at, level = stack.pop()
-            if forest.feature[node] < 0:
-                # A leaf above the bottom fills every bottom slot under it.
-                span = 1 << (depth - level)
-                first = ((at + 1) << (depth - level)) - 1 - inner
-                leaf[t, first:first + span] = forest.left[node]
-                continue
-            feature[t, at] = forest.feature[node]
-            threshold[t, at] = forest.threshold[node]
-            nan_left[t, at] = forest.nan_left[node]
-            child = int(forest.left[node])
-            stack.append((child, 2 * at + 1, level + 1))
-            stack.append((child + 1, 2 * at + 2, level + 1))
-    return {"feature": feature, "threshold": threshold, "nan_left": nan_left, "leaf": leaf}
 
 
 def attributes_of(node: Any) -> dict[str, Any]:

@@ -38,95 +38,201 @@ OBLIVIOUS_BLOCK = 512
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
-def _add_leaves(out, lo, m, leaf_of, idx, offset, values, target):  # pragma: no cover
-    # The block's leaves into the sums: one value for the tree's target (boosting), or,
-    # with target -1, one value per target (forests).
-    if target >= 0:
-        for r in range(m):
-            out[lo + r, target] += values[leaf_of[idx[r] - offset], 0]
-    else:
-        for r in range(m):
-            k = leaf_of[idx[r] - offset]
-            for j in range(values.shape[1]):
-                out[lo + r, j] += values[k, j]
+def _u(i):  # pragma: no cover
+    # An index as an unsigned integer: numba then drops the test for a negative index
+    # (Python's wrap-around), six instructions per array read (measured: 1.5x faster descent).
+    return np.uintp(i)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
-def _descend_complete(flat, m, n_features, f_t, th_t, nl_t, depth, idx):  # pragma: no cover
-    for r in range(m):
-        idx[r] = 0
-    for _ in range(depth):
+def _goes_left(v, node):  # pragma: no cover
+    # ``node``: the split packed in an int64, (feature * 4 + equal * 2 + nan_left) << 32 | the
+    # threshold's bits; an equality split (``equal``) sends left ``x == t`` (``t <= x <= t``).
+    split = np.uint32(node >> 32)
+    th = np.uint32(node & 0xFFFFFFFF).view(np.float32)
+    below = np.uint32(v <= th) & (np.uint32(v >= th) | ((split >> np.uint32(1)) ^ np.uint32(1)))
+    return below | (np.uint32(v != v) & (split & np.uint32(1)))
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _feature(node):  # pragma: no cover
+    return np.uint32(node >> 32) >> np.uint32(2)
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _add_leaves(sums, m, leaf_of, idx, values, target):  # pragma: no cover
+    # The block's leaves into its sums, one contiguous row per output (added in vector
+    # steps): one value for the tree's target (boosting), or, with target -1, one per target.
+    if target >= 0:
+        acc = sums[_u(target)]
         for r in range(m):
-            i = idx[r]
-            v = flat[r * n_features + f_t[i]]
-            left = np.int32(v <= th_t[i]) | (np.int32(v != v) & np.int32(nl_t[i]))
-            idx[r] = 2 * i + 2 - left
+            acc[r] += values[_u(leaf_of[_u(idx[r])]), 0]
+    else:
+        for j in range(sums.shape[0]):
+            acc = sums[_u(j)]
+            for r in range(m):
+                acc[r] += values[_u(leaf_of[_u(idx[r])]), _u(j)]
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _add_slots(sums, m, slots, idx, offset, target):  # pragma: no cover
+    # As _add_leaves, for the padded layouts: ``slots`` holds the values each bottom slot
+    # of the tree reaches, one read per row instead of two.
+    if target >= 0:
+        acc = sums[_u(target)]
+        for r in range(m):
+            acc[r] += slots[_u(idx[r] - offset), 0]
+    else:
+        for j in range(sums.shape[0]):
+            acc = sums[_u(j)]
+            for r in range(m):
+                acc[r] += slots[_u(idx[r] - offset), _u(j)]
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _write_sums(out, lo, order, m, sums):  # pragma: no cover
+    # Position r of the block holds row ``order[r]``.
+    for r in range(m):
+        row = _u(lo + order[r])
+        for j in range(sums.shape[0]):
+            out[row, _u(j)] += sums[_u(j), _u(r)]
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _gather_block(x, lo, m, flat, order):  # pragma: no cover
+    # The block's rows copied side by side, those without a missing value first: they
+    # take a step without the missing-value test (measured 1.6x faster). Returns their count.
+    n_features = x.shape[1]
+    clean = 0
+    dirty = m
+    for r in range(m):
+        missing = False
+        for f in range(n_features):
+            v = x[lo + r, f]
+            missing |= v != v
+        if missing:
+            dirty -= 1
+            at = dirty
+        else:
+            at = clean
+            clean += 1
+        order[at] = r
+        for f in range(n_features):
+            flat[_u(at * n_features + f)] = x[lo + r, f]
+    return clean
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _step(v, node, missing):  # pragma: no cover
+    # 1 when the row goes left. ``missing`` is a constant at each call site: the tests for a
+    # missing value and for an equality split are compiled only where a row may need them
+    # (a forest with equality splits takes every row this way: ``equal`` of :func:`levels`).
+    if missing:
+        return _goes_left(v, node)
+    return np.uint32(v <= np.uint32(node & 0xFFFFFFFF).view(np.float32))
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _descend_complete(flat, start, stop, n_features, nodes, depth, idx, missing):  # pragma: no cover
+    for r in range(start, stop):
+        idx[_u(r)] = 0
+    for _ in range(depth):
+        for r in range(start, stop):
+            i = idx[_u(r)]
+            node = nodes[_u(i)]
+            v = flat[_u(r * n_features + _feature(node))]
+            idx[_u(r)] = np.uint32(2) * i + np.uint32(2) - _step(v, node, missing)
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
-def complete(x, feature, threshold, nan_left, leaf, values, tree_target, depth, out):  # pragma: no cover
+def complete(x, nodes, slots, tree_target, depth, out):  # pragma: no cover
     n, n_features = x.shape
     inner = (1 << depth) - 1
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo = b * BLOCK
         m = min(n, lo + BLOCK) - lo
-        idx = np.zeros(BLOCK, np.int32)
-        flat = x[lo:lo + m].ravel()
-        for t in range(feature.shape[0]):
-            _descend_complete(flat, m, n_features, feature[t], threshold[t], nan_left[t], depth, idx)
-            _add_leaves(out, lo, m, leaf[t], idx, inner, values, tree_target[t])
+        idx = np.zeros(BLOCK, np.uint32)
+        order = np.empty(BLOCK, np.uint32)
+        flat = np.empty(BLOCK * n_features, x.dtype)
+        sums = np.zeros((out.shape[1], BLOCK), np.float64)
+        clean = _gather_block(x, lo, m, flat, order)
+        for t in range(nodes.shape[0]):
+            _descend_complete(flat, 0, clean, n_features, nodes[t], depth, idx, False)
+            _descend_complete(flat, clean, m, n_features, nodes[t], depth, idx, True)
+            _add_slots(sums, m, slots[t], idx, inner, tree_target[t])
+        _write_sums(out, lo, order, m, sums)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
-def _descend_levels(flat, m, n_features, feature, threshold, nan_left, left, leaf_row, root, idx,
-                    active):  # pragma: no cover
-    # All rows of the block step down together; a row that reaches its leaf leaves the
-    # list of active rows, so each pass costs only the rows still on their way.
-    for r in range(m):
-        idx[r] = root
-        active[r] = r
-    n_active = m if leaf_row[root] < 0 else 0
+def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, free, idx, active,
+                    missing):  # pragma: no cover
+    # All rows of the block step down together. No leaf lies above level ``free``: the
+    # first steps go without a test; then a row that reaches its leaf leaves the list of
+    # active rows, so each pass costs only the rows still on their way.
+    for r in range(start, stop):
+        idx[_u(r)] = root
+    for _ in range(free):
+        for r in range(start, stop):
+            i = idx[_u(r)]
+            node = nodes[_u(i)]
+            v = flat[_u(r * n_features + _feature(node))]
+            idx[_u(r)] = left[_u(i)] + np.uint32(1) - _step(v, node, missing)
+    n_active = 0
+    for r in range(start, stop):
+        active[_u(n_active)] = r
+        n_active += leaf_row[_u(idx[_u(r)])] < 0
     while n_active > 0:
         kept = 0
         for k in range(n_active):
             r = active[k]
-            i = idx[r]
-            v = flat[r * n_features + feature[i]]
-            go_left = np.int32(v <= threshold[i]) | (np.int32(v != v) & np.int32(nan_left[i]))
-            j = left[i] + 1 - go_left
-            idx[r] = j
-            active[kept] = r
-            kept += leaf_row[j] < 0
+            i = idx[_u(r)]
+            node = nodes[_u(i)]
+            v = flat[_u(r * n_features + _feature(node))]
+            j = left[_u(i)] + np.uint32(1) - _step(v, node, missing)
+            idx[_u(r)] = j
+            active[_u(kept)] = r
+            kept += leaf_row[_u(j)] < 0
         n_active = kept
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
-def levels(x, feature, threshold, nan_left, left, leaf_row, roots, values, tree_target, out):  # pragma: no cover
+def levels(x, nodes, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
     n, n_features = x.shape
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo = b * BLOCK
         m = min(n, lo + BLOCK) - lo
-        idx = np.zeros(BLOCK, np.int32)
-        active = np.zeros(BLOCK, np.int32)
-        flat = x[lo:lo + m].ravel()
+        idx = np.zeros(BLOCK, np.uint32)
+        active = np.zeros(BLOCK, np.uint32)
+        order = np.empty(BLOCK, np.uint32)
+        flat = np.empty(BLOCK * n_features, x.dtype)
+        sums = np.zeros((out.shape[1], BLOCK), np.float64)
+        clean = _gather_block(x, lo, m, flat, order)
+        if equal:
+            clean = 0
         for t in range(roots.shape[0]):
-            _descend_levels(flat, m, n_features, feature, threshold, nan_left, left, leaf_row, roots[t], idx, active)
-            _add_leaves(out, lo, m, leaf_row, idx, 0, values, tree_target[t])
+            _descend_levels(flat, 0, clean, n_features, nodes, left, leaf_row, roots[t], free[t], idx, active, False)
+            _descend_levels(flat, clean, m, n_features, nodes, left, leaf_row, roots[t], free[t], idx, active, True)
+            _add_leaves(sums, m, leaf_row, idx, values, tree_target[t])
+        _write_sums(out, lo, order, m, sums)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
-def _descend_oblivious(columns, m, feature, threshold, nan_left, idx):  # pragma: no cover
+def _descend_oblivious(columns, m, feature, threshold, nan_left, idx, missing):  # pragma: no cover
     # Every node of a level shares one split: each level adds one bit, from one column.
     for r in range(m):
         idx[r] = 0
     for level in range(feature.shape[0]):
-        col = columns[feature[level]]
+        col = columns[_u(feature[level])]
         th = threshold[level]
         nl = np.int32(nan_left[level])
-        for r in range(m):
-            v = col[r]
-            go_left = np.int32(v <= th) | (np.int32(v != v) & nl)
-            idx[r] = (idx[r] << 1) | (1 - go_left)  # below 2**depth: fits the index's type
+        if missing:
+            for r in range(m):
+                v = col[r]
+                go_left = np.int32(v <= th) | (np.int32(v != v) & nl)
+                idx[r] = (idx[r] << 1) | (1 - go_left)  # below 2**depth: fits the index's type
+        else:
+            for r in range(m):
+                idx[r] = (idx[r] << 1) | np.int32(not col[r] <= th)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
@@ -137,7 +243,7 @@ def _columns(x, lo, m, columns):  # pragma: no cover
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
-def oblivious(x, feature, threshold, nan_left, leaf, values, tree_target, index, out):  # pragma: no cover
+def oblivious(x, feature, threshold, nan_left, slots, tree_target, index, out):  # pragma: no cover
     # ``index``: an empty array of the leaf index's type, uint8 up to depth 8 (more lanes per vector).
     n, n_features = x.shape
     for b in prange((n + OBLIVIOUS_BLOCK - 1) // OBLIVIOUS_BLOCK):
@@ -145,7 +251,15 @@ def oblivious(x, feature, threshold, nan_left, leaf, values, tree_target, index,
         m = min(n, lo + OBLIVIOUS_BLOCK) - lo
         idx = np.zeros(OBLIVIOUS_BLOCK, index.dtype)
         columns = np.empty((n_features, OBLIVIOUS_BLOCK), x.dtype)
+        # The block's sums, one contiguous row per output: the leaves are added in vector steps.
+        sums = np.zeros((out.shape[1], OBLIVIOUS_BLOCK), np.float64)
         _columns(x, lo, m, columns)
+        missing = np.isnan(columns[:, :m]).any()
+        order = np.arange(OBLIVIOUS_BLOCK).astype(np.uint32)
         for t in range(feature.shape[0]):
-            _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx)
-            _add_leaves(out, lo, m, leaf[t], idx, 0, values, tree_target[t])
+            if missing:
+                _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx, True)
+            else:
+                _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx, False)
+            _add_slots(sums, m, slots[t], idx, 0, tree_target[t])
+        _write_sums(out, lo, order, m, sums)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TREE_OPS", "NotSplittable", "Split", "split", "tree_nodes"]
+__all__ = ["TREE_OPS", "Dense", "NotSplittable", "Split", "dense_after", "split", "tree_nodes"]
 
 TREE_OPS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble"})
 _ML_DOMAIN = "ai.onnx.ml"
@@ -55,6 +55,22 @@ class Split:
         return tuple(o for o in self.node.output if o)
 
 
+@dataclass(frozen=True)
+class Dense:
+    """The part after the ensemble without the ZipMaps that write graph outputs.
+
+    A ZipMap turns an ``[N, C]`` tensor into a list of ``{class: probability}``, which
+    ``predict_proba`` turns back into the tensor: with this part the tensor is read
+    directly (``tensors``: each ZipMap output's tensor; ``keys``: its classes in column order).
+    """
+
+    after: bytes | None
+    after_inputs: tuple[str, ...]
+    after_outputs: tuple[str, ...]
+    tensors: dict[str, str]
+    keys: dict[str, list[Any]]
+
+
 def tree_nodes(graph: Any) -> list[Any]:
     """The tree ensemble nodes of a graph's top level."""
     return [n for n in graph.node if n.op_type in TREE_OPS and n.domain == _ML_DOMAIN]
@@ -75,7 +91,7 @@ def split(model: Any) -> Split:
     opset = next((o.version for o in model.opset_import if o.domain == _ML_DOMAIN), 1)
     graph_inputs = [i.name for i in graph.input]
     outputs = tuple(o.name for o in graph.output)
-    before_ids = _ancestors(node.input[0], _producers(graph))
+    before_ids = _before_ids(graph, node)
     before_nodes = [n for n in graph.node if id(n) in before_ids]
     after_nodes = [n for n in graph.node if n is not node and id(n) not in before_ids]
     constants = {i.name for i in graph.initializer}
@@ -102,6 +118,41 @@ def split(model: Any) -> Split:
     after = _part(model, after_nodes, after_in, after_out, types) if after_out else None
     return Split(node=node, opset=opset, before=before, before_inputs=before_in, before_outputs=before_out,
                  after=after, after_inputs=after_in, after_outputs=after_out, outputs=outputs)
+
+
+def dense_after(model: Any, cut: Split) -> Dense | None:
+    """``cut``'s after part with its output ZipMaps left out; None when there are none."""
+    from onnx import helper
+
+    graph = model.graph
+    before = _before_ids(graph, cut.node)
+    after_nodes = [n for n in graph.node if n is not cut.node and id(n) not in before]
+    zipmaps = [n for n in after_nodes if n.op_type == "ZipMap" and n.domain == _ML_DOMAIN
+               and n.output[0] in cut.outputs and len(n.input) == 1]
+    if not zipmaps:
+        return None
+    tensors = {str(n.output[0]): str(n.input[0]) for n in zipmaps}
+    keys = {}
+    for n in zipmaps:
+        attributes = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        labels = attributes.get("classlabels_int64s") or attributes.get("classlabels_strings") or []
+        keys[str(n.output[0])] = [v.decode() if isinstance(v, bytes) else v for v in labels]
+    kept = [n for n in after_nodes if all(n is not z for z in zipmaps)]
+    ready = set(cut.tree_outputs) | set(cut.before_outputs) | {i.name for i in graph.input}
+    wanted = tuple(dict.fromkeys(tensors.get(o, o) for o in cut.outputs))
+    after_out = tuple(o for o in wanted if o not in ready and o in _writes(kept))
+    if any(o not in ready and o not in after_out for o in wanted):
+        return None
+    if not after_out:
+        return Dense(None, (), (), tensors, keys)
+    constants = {i.name for i in graph.initializer}
+    after_in = tuple(sorted(v for v in _reads(kept) - _writes(kept) - constants if v in ready))
+    types = _value_types(model, {*after_in, *after_out})
+    return Dense(_part(model, kept, after_in, after_out, types), after_in, after_out, tensors, keys)
+
+
+def _before_ids(graph: Any, node: Any) -> dict[int, Any]:
+    return _ancestors(node.input[0], _producers(graph))
 
 
 def _holds_trees(node: Any) -> bool:

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .forest import Forest, Unsupported, levels_layout
+from .forest import Forest, Unsupported
+from .layouts import levels_layout
 
 __all__ = ["replace_node", "tensor_form"]
 
@@ -43,6 +44,8 @@ def tensor_form(forest: Forest, node: Any) -> tuple[list[Any], list[Any]]:
         raise Unsupported(f"{forest.n_trees} trees (the tensor form takes up to {MAX_TREES})")
     if forest.post_transform == "SOFTMAX_ZERO":
         raise Unsupported("post transform SOFTMAX_ZERO in the tensor form")
+    if forest.has_equal:
+        raise Unsupported("BRANCH_EQ / BRANCH_NEQ splits in the tensor form")
     prefix = f"{node.name or 'trees'}_tf_"
     a = _absorbing(forest)
     constants = {

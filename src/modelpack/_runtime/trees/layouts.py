@@ -1,0 +1,114 @@
+"""The engine's array layouts of a :class:`~.forest.Forest` (described in :mod:`.forest`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .forest import Forest
+
+__all__ = ["COMPLETE_MAX_DEPTH", "COMPLETE_MAX_NODES", "complete", "levels_layout", "oblivious_layout",
+           "packed_splits"]
+
+#: Deepest tree the complete layout takes, and the most nodes it may hold in all.
+COMPLETE_MAX_DEPTH = 10
+COMPLETE_MAX_NODES = 1 << 24
+
+
+def complete(forest: Forest) -> dict[str, np.ndarray] | None:
+    """The complete layout, or None when the trees are too deep for it or split on equality."""
+    if forest._complete is not None:
+        return forest._complete
+    if forest.has_equal or forest.depth > COMPLETE_MAX_DEPTH or forest.n_trees << forest.depth > COMPLETE_MAX_NODES:
+        return None
+    layout = _complete_layout(forest)
+    object.__setattr__(forest, "_complete", layout)  # kept with the (frozen) forest
+    return layout
+
+
+def oblivious_layout(forest: Forest) -> dict[str, np.ndarray] | None:
+    """One split per level of each tree (CatBoost's trees), or None when some level has two.
+
+    Read from the complete layout: every tree of the forest's full depth with no leaf
+    above the bottom, and all nodes of a level alike in feature, threshold and the
+    way a missing value goes.
+    """
+    padded = complete(forest)
+    depth = forest.depth
+    if padded is None or depth == 0:
+        return None
+    feature = np.empty((forest.n_trees, depth), np.int32)
+    threshold = np.empty((forest.n_trees, depth), np.float32)
+    nan_left = np.empty((forest.n_trees, depth), np.uint8)
+    for level in range(depth):
+        nodes = slice((1 << level) - 1, (1 << (level + 1)) - 1)
+        for name, out in (("feature", feature), ("threshold", threshold), ("nan_left", nan_left)):
+            values = padded[name][:, nodes]
+            same = values == values[:, :1]
+            if name == "threshold":
+                same |= np.isnan(values) & np.isnan(values[:, :1])
+            if not same.all():
+                return None
+            out[:, level] = values[:, 0]
+    if not _leaves_at_bottom(forest):
+        return None
+    return {"feature": feature, "threshold": threshold, "nan_left": nan_left, "leaf": padded["leaf"]}
+
+
+def _leaves_at_bottom(forest: Forest) -> bool:
+    # A leaf above the bottom is padded with copies whose splits may look shared.
+    return len(forest.leaf_values) == forest.n_trees << forest.depth
+
+
+def levels_layout(forest: Forest) -> dict[str, np.ndarray]:
+    """The linked layout, ``leaf_row`` (each leaf's row in ``leaf_values``, -1 for a split) and
+    ``free`` (per tree, the level of its shallowest leaf: every row takes that many steps)."""
+    leaf = forest.feature < 0
+    depth = np.zeros(len(leaf), np.int64)
+    level, nodes = 0, forest.roots.astype(np.int64)
+    while nodes.size:  # breadth first: a tree's nodes follow its root, up to the next root
+        depth[nodes] = level
+        inner = forest.left[nodes[~leaf[nodes]]].astype(np.int64)
+        nodes = np.concatenate([inner, inner + 1])
+        level += 1
+    free = np.minimum.reduceat(np.where(leaf, depth, np.iinfo(np.int64).max), forest.roots)
+    return {"feature": forest.feature, "threshold": forest.threshold, "nan_left": forest.nan_left,
+            "equal": forest.equal, "left": forest.left, "leaf_row": np.where(leaf, forest.left, -1).astype(np.int32),
+            "free": free.astype(np.uint32)}
+
+
+def packed_splits(layout: dict[str, np.ndarray]) -> np.ndarray:
+    """Each split as one int64, ``(feature * 4 + equal * 2 + nan_left) << 32 | threshold bits``.
+
+    One read per step. A leaf's entry (feature -1) is never read as a split.
+    """
+    equal = layout.get("equal", np.zeros(1, np.uint8)).astype(np.int64)
+    split = np.maximum(layout["feature"], 0).astype(np.int64) * 4 + equal * 2 + layout["nan_left"]
+    return np.asarray((split << 32) | layout["threshold"].view(np.uint32).astype(np.int64), dtype=np.int64)
+
+
+def _complete_layout(forest: Forest) -> dict[str, np.ndarray]:
+    depth = max(forest.depth, 1)
+    inner = (1 << depth) - 1
+    width = 1 << depth
+    n = forest.n_trees
+    feature = np.zeros((n, inner), np.int32)
+    threshold = np.zeros((n, inner), np.float32)
+    nan_left = np.zeros((n, inner), np.uint8)
+    leaf = np.zeros((n, width), np.int32)  # the row in leaf_values each bottom slot reaches
+    for t in range(n):
+        stack = [(int(forest.roots[t]), 0, 0)]
+        while stack:
+            node, at, level = stack.pop()
+            if forest.feature[node] < 0:
+                # A leaf above the bottom fills every bottom slot under it.
+                span = 1 << (depth - level)
+                first = ((at + 1) << (depth - level)) - 1 - inner
+                leaf[t, first:first + span] = forest.left[node]
+                continue
+            feature[t, at] = forest.feature[node]
+            threshold[t, at] = forest.threshold[node]
+            nan_left[t, at] = forest.nan_left[node]
+            child = int(forest.left[node])
+            stack.append((child, 2 * at + 1, level + 1))
+            stack.append((child + 1, 2 * at + 2, level + 1))
+    return {"feature": feature, "threshold": threshold, "nan_left": nan_left, "leaf": leaf}
