@@ -194,3 +194,14 @@ def test_without_java_pack_writes_the_compiled_model_uncompared_and_it_runs(tmp_
     assert "DEFAULT onnx True" in done.stdout
     assert "not compared with the PMML evaluator" in done.stdout and "no Java" in done.stdout
     assert "ENGINE onnx (compiled from PMML)" in done.stdout
+
+
+def test_the_tree_engine_may_take_compiled_trees_but_not_the_evaluator(iris_package: Path) -> None:
+    # engine= concerns ONNX tree ensembles: a compiled PMML tree is one, the JVM's document is not.
+    with modelpack.load(iris_package, engine="modelpack-trees") as model:
+        assert model.engine != "pmml4s"
+        rows = {k: [v if v is not None else 1.0 for v in vals] * 16 for k, vals in ROWS.items()}
+        with modelpack.load(iris_package, compile="never") as jvm:
+            np.testing.assert_array_equal(model.predict(rows), jvm.predict(rows))
+    with pytest.raises(RuntimeBackendError, match=r"tree engine runs ONNX tree ensembles.*compile='never'"):
+        modelpack.load(iris_package, compile="never", engine="modelpack-trees")
