@@ -54,7 +54,8 @@ class Forest:
         return self._output
 
     def summed(self, scores: list[np.ndarray]) -> str:
-        """A double [N] tensor: per row, the sum over the trees of ``scores[tree][outcome]``.
+        """A double [N, K] tensor: per row, the sum over the trees of ``scores[tree][outcome]``
+        (each table [outcomes, K]).
 
         The scores are the node's leaf weights, so the node sums them: float32 weights, one
         float32 result (the tree engine sums in double and rounds once), about 1e-7 relative.
@@ -64,7 +65,7 @@ class Forest:
         self._output = ""
         g = self.graph
         total = self._node(*self._input(), weights=scores)
-        return g.op("Squeeze", g.op("Cast", total, to=TensorProto.DOUBLE), g.const([1], dtype=np.int64))
+        return g.op("Cast", total, to=TensorProto.DOUBLE)
 
     def _emit(self) -> str:
         out = self._node(*self._input())
@@ -100,13 +101,15 @@ class Forest:
             attrs["nodes_missing_value_tracks_true"] += tree.missing_true
             values += tree.thresholds
             for node, outcome in sorted(tree.leaves.items()):
-                attrs["target_treeids"].append(t)
-                attrs["target_nodeids"].append(node)
-                attrs["target_ids"].append(t if weights is None else 0)
-                attrs["target_weights"].append(float(outcome if weights is None else weights[t][outcome]))
+                row = [float(outcome)] if weights is None else weights[t][outcome]
+                for k, weight in enumerate(row):
+                    attrs["target_treeids"].append(t)
+                    attrs["target_nodeids"].append(node)
+                    attrs["target_ids"].append(t if weights is None else k)
+                    attrs["target_weights"].append(float(weight))
         if double:
             attrs["nodes_values_as_tensor"] = numpy_helper.from_array(np.array(values, dtype=np.float64))
         else:
             attrs["nodes_values"] = values
-        return g.op("TreeEnsembleRegressor", x, domain="ai.onnx.ml", n_targets=len(trees) if weights is None else 1,
+        return g.op("TreeEnsembleRegressor", x, domain="ai.onnx.ml", n_targets=len(trees) if weights is None else weights[0].shape[1],
                     aggregate_function="SUM", post_transform="NONE", **attrs)
