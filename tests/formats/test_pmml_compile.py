@@ -425,3 +425,26 @@ def test_a_nested_tree_sum_is_summed_by_the_tree_node(pmml_java: None, method: s
     assert targets(compile_pmml(data, name="m", exact=True)) == 5  # one outcome per tree, summed in double
     top = document(SUM_TOP % (method, trees), classification=False)
     assert targets(compile_pmml(top, name="m")) == 5  # the document's own prediction stays exact
+
+
+def test_a_float32_tree_sum_that_would_disagree_is_packed_exact(pmml_java: None, tmp_path: Path) -> None:
+    import zipfile
+
+    import modelpack
+
+    # y = 2 (a + b) + 0.125 is -0.4 where x <= 0 and z <= 0: float32 leaves would miss it by 4e-4
+    trees = _sum_segment(0, "x", 0.0, 12345.678, 1.0) + _sum_segment(1, "z", 0.0, -12345.9405, 2.0)
+    source = tmp_path / "m.pmml"
+    source.write_bytes(document(SUM_CHAIN % ("sum", trees), classification=False))
+    dest = tmp_path / "m.mpk"
+    modelpack.pack(source, dest)
+    loaded = modelpack.load(dest)
+    assert loaded.engine.startswith("onnx")  # the exact form passed the certificate and runs
+    node = next(n for n in onnx.load_from_string(zipfile.ZipFile(dest).read("model.onnx")).graph.node
+                if n.op_type == "TreeEnsembleRegressor")
+    assert next(a.i for a in node.attribute if a.name == "n_targets") == 2
+    got = loaded.predict({"x": np.array([-1.0, 1.0]), "z": np.array([-1.0, -1.0])})
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64).ravel(), [2 * (12345.678 - 12345.9405) + 0.125,
+                                                                        2 * (1.0 - 12345.9405) + 0.125],
+                               rtol=1e-12, atol=1e-9)
+    loaded.close()
