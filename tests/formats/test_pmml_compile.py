@@ -344,3 +344,107 @@ def test_splits_run_in_float32_that_keeps_every_double_comparison(pmml_java: Non
                         + leaf("2", "q", f'<SimplePredicate field="x" operator="lessOrEqual" value="{close}"/>')))
     assert "nodes_values_as_tensor" in _tree_attributes(compile_pmml(both, name="m"))  # stays in double
     compare(both, evaluator_compatible=True)
+
+
+def _spec_tree(node: dict[str, Any], row: dict[str, float]) -> str | None:
+    """The PMML specification's nullPrediction + returnLastPrediction walk, for the test's trees."""
+    for child in node["children"]:
+        value = row[child["field"]]
+        if np.isnan(value):
+            return None  # an UNKNOWN predicate: no prediction
+        if value <= child["at"] if child["op"] == "lessOrEqual" else value > child["at"]:
+            return _spec_tree(child, row)
+    return node["score"]
+
+
+def _xml_tree(node: dict[str, Any]) -> str:
+    predicate = ("<True/>" if "field" not in node else
+                 f'<SimplePredicate field="{node["field"]}" operator="{node["op"]}" value="{node["at"]}"/>')
+    inner = "".join(_xml_tree(c) for c in node["children"])
+    return f'<Node score="{node["score"]}">{predicate}{inner}</Node>'
+
+
+def _split(field: str, at: float, score: str, low: list[dict[str, Any]], high: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"field": field, "op": "lessOrEqual", "at": at, "score": score, "children": low},
+            {"field": field, "op": "greaterThan", "at": at, "score": score, "children": high}]
+
+
+def test_null_prediction_trees_follow_the_specification_with_fewer_missing_value_tests() -> None:
+    # Binary splits as sklearn2pmml writes them: each field tested for a missing value once per
+    # path, a sibling's complement not tested again.
+    root = {"score": "r", "children": _split("x", 0.5, "p", _split("z", 0.0, "q", _split("x", -0.5, "r", [], []), []),
+                                             _split("x", 1.5, "q", [], _split("z", 1.0, "p", [], [])))}
+    data = tree(_xml_tree(root), attributes='missingValueStrategy="nullPrediction" '
+                                            'noTrueChildStrategy="returnLastPrediction"')
+    model = compile_pmml(data, name="model.pmml")
+    rng = np.random.default_rng(0)
+    feeds = {k: np.where(rng.random(400) < 0.2, np.nan, rng.normal(0.5, 1.2, 400).round(1)) for k in "xz"}
+    feeds["c"] = np.array(["a"] * 400, dtype=object)
+    got = run_compiled(model, data, feeds)["predicted_y"]
+    want = [_spec_tree(root, {k: feeds[k][i] for k in "xz"}) for i in range(400)]
+    assert list(got) == want
+    node = next(n for n in onnx.load_from_string(model).graph.node if n.op_type == "TreeEnsembleRegressor")
+    # 5 comparisons, 3 missing-value tests (z on the left; x, then z on the right), 9 leaves;
+    # (a missing-value test before every comparison would take 41)
+    assert len(next(a for a in node.attribute if a.name == "nodes_modes").strings) == 17
+
+
+SUM_CHAIN = """<MiningModel functionName="regression"><MiningSchema><MiningField name="x"/><MiningField name="z"/>
+<MiningField name="y" usageType="target"/></MiningSchema><Segmentation multipleModelMethod="modelChain">
+<Segment id="1"><True/><MiningModel functionName="regression"><MiningSchema><MiningField name="x"/>
+<MiningField name="z"/></MiningSchema><Output><OutputField name="s" optype="continuous" dataType="double"
+ feature="predictedValue"/></Output><Segmentation multipleModelMethod="%s">%s</Segmentation></MiningModel></Segment>
+<Segment id="2"><True/><RegressionModel functionName="regression"><MiningSchema><MiningField name="s"/>
+<MiningField name="y" usageType="target"/></MiningSchema><RegressionTable intercept="0.125">
+<NumericPredictor name="s" coefficient="2"/></RegressionTable></RegressionModel></Segment></Segmentation></MiningModel>"""
+
+SUM_TOP = """<MiningModel functionName="regression"><MiningSchema><MiningField name="x"/><MiningField name="z"/>
+<MiningField name="y" usageType="target"/></MiningSchema><Segmentation multipleModelMethod="%s">%s</Segmentation>
+</MiningModel>"""
+
+
+def _sum_segment(i: int, field: str, at: float, low: float, high: float) -> str:
+    return (f'<Segment id="t{i}" weight="{i + 1}"><True/><TreeModel functionName="regression"><MiningSchema>'
+            f'<MiningField name="{field}"/></MiningSchema><Node score="0"><True/>'
+            f'<Node score="{low}"><SimplePredicate field="{field}" operator="lessOrEqual" value="{at}"/></Node>'
+            f'<Node score="{high}"><SimplePredicate field="{field}" operator="greaterThan" value="{at}"/></Node>'
+            '</Node></TreeModel></Segment>')
+
+
+@pytest.mark.parametrize("method", ["sum", "weightedAverage"])
+def test_a_nested_tree_sum_is_summed_by_the_tree_node(pmml_java: None, method: str) -> None:
+    trees = "".join(_sum_segment(i, "xz"[i % 2], 0.25 * i, 0.1 + i, -1.7 * i) for i in range(5))
+    data = document(SUM_CHAIN % (method, trees), classification=False)
+    compare(data, evaluator_compatible=True)
+
+    def targets(model: bytes) -> int:
+        node = next(n for n in onnx.load_from_string(model).graph.node if n.op_type == "TreeEnsembleRegressor")
+        return next(a.i for a in node.attribute if a.name == "n_targets")
+
+    assert targets(compile_pmml(data, name="m")) == 1  # the scores are the leaves' weights
+    assert targets(compile_pmml(data, name="m", exact=True)) == 5  # one outcome per tree, summed in double
+    top = document(SUM_TOP % (method, trees), classification=False)
+    assert targets(compile_pmml(top, name="m")) == 5  # the document's own prediction stays exact
+
+
+def test_a_float32_tree_sum_that_would_disagree_is_packed_exact(pmml_java: None, tmp_path: Path) -> None:
+    import zipfile
+
+    import modelpack
+
+    # y = 2 (a + b) + 0.125 is -0.4 where x <= 0 and z <= 0: float32 leaves would miss it by 4e-4
+    trees = _sum_segment(0, "x", 0.0, 12345.678, 1.0) + _sum_segment(1, "z", 0.0, -12345.9405, 2.0)
+    source = tmp_path / "m.pmml"
+    source.write_bytes(document(SUM_CHAIN % ("sum", trees), classification=False))
+    dest = tmp_path / "m.mpk"
+    modelpack.pack(source, dest)
+    loaded = modelpack.load(dest)
+    assert loaded.engine.startswith("onnx")  # the exact form passed the certificate and runs
+    node = next(n for n in onnx.load_from_string(zipfile.ZipFile(dest).read("model.onnx")).graph.node
+                if n.op_type == "TreeEnsembleRegressor")
+    assert next(a.i for a in node.attribute if a.name == "n_targets") == 2
+    got = loaded.predict({"x": np.array([-1.0, 1.0]), "z": np.array([-1.0, -1.0])})
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64).ravel(), [2 * (12345.678 - 12345.9405) + 0.125,
+                                                                        2 * (1.0 - 12345.9405) + 0.125],
+                               rtol=1e-12, atol=1e-9)
+    loaded.close()

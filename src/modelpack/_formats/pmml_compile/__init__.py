@@ -28,12 +28,15 @@ from .transform import derived_field
 __all__ = ["MISSING", "NotCompiled", "compile_pmml"]
 
 
-def compile_pmml(data: bytes, *, name: str, evaluator_compatible: bool = False) -> bytes:
+def compile_pmml(data: bytes, *, name: str, evaluator_compatible: bool = False, exact: bool = False) -> bytes:
     """The ONNX model (serialized) computing what the PMML document ``data`` computes.
 
     Raises :class:`NotCompiled` naming the element that stops it. With
     ``evaluator_compatible``, the graph follows pmml4s where pmml4s departs from the
     specification (docs/pmml.md lists where): a check of everything else against it.
+    Trees whose scores a segmentation sums or averages carry the scores as the tree node's
+    leaf weights (one float32 sum, about 1e-7 relative) unless ``exact``: then each tree's
+    score is read in double and the scores are summed in double.
 
     Example
     -------
@@ -50,7 +53,7 @@ def compile_pmml(data: bytes, *, name: str, evaluator_compatible: bool = False) 
     """
     desc = describe(data, name=name)  # refuses what is not safe or not PMML, as for the evaluator
     try:
-        return _compile(data, desc, name=name, evaluator_compatible=evaluator_compatible)
+        return _compile(data, desc, name=name, evaluator_compatible=evaluator_compatible, exact=exact)
     except NotCompiled:
         raise
     except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError, OverflowError, RecursionError) as exc:
@@ -60,9 +63,9 @@ def compile_pmml(data: bytes, *, name: str, evaluator_compatible: bool = False) 
                                   f"{str(exc)[:200]})") from exc
 
 
-def _compile(data: bytes, desc: Description, *, name: str, evaluator_compatible: bool) -> bytes:
+def _compile(data: bytes, desc: Description, *, name: str, evaluator_compatible: bool, exact: bool) -> bytes:
     root = _parse(data, name)
-    doc = Document(root, evaluator_compatible=evaluator_compatible)
+    doc = Document(root, evaluator_compatible=evaluator_compatible, exact=exact)
     graph = Graph()
     derived = {d.get("name", ""): d for d in root.findall("TransformationDictionary/DerivedField")}
     scope = Scope(graph, doc, derived=derived, compilers=Compilers(derived_field, compile_model))

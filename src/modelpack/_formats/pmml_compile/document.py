@@ -16,8 +16,10 @@ def is_numeric(data_type: str | None) -> bool:
 class Document:
     """A parsed PMML document: DataFields and every literal compared with each field."""
 
-    def __init__(self, root: ET.Element, *, evaluator_compatible: bool = False) -> None:
+    def __init__(self, root: ET.Element, *, evaluator_compatible: bool = False, exact: bool = False) -> None:
         self.root = root
+        #: Sum tree scores in double after the tree node (``exact``), not as the node's leaf weights.
+        self.exact = exact
         #: Follow pmml4s where it departs from the PMML specification (docs/pmml.md), to check
         #: the rest of the translation against it.
         self.evaluator_compatible = evaluator_compatible

@@ -1,4 +1,4 @@
-"""Trees as one TreeEnsembleRegressor whose leaves hold outcome numbers, not scores.
+"""Trees as one TreeEnsembleRegressor whose leaves hold outcome numbers (or summed scores).
 
 Each PMML tree becomes one target of the node; each of its leaves weighs the
 number of the *outcome* it reaches (a PMML Node, or "no prediction"). The node
@@ -6,6 +6,8 @@ runs in double (``nodes_values_as_tensor``), so every split is the document's
 own comparison; its float32 output holds small integers exactly. Scores,
 probabilities and ids are then read from double tables by outcome, and the
 trees' results are combined in double, as a PMML evaluator combines them.
+Where a segmentation sums the trees' scores, :meth:`Forest.summed` lets the node
+sum them itself, as its leaf weights (a float32 result).
 """
 
 from __future__ import annotations
@@ -51,18 +53,37 @@ class Forest:
             self._output = self._emit()
         return self._output
 
+    def summed(self, scores: list[np.ndarray]) -> str:
+        """A double [N, K] tensor: per row, the sum over the trees of ``scores[tree][outcome]``
+        (each table [outcomes, K]).
+
+        The scores are the node's leaf weights, so the node sums them: float32 weights, one
+        float32 result (the tree engine sums in double and rounds once), about 1e-7 relative.
+        """
+        if self._output is not None:
+            raise RuntimeError("the forest was emitted already")
+        self._output = ""
+        g = self.graph
+        total = self._node(*self._input(), weights=scores)
+        return g.op("Cast", total, to=TensorProto.DOUBLE)
+
     def _emit(self) -> str:
+        out = self._node(*self._input())
+        return self.graph.op("Cast", out, to=TensorProto.INT64)
+
+    def _input(self) -> tuple[str, list[TreeNodes], bool]:
+        """The node's input, its trees, and whether it compares in double."""
         g = self.graph
         cols = sorted(self.columns, key=self.columns.__getitem__)
         if not cols:  # trees of one leaf each: any column will do
             cols = [g.const_like(0.0)]
         single = float_forest(g, self.trees, cols)
         if single is not None:  # float32 that keeps every double comparison: the tree engine takes it
-            return self._node(single.features, single.trees, double=False)
+            return single.features, single.trees, False
         x = g.op("Concat", *[g.op("Unsqueeze", c, g.const([1], dtype=np.int64)) for c in cols], axis=1)
-        return self._node(x, self.trees, double=True)
+        return x, self.trees, True
 
-    def _node(self, x: str, trees: list[TreeNodes], *, double: bool) -> str:
+    def _node(self, x: str, trees: list[TreeNodes], double: bool, *, weights: list[np.ndarray] | None = None) -> str:
         g = self.graph
         attrs: dict[str, Any] = {k: [] for k in (
             "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes", "nodes_truenodeids",
@@ -80,14 +101,15 @@ class Forest:
             attrs["nodes_missing_value_tracks_true"] += tree.missing_true
             values += tree.thresholds
             for node, outcome in sorted(tree.leaves.items()):
-                attrs["target_treeids"].append(t)
-                attrs["target_nodeids"].append(node)
-                attrs["target_ids"].append(t)
-                attrs["target_weights"].append(float(outcome))
+                row = [float(outcome)] if weights is None else weights[t][outcome]
+                for k, weight in enumerate(row):
+                    attrs["target_treeids"].append(t)
+                    attrs["target_nodeids"].append(node)
+                    attrs["target_ids"].append(t if weights is None else k)
+                    attrs["target_weights"].append(float(weight))
         if double:
             attrs["nodes_values_as_tensor"] = numpy_helper.from_array(np.array(values, dtype=np.float64))
         else:
             attrs["nodes_values"] = values
-        out = g.op("TreeEnsembleRegressor", x, domain="ai.onnx.ml", n_targets=len(trees),
-                   aggregate_function="SUM", post_transform="NONE", **attrs)
-        return g.op("Cast", out, to=TensorProto.INT64)
+        return g.op("TreeEnsembleRegressor", x, domain="ai.onnx.ml", n_targets=len(trees) if weights is None else weights[0].shape[1],
+                    aggregate_function="SUM", post_transform="NONE", **attrs)

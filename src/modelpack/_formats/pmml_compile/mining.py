@@ -61,6 +61,8 @@ def mining_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...] 
         # pmml4s then weighs votes otherwise than by Segment/@weight (its probabilities pass 1)
         raise NotCompiled("Segmentation", f"{method} over segments with their own Output fields: evaluators "
                                           "weigh these differently")
+    if _summed_by_trees(model, method, segments, scope, classes):
+        return _tree_sum(method, segments, scope, classes)
     votes = classes is None or method in ("majorityVote", "weightedMajorityVote")
     values, probabilities = _combined_inputs(segments, scope, classes, votes=votes)
     weights = np.array([w for _, _, w in segments])
@@ -69,6 +71,38 @@ def mining_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...] 
 
 def _plain_tree(inner: ET.Element) -> bool:
     return inner.tag == "TreeModel" and inner.find("Targets") is None and inner.find("Output") is None
+
+
+def _summed_by_trees(model: ET.Element, method: str, segments: list[tuple[ET.Element, ET.Element, float]],
+                     scope: Scope, classes: tuple[str, ...] | None) -> bool:
+    """Whether a float32 sum of tree scores serves: averaged probabilities (within 1e-7 of
+    each), or a sum or average of regression trees inside another model (a boosted
+    classifier's margin, read through a link function), never the document's own
+    prediction, whose relative error near zero the float32 sum does not bound."""
+    if scope.doc.exact or classes is None and (method == "max" or any(model is m for m in scope.doc.root)):
+        return False
+    if classes is not None and method not in ("average", "weightedAverage"):
+        return False
+    return all(_plain_tree(inner) for _, inner, _ in segments)
+
+
+def _tree_sum(method: str, segments: list[tuple[ET.Element, ET.Element, float]], scope: Scope,
+              classes: tuple[str, ...] | None) -> Prediction:
+    """A sum or an average of tree scores (or probabilities), summed by the tree node as its leaf weights."""
+    g = scope.graph
+    forest = Forest(g)
+    weights = np.array([w for _, _, w in segments]) if method.startswith("weighted") else np.ones(len(segments))
+    scores = []
+    for (_, inner, _), w in zip(segments, weights, strict=True):
+        _same_classes(inner, scope, classes)
+        tables = build_tree(inner, local_scope(inner, scope), forest, classes)
+        scores.append((tables.values[:, None] if classes is None else tables.probabilities) * w)
+    total = forest.summed(scores)
+    if method != "sum":
+        total = g.op("Div", total, g.const(weights.sum()))
+    if classes is None:
+        return Prediction("regression", g.op("Squeeze", total, g.const([1], dtype=np.int64)))
+    return Prediction("classification", class_value(g, total), classes, total)
 
 
 def _combined_inputs(segments: list[tuple[ET.Element, ET.Element, float]], scope: Scope,

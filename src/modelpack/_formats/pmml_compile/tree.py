@@ -73,6 +73,8 @@ class _Builder:
         self.outcomes: list[tuple[ET.Element | None, int]] = [(None, 0)]  # outcome 0: no prediction
         self._numbers: dict[tuple[int, int], int] = {}
         self.defaults = 0
+        self.present: set[int] = set()  # features known not missing on the path being built
+        self.known: dict[tuple[int, str, float], bool] = {}  # comparisons decided on that path
 
     def outcome(self, node: ET.Element | None) -> int:
         if node is None:
@@ -139,17 +141,47 @@ class _Builder:
         else:
             column, mode, threshold, negate = split.value, split.mode, split.threshold, split.negate
         feature = self.forest.column(column)
-        node = first = self.tree.new()
-        if not isinstance(unknown, str):  # a third way: test for a missing value first
-            present = self.tree.new()
-            self.tree.branch(node, feature, "BRANCH_LEQ", math.inf, present, unknown(), missing_true=False)
-            node, unknown = present, "FALSE"
-        yes, no = on_true(), on_false()
-        if negate:  # the node's own test is the predicate's negation: its branches swap
-            yes, no = no, yes
-            unknown = "FALSE" if unknown == "TRUE" else "TRUE"
-        self.tree.branch(node, feature, mode, threshold, yes, no, missing_true=unknown == "TRUE")
-        return first
+        key = (feature, mode, threshold)
+        if key in self.known:  # decided higher on this path: the node would send every row one way
+            return on_true() if self.known[key] != negate else on_false()
+        yes, no = (on_false, on_true) if negate else (on_true, on_false)  # the node's test: its own branches
+        if feature in self.present:
+            unknown = "FALSE"  # the value is known to be there: no row is missing here
+        node = self.tree.new()
+        if isinstance(unknown, str):
+            missing_true = (unknown == "TRUE") != negate
+            # A missing value takes one branch: only the other proves the value is there.
+            self.tree.branch(node, feature, mode, threshold, self._given(key, True, yes, proves=not missing_true),
+                             self._given(key, False, no, proves=missing_true), missing_true=missing_true)
+            return node
+        # A third way for a missing value, tested only where the comparison fails: a comparison
+        # (EQ, LEQ, LT) that holds proves the value is there, one that fails sends a missing one on.
+        taken, missing = self._given(key, True, yes, proves=True), self.tree.new()
+        self.tree.branch(node, feature, mode, threshold, taken, missing, missing_true=False)
+        self.present.add(feature)
+        try:
+            present = self._given(key, False, no, proves=True)
+        finally:
+            self.present.discard(feature)
+        self.tree.branch(missing, feature, "BRANCH_LEQ", math.inf, present, unknown(), missing_true=False)
+        return node
+
+    def _given(self, key: tuple[int, str, float], result: bool, build: Callable[[], int], *, proves: bool) -> int:
+        """The subtree ``build`` makes below the branch ``result`` of the node ``key``; where that
+        branch ``proves`` the value is there (or it is known to be), the comparison is recorded
+        as decided for the subtree."""
+        feature = key[0]
+        if not proves and feature not in self.present:
+            return build()
+        added = feature not in self.present
+        self.known[key] = result
+        self.present.add(feature)
+        try:
+            return build()
+        finally:
+            del self.known[key]
+            if added:
+                self.present.discard(feature)
 
 
 def _has_result(node: ET.Element) -> bool:
