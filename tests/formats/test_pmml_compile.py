@@ -53,9 +53,8 @@ FALLS_BACK = {
     "tree/dmg_tree_missing_value_strategies.xml": "TreeModel",
     "tree/sas_3.1_iris_tree.xml": "OutputField",
 }
-FALLS_BACK.update({f"general/dmg_general_{n}.xml": "GeneralRegressionModel" for n in (
-    "cox", "cox_strata", "generalLinear", "generalizedLinear", "multinomial_contrast_matrix",
-    "multinomial_logistic", "ordinal_multinomial", "regression")})
+FALLS_BACK.update({f"general/dmg_general_{n}.xml": "GeneralRegressionModel" for n in ("cox", "cox_strata")})
+FALLS_BACK["general/dmg_general_multinomial_contrast_matrix.xml"] = "Predictor"
 
 
 def documents() -> list[str]:
@@ -103,6 +102,8 @@ def assert_agree(got: dict[str, np.ndarray], want: dict[str, np.ndarray], feeds:
         if expected.dtype == object or value.dtype == object:
             bad = [i for i, (a, b) in enumerate(zip(value, expected, strict=True)) if a != b and str(a) != str(b)]
         else:
+            # the evaluator hands a missing integer target back as Long.MIN_VALUE
+            expected = np.where(expected == -(2.0 ** 63), np.nan, expected)
             close = np.abs(value - expected) <= TOLERANCE + TOLERANCE * np.abs(np.nan_to_num(expected))
             bad = list(np.flatnonzero(~(close | (np.isnan(value) & np.isnan(expected)))))
         if bad:

@@ -15,6 +15,7 @@ Compiler = Callable[[ET.Element, Scope, "tuple[str, ...] | None"], Prediction]
 
 
 def _compilers() -> dict[str, Compiler]:
+    from .general import general_prediction
     from .mining import mining_prediction
     from .neural import neural_prediction
     from .regression import regression_prediction
@@ -22,7 +23,7 @@ def _compilers() -> dict[str, Compiler]:
 
     return {"TreeModel": tree_prediction, "MiningModel": mining_prediction,
             "RegressionModel": regression_prediction,
-            "NeuralNetwork": neural_prediction}
+            "NeuralNetwork": neural_prediction, "GeneralRegressionModel": general_prediction}
 
 
 def compile_model(model: ET.Element, scope: Scope) -> tuple[Prediction, Scope]:
