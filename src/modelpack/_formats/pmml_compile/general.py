@@ -157,7 +157,7 @@ def _multinomial(model: ET.Element, g: Graph, names: list[str], x: str, classes:
     eta = g.op("MatMul", x, g.const(beta))
     axis = g.const([1], dtype=np.int64)
     e = g.op("Exp", g.op("Sub", eta, g.op("ReduceMax", eta, axis, keepdims=1)))
-    return g.op("Div", e, g.op("ReduceSum", e, axis, keepdims=1))  # type: ignore[no-any-return]
+    return g.op("Div", e, g.op("ReduceSum", e, axis, keepdims=1))
 
 
 def _ordinal(model: ET.Element, scope: Scope, names: list[str], x: str, classes: tuple[str, ...]) -> str:
@@ -172,4 +172,4 @@ def _ordinal(model: ET.Element, scope: Scope, names: list[str], x: str, classes:
                 g.const(1.0))
     upper = g.op("Concat", cumulative, ones, axis=1)
     lower = g.op("Concat", g.op("Sub", ones, ones), cumulative, axis=1)
-    return g.op("Sub", upper, lower)  # type: ignore[no-any-return]
+    return g.op("Sub", upper, lower)
