@@ -45,7 +45,6 @@ FALLS_BACK = {
     "naive/dmg_naive_bayes.xml": "NaiveBayesModel",
     "rule/dmg_rule_compound.xml": "RuleSetModel",
     "rule/dmg_rule_simple.xml": "RuleSetModel",
-    "scorecard/dmg_scorecard_example.xml": "Scorecard",
     "svm/dmg_svm_classification_cat_predictors.xml": "SupportVectorMachineModel",
     "svm/dmg_svm_classification_cont_predictors.xml": "SupportVectorMachineModel",
     "tree/dmg_tree_missing_aggregateNodes.xml": "TreeModel",

@@ -19,11 +19,13 @@ def _compilers() -> dict[str, Compiler]:
     from .mining import mining_prediction
     from .neural import neural_prediction
     from .regression import regression_prediction
+    from .scorecard import scorecard_prediction
     from .tree import tree_prediction
 
     return {"TreeModel": tree_prediction, "MiningModel": mining_prediction,
             "RegressionModel": regression_prediction,
-            "NeuralNetwork": neural_prediction, "GeneralRegressionModel": general_prediction}
+            "NeuralNetwork": neural_prediction, "GeneralRegressionModel": general_prediction,
+            "Scorecard": scorecard_prediction}
 
 
 def compile_model(model: ET.Element, scope: Scope) -> tuple[Prediction, Scope]:
