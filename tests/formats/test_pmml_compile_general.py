@@ -6,28 +6,11 @@ Each document is compared on probe rows with missing values and unseen categorie
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from pmml_compile_checks import compare, document, run_compiled
 
 from modelpack._formats.pmml_compile import NotCompiled, compile_pmml
-
-
-def _shared() -> object:
-    """The evaluator comparison of test_pmml_compile.py (tests are not a package here)."""
-    path = Path(__file__).with_name("test_pmml_compile.py")
-    spec = importlib.util.spec_from_file_location("_pmml_compile_checks_general", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_checks = _shared()
-compare, document = _checks.compare, _checks.document  # type: ignore[attr-defined]
 
 LISTS = """<ParameterList><Parameter name="p0"/><Parameter name="p1"/><Parameter name="p2"/><Parameter name="p3"/>
 <Parameter name="p4"/></ParameterList><FactorList><Predictor name="c"/></FactorList><CovariateList>
@@ -80,7 +63,7 @@ def test_ordinal_loglog_follows_the_specification_where_pmml4s_does_not() -> Non
     data = model("ordinalMultinomial", 'cumulativeLink="loglog"', ORDINAL, classification=True)
     x, z = np.array([0.0, 1.0, -2.0]), np.array([0.0, 0.5, 3.0])
     feeds = {"x": x, "z": z, "c": np.array(["c", "a", "b"], dtype=object)}
-    got = _checks.run_compiled(compile_pmml(data, name="model.pmml"), data, feeds)  # type: ignore[attr-defined]
+    got = run_compiled(compile_pmml(data, name="model.pmml"), data, feeds)
     common = 0.4 * (feeds["c"] == "a") - 0.3 * x + 0.02 * z * z * x
     cumulative = [np.exp(-np.exp(-(t + common))) for t in (-0.5, 0.8)]
     want = {"p": cumulative[0], "q": cumulative[1] - cumulative[0], "r": 1 - cumulative[1]}

@@ -6,27 +6,10 @@ at 1e-6 relative; the DMG corpus' network is compared in test_pmml_compile.py.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from pmml_compile_checks import compare, document
 
 from modelpack._formats.pmml_compile import NotCompiled, compile_pmml
-
-
-def _shared() -> object:
-    """The evaluator comparison of test_pmml_compile.py (tests are not a package here)."""
-    path = Path(__file__).with_name("test_pmml_compile.py")
-    spec = importlib.util.spec_from_file_location("_pmml_compile_checks", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_checks = _shared()
-compare, document = _checks.compare, _checks.document  # type: ignore[attr-defined]
 
 INPUTS = """<NeuralInputs><NeuralInput id="i0"><DerivedField optype="continuous" dataType="double">
 <NormContinuous field="x"><LinearNorm orig="-2" norm="-1"/><LinearNorm orig="2" norm="1"/></NormContinuous>

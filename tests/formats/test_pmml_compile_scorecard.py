@@ -6,28 +6,11 @@ Each document is compared on probe rows with missing values and unseen categorie
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from pmml_compile_checks import compare, document, run_compiled
 
 from modelpack._formats.pmml_compile import compile_pmml
-
-
-def _shared() -> object:
-    """The evaluator comparison of test_pmml_compile.py (tests are not a package here)."""
-    path = Path(__file__).with_name("test_pmml_compile.py")
-    spec = importlib.util.spec_from_file_location("_pmml_compile_checks_scorecard", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_checks = _shared()
-compare, document = _checks.compare, _checks.document  # type: ignore[attr-defined]
 
 CHARACTERISTICS = """<Characteristics>
 <Characteristic name="cx" reasonCode="RX" baselineScore="4"><Attribute partialScore="1"><SimplePredicate field="x"
@@ -66,7 +49,7 @@ def test_reason_codes_follow_the_specification_where_pmml4s_does_not() -> None:
     data = scorecard('reasonCodeAlgorithm="pointsBelow"')
     # x=-1: RX earns 3; c="a": RC earns -2; z=0: RZ earns -0.5; x missing: RX earns 6, c="c", z=2: RC earns 2, RZ 1.75
     feeds = {"x": np.array([-1.0, np.nan]), "z": np.array([0.0, 2.0]), "c": np.array(["a", "c"], dtype=object)}
-    got = _checks.run_compiled(compile_pmml(data, name="model.pmml"), data, feeds)  # type: ignore[attr-defined]
+    got = run_compiled(compile_pmml(data, name="model.pmml"), data, feeds)
     names = [o for o in got if o != "predicted_y"]
     assert list(got["predicted_y"]) == [10 + 1 + 5 + 2.5, 10 - 2 + 1 + 0.25]
     # codes earning no points are not given (pmml4s repeats the last one that earned points)
