@@ -46,10 +46,11 @@ def _rows(model: ET.Element, scope: Scope) -> tuple[list[str], str, str]:
     g = scope.graph
     predictors = _predictors(model, scope)
     names = [p.get("name", "") for p in model.findall("ParameterList/Parameter")]
+    cells = model.findall("PPMatrix/PPCell")  # matched in Python: a name is no safe XPath literal
     columns = []
     for name in names:
         part: str | None = None
-        for cell in model.findall(f"PPMatrix/PPCell[@parameterName='{name}']"):
+        for cell in (c for c in cells if c.get("parameterName") == name):
             predictor = cell.get("predictorName", "")
             if predictor not in predictors:
                 raise NotCompiled("PPCell", f"{predictor!r} is not a listed predictor")
@@ -163,7 +164,8 @@ def _multinomial(model: ET.Element, g: Graph, names: list[str], x: str, classes:
 def _ordinal(model: ET.Element, scope: Scope, names: list[str], x: str, classes: tuple[str, ...]) -> str:
     g = scope.graph
     link = model.get("cumulativeLink", "logit")
-    thresholds = [c for c in classes if model.find(f"ParamMatrix/PCell[@targetCategory='{c}']") is not None]
+    categories = {c.get("targetCategory") for c in model.findall("ParamMatrix/PCell")}
+    thresholds = [c for c in classes if c in categories]
     if thresholds != list(classes[: len(thresholds)]) or len(thresholds) != len(classes) - 1:
         raise NotCompiled("PCell", "an ordinal model needs a threshold for each class but the last, in order")
     eta = g.op("MatMul", x, g.const(_betas(model, names, list(thresholds))))
