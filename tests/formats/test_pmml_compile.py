@@ -34,7 +34,6 @@ FALLS_BACK = {
     "association/dmg_association_exclusive_recommendation.xml": "AssociationModel",
     "association/dmg_association_recommendation.xml": "AssociationModel",
     "association/dmg_association_rule_association.xml": "AssociationModel",
-    "cluster/dmg_clustering_center_based.xml": "ClusteringModel",
     "knn/dmg_knn_categorical_predictor_categorical_target.xml": "NearestNeighborModel",
     "knn/dmg_knn_continuous_predictors_two_targets.xml": "NearestNeighborModel",
     "mining/dmg_mining_efficient_model_chain.xml": "Segment",

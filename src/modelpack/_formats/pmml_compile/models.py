@@ -19,8 +19,13 @@ def _compilers() -> dict[str, Compiler]:
     from .regression import regression_prediction
     from .tree import tree_prediction
 
-    return {"TreeModel": tree_prediction, "MiningModel": mining_prediction,
-            "RegressionModel": regression_prediction}
+    found: dict[str, Compiler] = {"TreeModel": tree_prediction, "MiningModel": mining_prediction,
+                                  "RegressionModel": regression_prediction}
+    # -- clustering, rule sets, naive Bayes, support vector machines
+    from .clustering import clustering_prediction
+
+    found.update({"ClusteringModel": clustering_prediction})
+    return found
 
 
 def compile_model(model: ET.Element, scope: Scope) -> tuple[Prediction, Scope]:

@@ -61,7 +61,7 @@ def _field(field: OutputField, element: ET.Element | None, p: Prediction, scope:
         column = g.op("Gather", p.probabilities, g.const(p.classes.index(field.value), dtype=np.int64), axis=1)
         return Value(column)
     if feature in p.extras:
-        if feature == "entityId":
+        if feature in ("entityId", "clusterId", "predictedDisplayValue"):
             return Value(p.extras[feature](), ("<entity>",))  # a string tensor, marked by this vocabulary
         return Value(p.extras[feature]())
     if feature == "transformedValue" and element is not None:
