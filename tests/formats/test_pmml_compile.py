@@ -43,8 +43,6 @@ FALLS_BACK = {
     "mining/dmg_weighted_majority_vote_mining_revised.xml": "Segmentation",
     "naive/dmg_naive_bayes.xml": "NaiveBayesModel",
     "neural/dmg_neural_normal.xml": "NeuralNetwork",
-    "rule/dmg_rule_compound.xml": "RuleSetModel",
-    "rule/dmg_rule_simple.xml": "RuleSetModel",
     "scorecard/dmg_scorecard_example.xml": "Scorecard",
     "svm/dmg_svm_classification_cat_predictors.xml": "SupportVectorMachineModel",
     "svm/dmg_svm_classification_cont_predictors.xml": "SupportVectorMachineModel",

@@ -23,8 +23,9 @@ def _compilers() -> dict[str, Compiler]:
                                   "RegressionModel": regression_prediction}
     # -- clustering, rule sets, naive Bayes, support vector machines
     from .clustering import clustering_prediction
+    from .rules import rule_set_prediction
 
-    found.update({"ClusteringModel": clustering_prediction})
+    found.update({"ClusteringModel": clustering_prediction, "RuleSetModel": rule_set_prediction})
     return found
 
 
