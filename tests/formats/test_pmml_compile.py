@@ -41,7 +41,6 @@ FALLS_BACK = {
     "mining/dmg_model_sequencing_mining.xml": "MiningModel",
     "mining/dmg_weighted_majority_vote_mining.xml": "Segmentation",
     "mining/dmg_weighted_majority_vote_mining_revised.xml": "Segmentation",
-    "naive/dmg_naive_bayes.xml": "NaiveBayesModel",
     "neural/dmg_neural_normal.xml": "NeuralNetwork",
     "scorecard/dmg_scorecard_example.xml": "Scorecard",
     "svm/dmg_svm_classification_cat_predictors.xml": "SupportVectorMachineModel",
@@ -101,6 +100,8 @@ def assert_agree(got: dict[str, np.ndarray], want: dict[str, np.ndarray], feeds:
         if expected.dtype == object or value.dtype == object:
             bad = [i for i, (a, b) in enumerate(zip(value, expected, strict=True)) if a != b and str(a) != str(b)]
         else:
+            # pmml4s hands back a missing integer prediction as Long.MIN_VALUE
+            expected = np.where(expected == -(2.0 ** 63), np.nan, expected)
             close = np.abs(value - expected) <= TOLERANCE + TOLERANCE * np.abs(np.nan_to_num(expected))
             bad = list(np.flatnonzero(~(close | (np.isnan(value) & np.isnan(expected)))))
         if bad:

@@ -23,9 +23,11 @@ def _compilers() -> dict[str, Compiler]:
                                   "RegressionModel": regression_prediction}
     # -- clustering, rule sets, naive Bayes, support vector machines
     from .clustering import clustering_prediction
+    from .naive_bayes import naive_bayes_prediction
     from .rules import rule_set_prediction
 
-    found.update({"ClusteringModel": clustering_prediction, "RuleSetModel": rule_set_prediction})
+    found.update({"ClusteringModel": clustering_prediction, "RuleSetModel": rule_set_prediction,
+                  "NaiveBayesModel": naive_bayes_prediction})
     return found
 
 
