@@ -43,8 +43,6 @@ FALLS_BACK = {
     "mining/dmg_weighted_majority_vote_mining_revised.xml": "Segmentation",
     "neural/dmg_neural_normal.xml": "NeuralNetwork",
     "scorecard/dmg_scorecard_example.xml": "Scorecard",
-    "svm/dmg_svm_classification_cat_predictors.xml": "SupportVectorMachineModel",
-    "svm/dmg_svm_classification_cont_predictors.xml": "SupportVectorMachineModel",
     "tree/dmg_tree_missing_aggregateNodes.xml": "TreeModel",
     "tree/dmg_tree_missing_defaultChild.xml": "TreeModel",
     "tree/dmg_tree_missing_value_strategies.xml": "TreeModel",

@@ -25,9 +25,10 @@ def _compilers() -> dict[str, Compiler]:
     from .clustering import clustering_prediction
     from .naive_bayes import naive_bayes_prediction
     from .rules import rule_set_prediction
+    from .svm import svm_prediction
 
     found.update({"ClusteringModel": clustering_prediction, "RuleSetModel": rule_set_prediction,
-                  "NaiveBayesModel": naive_bayes_prediction})
+                  "NaiveBayesModel": naive_bayes_prediction, "SupportVectorMachineModel": svm_prediction})
     return found
 
 
