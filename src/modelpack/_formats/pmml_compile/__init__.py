@@ -10,7 +10,9 @@ one output per output field. Whatever it does not translate raises
 * :mod:`.document`, :mod:`.inputs`, :mod:`.scope`: fields, their treatments, transformations' names;
 * :mod:`.transform`: DerivedField expressions; :mod:`.predicates`: three-valued logic;
 * :mod:`.forest`, :mod:`.tree`: TreeModel; :mod:`.mining`: segmentations;
-  :mod:`.regression`: RegressionModel; :mod:`.outputs`: Output fields and Targets.
+  :mod:`.regression`: RegressionModel; :mod:`.outputs`: Output fields and Targets;
+* :mod:`.clustering`, :mod:`.rules`, :mod:`.naive_bayes`, :mod:`.svm`: ClusteringModel,
+  RuleSetModel, NaiveBayesModel, SupportVectorMachineModel.
 """
 
 from __future__ import annotations
