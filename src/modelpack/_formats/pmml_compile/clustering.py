@@ -14,6 +14,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import numpy as np
+from onnx import TensorProto
 
 from .document import array_values
 from .graph import MISSING, Graph, NotCompiled
@@ -69,7 +70,8 @@ def _compare(g: Graph, function: str, field: ET.Element, x: str, y: str) -> str:
     return g.op("Exp", g.op("Mul", g.op("Mul", d, d), g.const(-np.log(2.0) / (scale * scale))))
 
 
-def _fields(model: ET.Element, scope: Scope) -> tuple[list[str], list[ET.Element]]:
+def _fields(model: ET.Element, scope: Scope) -> tuple[str, list[ET.Element]]:
+    """([N, F] the center fields' values, their ClusteringFields)."""
     g = scope.graph
     fields = [f for f in model.findall("ClusteringField") if f.get("isCenterField", "true") == "true"]
     if not fields:
@@ -82,14 +84,14 @@ def _fields(model: ET.Element, scope: Scope) -> tuple[list[str], list[ET.Element
         if value.categorical:
             raise NotCompiled("ClusteringField", f"{f.get('field')!r} is a string field")
         columns.append(value.name)
-    return [stack_classes(g, columns)], fields
+    return stack_classes(g, columns), fields
 
 
 def _distances(model: ET.Element, scope: Scope, clusters: list[ET.Element]) -> str:
     """[N, K] distances of every row to every cluster."""
     g = scope.graph
     measure, p, default = _measure(model)
-    (x,), fields = _fields(model, scope)
+    x, fields = _fields(model, scope)
     n = len(fields)
     weights = np.array([float(f.get("fieldWeight", "1")) for f in fields])
     q = _numbers(model.find("MissingValueWeights"), "MissingValueWeights", n) \
@@ -149,6 +151,6 @@ def clustering_prediction(model: ET.Element, scope: Scope, classes: tuple[str, .
 
 
 def _strings(g: Graph, code: str, words: tuple[str, ...]) -> str:
-    safe = g.op("Cast", g.fill(code, -1.0), to=7)
+    safe = g.op("Cast", g.fill(code, -1.0), to=TensorProto.INT64)
     return g.op("LabelEncoder", safe, domain="ai.onnx.ml", keys_int64s=list(range(len(words))),
                 values_strings=list(words), default_string=MISSING)
