@@ -24,7 +24,8 @@ from modelpack.manifest import Manifest
 
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "corpora" / "pmml"
 IRIS = CORPORA / "pypmml-tests" / "single_iris_dectree.xml"
-SVM = CORPORA / "pmml4s-dmg-examples" / "models" / "svm" / "dmg_svm_classification_cont_predictors.xml"
+# A model type the compiler leaves to the evaluator
+UNCOMPILED = CORPORA / "pmml4s-dmg-examples" / "models" / "anomaly" / "dmg_anomaly_iforest.xml"
 AUDIT = CORPORA / "pmml4s-dmg-examples" / "models" / "tree" / "single_audit_dectree.xml"
 ROWS = {"sepal_length": [5.1, 6.0, None, 7.7], "sepal_width": [3.5, 2.2, 3.0, 2.6],
         "petal_length": [1.4, 5.0, 4.0, 6.9], "petal_width": [0.2, 1.5, None, 2.3]}
@@ -87,23 +88,23 @@ def test_each_compile_choice_runs_what_it_says_and_they_agree(iris_package: Path
 def test_a_bare_pmml_file_compiles_at_load_and_falls_back_with_the_element(pmml_java: None) -> None:
     with modelpack.load(corpus(IRIS)) as bare:
         assert bare.engine == "onnx (compiled from PMML)" and "at load" in bare.engine_reason
-    with modelpack.load(corpus(SVM)) as svm:
-        assert svm.engine == "pmml4s"
-        assert "<SupportVectorMachineModel>" in svm.engine_reason
-    with pytest.raises(PackageError, match="SupportVectorMachineModel"):
-        modelpack.load(SVM, compile="onnx")
+    with modelpack.load(corpus(UNCOMPILED)) as uncompiled:
+        assert uncompiled.engine == "pmml4s"
+        assert "<AnomalyDetectionModel>" in uncompiled.engine_reason
+    with pytest.raises(PackageError, match="AnomalyDetectionModel"):
+        modelpack.load(UNCOMPILED, compile="onnx")
     with pytest.raises(RuntimeBackendError, match="compile"):
         modelpack.load(IRIS, compile="sometimes")
 
 
 def test_pack_records_why_a_document_is_not_compiled(pmml_java: None, tmp_path: Path) -> None:
-    m = modelpack.pack(corpus(SVM), tmp_path / "svm.mpk")
+    m = modelpack.pack(corpus(UNCOMPILED), tmp_path / "uncompiled.mpk")
     assert m.compiled is not None and m.compiled.default == "pmml" and m.compiled.file is None
-    assert "SupportVectorMachineModel" in m.compiled.reason
-    with modelpack.load(tmp_path / "svm.mpk") as model:
-        assert model.engine == "pmml4s" and "SupportVectorMachineModel" in model.engine_reason
-    with pytest.raises(ModelpackError, match="SupportVectorMachineModel"):
-        modelpack.pack(SVM, tmp_path / "no.mpk", compile="onnx")
+    assert "AnomalyDetectionModel" in m.compiled.reason
+    with modelpack.load(tmp_path / "uncompiled.mpk") as model:
+        assert model.engine == "pmml4s" and "AnomalyDetectionModel" in model.engine_reason
+    with pytest.raises(ModelpackError, match="AnomalyDetectionModel"):
+        modelpack.pack(UNCOMPILED, tmp_path / "no.mpk", compile="onnx")
     assert not (tmp_path / "no.mpk").exists()
     never = modelpack.pack(corpus(IRIS), tmp_path / "never.mpk", compile="never")
     assert never.compiled is not None and never.compiled.file is None

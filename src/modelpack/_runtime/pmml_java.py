@@ -204,6 +204,9 @@ class Java:
         return self.MH.filterReturnValue(self.MH.insertArguments(self.object_at, 1, self.JInt(index)), convert)
 
 
+_LONG_MISSING = -(2.0 ** 63)
+
+
 class Reader:
     """Reads requested outputs: scoring and reading back are one call into Java."""
 
@@ -230,6 +233,8 @@ class Reader:
         columns: dict[int, np.ndarray] = {}
         if self.numbers:
             block = np.array(flat, dtype=np.float64).reshape(n, len(self.numbers))
+            # pmml4s hands back a missing prediction of an integer target as Long.MIN_VALUE
+            block[block == _LONG_MISSING] = np.nan
             columns.update(zip(self.numbers, block.T, strict=True))
         if self.texts:
             split = str(cells).split(SEPARATOR)
@@ -247,7 +252,9 @@ class Reader:
         for i, kind in self.wanted:
             values = [row[i] for row in rows]
             if kind == "number":
-                out.append(np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64))
+                column = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+                column[column == _LONG_MISSING] = np.nan
+                out.append(column)
             else:
                 out.append(_typed(np.array([None if v is None else str(v) for v in values], dtype=object), kind))
         return out

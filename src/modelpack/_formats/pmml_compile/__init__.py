@@ -11,7 +11,9 @@ one output per output field. Whatever it does not translate raises
 * :mod:`.transform`: DerivedField expressions; :mod:`.predicates`: three-valued logic;
 * :mod:`.forest`, :mod:`.tree`: TreeModel; :mod:`.mining`: segmentations;
   :mod:`.regression`: RegressionModel; :mod:`.general`: GeneralRegressionModel;
-  :mod:`.neural`: NeuralNetwork; :mod:`.scorecard`: Scorecard; :mod:`.outputs`: Output fields and Targets.
+  :mod:`.neural`: NeuralNetwork; :mod:`.scorecard`: Scorecard; :mod:`.outputs`: Output fields and Targets;
+* :mod:`.clustering`, :mod:`.rules`, :mod:`.naive_bayes`, :mod:`.svm`: ClusteringModel,
+  RuleSetModel, NaiveBayesModel, SupportVectorMachineModel.
 """
 
 from __future__ import annotations

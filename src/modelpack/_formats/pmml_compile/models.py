@@ -22,10 +22,19 @@ def _compilers() -> dict[str, Compiler]:
     from .scorecard import scorecard_prediction
     from .tree import tree_prediction
 
-    return {"TreeModel": tree_prediction, "MiningModel": mining_prediction,
-            "RegressionModel": regression_prediction,
-            "NeuralNetwork": neural_prediction, "GeneralRegressionModel": general_prediction,
-            "Scorecard": scorecard_prediction}
+    found: dict[str, Compiler] = {"TreeModel": tree_prediction, "MiningModel": mining_prediction,
+                                  "RegressionModel": regression_prediction,
+                                  "NeuralNetwork": neural_prediction, "GeneralRegressionModel": general_prediction,
+                                  "Scorecard": scorecard_prediction}
+    # -- clustering, rule sets, naive Bayes, support vector machines
+    from .clustering import clustering_prediction
+    from .naive_bayes import naive_bayes_prediction
+    from .rules import rule_set_prediction
+    from .svm import svm_prediction
+
+    found.update({"ClusteringModel": clustering_prediction, "RuleSetModel": rule_set_prediction,
+                  "NaiveBayesModel": naive_bayes_prediction, "SupportVectorMachineModel": svm_prediction})
+    return found
 
 
 def compile_model(model: ET.Element, scope: Scope) -> tuple[Prediction, Scope]:

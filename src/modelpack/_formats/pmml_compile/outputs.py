@@ -63,7 +63,7 @@ def _field(field: OutputField, element: ET.Element | None, p: Prediction, scope:
     if feature == "reasonCode":  # one extra per rank; the implied outputs are reason_code_<rank>
         feature = f"reasonCode:{element.get('rank', '1') if element is not None else field.name.rsplit('_', 1)[-1]}"
     if feature in p.extras:
-        if feature == "entityId" or feature.startswith("reasonCode:"):
+        if feature in ("entityId", "clusterId", "predictedDisplayValue") or feature.startswith("reasonCode:"):
             return Value(p.extras[feature](), ("<entity>",))  # a string tensor, marked by this vocabulary
         return Value(p.extras[feature]())
     if feature == "transformedValue" and element is not None:

@@ -83,7 +83,7 @@ def model_classes(model: ET.Element, scope: Scope) -> tuple[str, ...] | None:
     from ..pmml import _Doc, _raw_classes
 
     function = model.get("functionName")
-    if function == "regression":
+    if function == "regression" or (function == "clustering" and model.tag == "ClusteringModel"):
         return None
     if function != "classification":
         raise NotCompiled(model.tag, f"functionName={function!r} is not compiled")
