@@ -78,3 +78,24 @@ def test_a_large_set_predicate_is_looked_up_not_scanned() -> None:
     start = time.perf_counter()
     compile_pmml(doc, name="s.pmml")
     assert time.perf_counter() - start < 20
+
+
+def test_a_regression_matrix_of_predictors_by_tables_past_its_size_is_not_compiled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fields = [f"f{i}" for i in range(12)]
+    classes = [f"k{j}" for j in range(12)]
+    head = ('<PMML version="4.4"><DataDictionary>'
+            + "".join(f'<DataField name="{f}" optype="continuous" dataType="double"/>' for f in fields)
+            + '<DataField name="y" optype="categorical" dataType="string">'
+            + "".join(f'<Value value="{c}"/>' for c in classes) + "</DataField></DataDictionary>")
+    schema = ("<MiningSchema>" + "".join(f'<MiningField name="{f}"/>' for f in fields)
+              + '<MiningField name="y" usageType="target"/></MiningSchema>')
+    tables = "".join(f'<RegressionTable intercept="{j}" targetCategory="{c}">'
+                     + "".join(f'<NumericPredictor name="{f}" coefficient="{i + j}"/>' for i, f in enumerate(fields))
+                     + "</RegressionTable>" for j, c in enumerate(classes))
+    doc = (head + f'<RegressionModel functionName="classification" normalizationMethod="softmax">{schema}'
+           f"{tables}</RegressionModel></PMML>").encode()
+    compile_pmml(doc, name="r.pmml")
+    monkeypatch.setattr("modelpack._formats.pmml_compile.regression.MAX_GRAPH_NODES", 1)  # 100 cells, of 144
+    with pytest.raises(NotCompiled, match="too large a matrix"):
+        compile_pmml(doc, name="r.pmml")

@@ -226,7 +226,7 @@ def _tables(index: int, outcomes: list[ET.Element | None], classes: tuple[str, .
             continue
         probabilities[i], conf = _distribution(node, classes, codes)
         score = node.get("score")
-        if score is not None and score not in classes:
+        if score is not None and score not in codes:
             raise NotCompiled("Node", f"score {score!r} is not one of the classes {list(classes)[:10]}")
         values[i] = codes[score] if score is not None else float(np.argmax(probabilities[i]))
         confidence[i] = conf.get(classes[int(values[i])], np.nan)
