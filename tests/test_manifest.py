@@ -123,3 +123,16 @@ def test_no_warning_for_current_version():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Manifest.from_json(small().to_json())
+
+
+@pytest.mark.parametrize(("compiled", "message"), [
+    ({"default": "onnx"}, "names no compiled file"),
+    ({"default": "onnx", "file": "model.onnx", "fidelity": {"rows": 10, "passed": False}},
+     "disagrees with the PMML evaluator"),
+])
+def test_a_compiled_default_its_own_entry_contradicts_is_refused(compiled, message):
+    doc = {**small().to_dict(), "model": {"format": "pmml", "file": "model.pmml"}}
+    Manifest.from_dict({**doc, "compiled": {"default": "onnx", "file": "model.onnx",
+                                            "fidelity": {"rows": 10, "passed": True}}})
+    with pytest.raises(modelpack.ManifestError, match=message):
+        Manifest.from_dict({**doc, "compiled": compiled})

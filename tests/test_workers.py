@@ -77,3 +77,28 @@ def test_prepare_checks_the_signature_on_the_driver(archive, tmp_path):
 def test_only_archives_travel_as_bytes(archive):
     assert prepare(archive).shipment(True) == archive.read_bytes()
     assert prepare(GOLDEN).shipment(True) == str(GOLDEN.resolve())  # a folder: workers read its path
+
+
+def test_the_cache_key_is_the_trusted_keys_bytes_not_the_key_file_path(archive, tmp_path):
+    pytest.importorskip("cryptography")
+    from modelpack._package import generate_key, sign
+
+    signer = generate_key(tmp_path / "alice")
+    sign(archive, tmp_path / "alice")
+    digest, trusted = package_digest(archive), tmp_path / "trusted.pub"
+    shutil.copy(signer, trusted)
+    cached_model(digest, lambda: archive, {"trusted_keys": [trusted]})  # signed by the key in that file
+    shutil.copy(generate_key(tmp_path / "mallory"), trusted)  # the same path now names another key
+    with pytest.raises(SignatureError):
+        cached_model(digest, lambda: archive, {"trusted_keys": [trusted]})
+
+
+def test_an_option_that_is_not_a_plain_value_is_keyed_by_the_object_held_with_the_model(archive):
+    class Options(dict):  # prints alike whatever it holds, as an object printed by its address may
+        def __repr__(self) -> str:
+            return "Options()"
+
+    digest, one, two = package_digest(archive), Options(), Options(intra_op_num_threads=1)
+    first = cached_model(digest, lambda: archive, {"session_options": one})
+    assert cached_model(digest, lambda: archive, {"session_options": one}) is first
+    assert cached_model(digest, lambda: archive, {"session_options": two}) is not first

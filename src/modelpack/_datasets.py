@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._atomic import replacing_file
-from .errors import DTypeError, InputError, MissingColumnError
+from .errors import DTypeError, InputError, MissingColumnError, ModelpackError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -101,13 +101,33 @@ def dataset(path: Path, kind: str, types: Mapping[str, str]) -> ds.Dataset:
     try:
         data = ds.dataset(path, format=_format(kind, types), partitioning="hive" if path.is_dir() else None)
         if path.is_dir():
+            _check_inside(path, data)
             _check_files(data, [c for c in types if c in data.schema.names])
         return data
+    except ModelpackError:
+        raise
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         if _bad_value(exc):  # the first block is read to learn the columns: a bad value there
             raise _value_error(path, exc) from exc
         raise InputError(f"cannot read {path} as {kind} ({exc})", input=str(path),
                          fix="Check that the file is in that format, or name it after its format.") from exc
+
+
+def _check_inside(folder: Path, data: ds.Dataset) -> None:
+    """Every file of a folder is a file of that folder, read once.
+
+    Arrow follows symbolic links: one to a file elsewhere would score (and copy into
+    the results) rows from outside the folder, and a link to a folder above it is
+    followed round and round, scoring the same rows many times.
+    """
+    root, seen = folder.resolve(), set()
+    for fragment in data.get_fragments():
+        real = Path(fragment.path).resolve()
+        if real in seen or root not in real.parents:
+            why = "a file read twice through a link" if real in seen else f"a link to {real}, outside the folder"
+            raise InputError(f"{fragment.path} is {why}", input=str(folder),
+                             fix="Remove symbolic links from the input folder, or score the file on its own.")
+        seen.add(real)
 
 
 def _check_files(data: ds.Dataset, needed: list[str]) -> None:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Prepared", "cached_model", "materialize", "opener", "package_digest", "prepare", "with_results"]
 
-_MODELS: dict[tuple[str, str], Model] = {}
+_MODELS: dict[tuple[str, str], tuple[Model, tuple[Any, ...]]] = {}
+_PLAIN = (str, bytes, int, float, bool, type(None))
 _LOCK = threading.RLock()  # cached_model holds it while materialize takes it
 _CHUNK = 1 << 20
 _scratch: Path | None = None
@@ -120,9 +121,10 @@ def cached_model(digest: str, where: Callable[[], PathLike], load_args: Mapping[
     from ._load import load
     from .errors import PackageIntegrityError
 
-    key = (digest, repr(sorted(load_args.items())))
+    key, held = _cache_key(load_args)
     with _LOCK:
-        model = _MODELS.get(key)
+        entry = _MODELS.get((digest, key))
+        model = entry[0] if entry is not None else None
         if model is None:
             path = where()
             if package_digest(path) != digest:
@@ -130,8 +132,40 @@ def cached_model(digest: str, where: Callable[[], PathLike], load_args: Mapping[
                                             f"(SHA-256 {digest[:12]}...)", package=str(path),
                                             fix="Do not replace a package while a job scores with it; "
                                                 "write new versions under new names.")
-            model = _MODELS[key] = load(path, **load_args)
+            model = load(path, **load_args)
+            _MODELS[(digest, key)] = (model, held)
         return model
+
+
+def _cache_key(load_args: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """The load options as a cache key, and the objects the key names by identity.
+
+    Trusted keys are keyed by their raw bytes (a key file may change; two key objects may
+    print alike). Another option that is not a plain value (session options...) is keyed by
+    its identity, and held with the model so that its address cannot name another object later.
+    """
+    from ._package import raw_public_key
+
+    parts: list[tuple[str, Any]] = []
+    held: list[Any] = []
+    for name, value in sorted(load_args.items()):
+        if name == "trusted_keys" and value is not None:
+            parts.append((name, tuple(raw_public_key(k) for k in value)))
+        elif _plain(value):
+            parts.append((name, value))
+        else:
+            parts.append((name, f"object {type(value).__qualname__} at {id(value)}"))
+            held.append(value)
+    return repr(parts), tuple(held)
+
+
+def _plain(value: Any) -> bool:
+    """A value its repr describes in full (exact types: a subclass may print what it likes)."""
+    if type(value) in (tuple, list):
+        return all(_plain(v) for v in value)
+    if type(value) is dict:
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return type(value) in _PLAIN
 
 
 def materialize(payload: bytes, digest: str) -> Path:

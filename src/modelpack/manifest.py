@@ -343,6 +343,9 @@ def _check_compiled(m: Manifest) -> None:
         raise ManifestError(f"compiled.default {c.default!r} is not one of {', '.join(FORMATS)}", fix=fix)
     if c.file is not None and (c.file == m.model.file or not c.file.endswith(".onnx")):
         raise ManifestError(f"compiled.file {c.file!r} must be an .onnx file beside the PMML document", fix=fix)
+    if c.default == "onnx" and (c.file is None or c.fidelity is not None and not c.fidelity.passed):
+        why = "names no compiled file" if c.file is None else "records that it disagrees with the PMML evaluator"
+        raise ManifestError(f"compiled.default is 'onnx', yet the entry {why}", fix=fix)
 
 
 # -- generic dataclass <-> JSON -------------------------------------------------

@@ -203,10 +203,18 @@ def _load_pyfunc(data_path: str, model_config: dict[str, Any] | None = None) -> 
     (``device``, ``engine``, ...), so ``mlflow.pyfunc.load_model(uri, model_config={"device":
     "cuda"})`` opens the package on a GPU.
     """
+    import inspect
+
     from ._load import load
 
-    options = dict(model_config or {})
+    options = dict(model_config or {})  # the MLmodel file's model_config, under the caller's
     result = options.pop("result", "label")
+    check_result(result)
+    known = [n for n, p in inspect.signature(load).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(str(k) for k in options if k not in known)
+    if unknown:
+        raise ConversionError(f"model_config holds {unknown}, which are not options of modelpack.load",
+                              package=data_path, fix=f"Give only 'result' and {', '.join(known)} in model_config.")
     return PyfuncModel(load(data_path, **options), result)
 
 

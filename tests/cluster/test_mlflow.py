@@ -238,3 +238,14 @@ def test_mlflow_models_serve_answers_with_the_package(tabular, store):
         server.terminate()
         server.wait(timeout=30)
     assert answer["predictions"] == clf.predict(X[:9]).tolist()
+
+
+def test_a_model_config_with_other_keys_or_results_is_refused_at_load(classifier):
+    from modelpack.errors import ModelpackError
+    from modelpack.mlflow import _load_pyfunc
+
+    with pytest.raises(ModelpackError, match=r"\['cwd'\], which are not options of modelpack.load"):
+        _load_pyfunc(str(classifier.path), {"cwd": "/", "device": "cpu"})
+    with pytest.raises(TaskError, match="not one of label, proba, all"):
+        _load_pyfunc(str(classifier.path), {"result": "scores"})
+    assert _load_pyfunc(str(classifier.path), {"result": "proba", "engine": "onnxruntime"}).result == "proba"

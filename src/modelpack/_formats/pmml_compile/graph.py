@@ -10,18 +10,24 @@ PMML's three-valued logic. Doubles throughout: PMML computes in double.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["MISSING", "NotCompiled", "Graph", "Value", "OPSET", "ML_OPSET"]
+__all__ = ["MAX_GRAPH_NODES", "MISSING", "ML_OPSET", "NotCompiled", "Graph", "OPSET", "Value", "code_table"]
 
 OPSET = 18
 ML_OPSET = 3
 #: The string a missing string input or output is carried as: no data holds it.
 MISSING = "\x00modelpack:missing"
+#: The most ONNX nodes and constants one compiled graph holds. The document is attacker-controlled
+#: and compiled at load: past this (a million segments, a table of a million rows) the compiler
+#: stops and the evaluator runs the model, so compiling stays within seconds. Tree nodes live in
+#: the tree operator's attributes and have their own limit (``forest.MAX_NODES``).
+MAX_GRAPH_NODES = 200_000
 
 
 class NotCompiled(Exception):
@@ -44,6 +50,19 @@ class Value:
     def categorical(self) -> bool:
         return self.vocab is not None
 
+    @cached_property
+    def codes(self) -> dict[str, int]:
+        """Each word's code (its first place in ``vocab``): one look-up, not a scan of the vocabulary."""
+        return code_table(self.vocab or ())
+
+
+def code_table(vocab: tuple[str, ...]) -> dict[str, int]:
+    """``{word: its first index in vocab}``."""
+    table: dict[str, int] = {}
+    for i, word in enumerate(vocab):
+        table.setdefault(word, i)
+    return table
+
 
 class Graph:
     """Nodes, constants and names of one ONNX graph, built op by op."""
@@ -61,6 +80,9 @@ class Graph:
 
     def name(self, hint: str) -> str:
         self._count += 1
+        if self._count > MAX_GRAPH_NODES:
+            raise NotCompiled("PMML", f"the compiled graph would hold more than {MAX_GRAPH_NODES} "
+                                      "operators and constants")
         return f"{hint}_{self._count}"
 
     def const(self, value: Any, dtype: Any = np.float64) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..pmml import MODEL_ELEMENTS
 from .forest import Forest
-from .graph import Graph, NotCompiled
+from .graph import Graph, NotCompiled, code_table
 from .outputs import output_values
 from .predicates import predicate_of, truth
 from .prediction import Prediction
@@ -137,7 +137,8 @@ def _in_order(g: Graph, p: Prediction, classes: tuple[str, ...] | None) -> Predi
     """``p`` with its classes in the order of ``classes`` (the same labels)."""
     if classes is None or p.classes == classes or p.classes is None or p.probabilities is None:
         return p
-    order = [p.classes.index(c) for c in classes]
+    codes = code_table(p.classes)
+    order = [codes[c] for c in classes]
     probabilities = g.op("Gather", p.probabilities, g.const(order, dtype=np.int64), axis=1)
     return Prediction(p.function, class_value(g, probabilities), classes, probabilities)
 

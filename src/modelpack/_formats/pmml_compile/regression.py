@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from .graph import Graph, NotCompiled
+from .graph import MAX_GRAPH_NODES, Graph, NotCompiled, code_table
 from .prediction import Prediction
 from .scope import Scope, literal_code
 
@@ -38,11 +38,14 @@ def _linear(tables: list[ET.Element], scope: Scope) -> tuple[str, list[int]] | N
     values = [scope.get(n) for n in names]
     if any(v.categorical for v in values):
         raise NotCompiled("NumericPredictor", "a string field as a number")
-    weights = np.zeros((len(names), len(chosen)))
+    if len(names) * len(chosen) > MAX_GRAPH_NODES * 100:  # a matrix of doubles past about 160 MB
+        raise NotCompiled("RegressionModel", f"{len(names)} predictors by {len(chosen)} tables make too large "
+                                             "a matrix")
+    weights, rows = np.zeros((len(names), len(chosen))), code_table(tuple(names))
     for j, k in enumerate(chosen):
         for t in tables[k].findall("NumericPredictor"):
             if float(t.get("exponent", "1")) == 1:
-                weights[names.index(t.get("name", "")), j] = float(t.get("coefficient", "nan"))
+                weights[rows[t.get("name", "")], j] = float(t.get("coefficient", "nan"))
     return g.op("MatMul", stack_classes(g, [v.name for v in values]), g.const(weights)), chosen
 
 
@@ -171,8 +174,9 @@ def regression_prediction(model: ET.Element, scope: Scope, classes: tuple[str, .
 
 def _in_class_order(g: Graph, probabilities: list[str], order: list[str], classes: tuple[str, ...]) -> str:
     full = [g.const_like(0.0)] * len(classes)  # a class without a table has probability 0
+    codes = code_table(classes)
     for c, p in zip(order, probabilities, strict=True):
-        full[classes.index(c)] = p
+        full[codes[c]] = p
     return stack_classes(g, full)
 
 

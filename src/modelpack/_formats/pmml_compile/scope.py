@@ -164,5 +164,6 @@ def literal_code(value: Value, text: str) -> float | None:
             return float(text)
         except ValueError:
             return None
-    return float(value.vocab.index(text)) if text in value.vocab else None
+    code = value.codes.get(text)
+    return None if code is None else float(code)
 

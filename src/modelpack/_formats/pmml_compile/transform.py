@@ -14,7 +14,7 @@ import numpy as np
 from onnx import TensorProto
 
 from .document import is_numeric
-from .graph import Graph, NotCompiled, Value
+from .graph import Graph, NotCompiled, Value, code_table
 from .inputs import interval_test
 from .predicates import COMPARE, membership, three_and, three_not, three_or
 from .scope import Scope, literal_code
@@ -144,8 +144,8 @@ def _extra_values(element: ET.Element) -> list[str]:
     return [v for v in (element.get("defaultValue"), element.get("mapMissingTo")) if v is not None]
 
 
-def _code(text: str, vocab: tuple[str, ...] | None) -> float:
-    return float(text) if vocab is None else float(vocab.index(text))
+def _code(text: str, codes: dict[str, int] | None) -> float:
+    return float(text) if codes is None else float(codes[text])
 
 
 def _discretize(element: ET.Element, scope: Scope) -> Value:
@@ -153,18 +153,19 @@ def _discretize(element: ET.Element, scope: Scope) -> Value:
     x = scope.get(element.get("field", ""))
     bins = [(b.get("binValue", ""), b.find("Interval")) for b in element.findall("DiscretizeBin")]
     vocab = _output_vocab(element, [v for v, _ in bins] + _extra_values(element))
+    codes = None if vocab is None else code_table(vocab)
     default = element.get("defaultValue")
     if scope.doc.evaluator_compatible:
         default = None  # pmml4s gives a value in no bin no value, whatever defaultValue says
-    out = g.const_like(_code(default, vocab)) if default is not None else g.missing_like()
+    out = g.const_like(_code(default, codes)) if default is not None else g.missing_like()
     for value, interval in reversed(bins):
         if interval is None:
             raise NotCompiled("DiscretizeBin", "it has no Interval")
-        out = g.where(interval_test(g, x.name, interval), g.const(_code(value, vocab)), out)
+        out = g.where(interval_test(g, x.name, interval), g.const(_code(value, codes)), out)
     out = g.missing_if(g.is_nan(x.name), out)
     missing = element.get("mapMissingTo")
     if missing is not None:
-        out = g.where(g.is_nan(x.name), g.const(_code(missing, vocab)), out)
+        out = g.where(g.is_nan(x.name), g.const(_code(missing, codes)), out)
     return Value(out, vocab)
 
 
@@ -184,16 +185,17 @@ def _map_values(element: ET.Element, scope: Scope) -> Value:
     if element.find("TableLocator") is not None:
         raise NotCompiled("TableLocator", "tables outside the document")
     vocab = _output_vocab(element, [v for _, v in rows] + _extra_values(element))
+    codes = None if vocab is None else code_table(vocab)
     default = element.get("defaultValue")
-    out = g.const_like(_code(default, vocab)) if default is not None else g.missing_like()
+    out = g.const_like(_code(default, codes)) if default is not None else g.missing_like()
     for key, val in reversed(rows):
         code = literal_code(x, key)
         if code is not None:
-            out = g.where(g.op("Equal", x.name, g.const(code)), g.const(_code(val, vocab)), out)
+            out = g.where(g.op("Equal", x.name, g.const(code)), g.const(_code(val, codes)), out)
     out = g.missing_if(g.is_nan(x.name), out)
     missing = element.get("mapMissingTo")
     if missing is not None:
-        out = g.where(g.is_nan(x.name), g.const(_code(missing, vocab)), out)
+        out = g.where(g.is_nan(x.name), g.const(_code(missing, codes)), out)
     return Value(out, vocab)
 
 
@@ -325,7 +327,8 @@ def _if(g: Graph, args: list[Value]) -> Value:
 
 def _shift(g: Graph, value: Value, vocab: tuple[str, ...]) -> str:
     """``value``'s codes in ``vocab``, which holds its words in some order."""
-    table = [float(vocab.index(w)) for w in value.vocab or ()]
+    codes = code_table(vocab)
+    table = [float(codes[w]) for w in value.vocab or ()]
     outside = g.op("Less", value.name, g.const(0.0))  # -1: a word outside the vocabulary stays outside
     safe = g.op("Cast", g.where(outside, g.const(0.0), g.fill(value.name, 0.0)), to=TensorProto.INT64)
     picked = g.where(outside, g.const(-1.0), g.op("Gather", g.const(table), safe, axis=0))

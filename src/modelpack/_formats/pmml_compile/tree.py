@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .forest import Forest
-from .graph import Graph, NotCompiled
+from .graph import MAX_GRAPH_NODES, Graph, NotCompiled, code_table
 from .nodes import TreeNodes
 from .predicates import native_split, predicate_of, truth
 from .prediction import Prediction
@@ -216,34 +216,38 @@ def _tables(index: int, outcomes: list[ET.Element | None], classes: tuple[str, .
                                           "tree has no score")
             values[i] = float(score)
         return TreeTables(index, values, None, None, ids)
+    if n * len(classes) > MAX_GRAPH_NODES * 100:  # a table of doubles past about 160 MB
+        raise NotCompiled("TreeModel", f"{n} leaves of {len(classes)} classes make too large a table")
     probabilities = np.full((n, len(classes)), np.nan)
     confidence = np.full(n, np.nan)
+    codes = code_table(classes)
     for i, node in enumerate(outcomes[1:], 1):
         if node is None:  # outcome 0 alone is "no prediction"
             continue
-        probabilities[i], conf = _distribution(node, classes)
+        probabilities[i], conf = _distribution(node, classes, codes)
         score = node.get("score")
-        if score is not None and score not in classes:
+        if score is not None and score not in codes:
             raise NotCompiled("Node", f"score {score!r} is not one of the classes {list(classes)[:10]}")
-        values[i] = classes.index(score) if score is not None else float(np.argmax(probabilities[i]))
+        values[i] = codes[score] if score is not None else float(np.argmax(probabilities[i]))
         confidence[i] = conf.get(classes[int(values[i])], np.nan)
     return TreeTables(index, values, probabilities, confidence, ids)
 
 
-def _distribution(node: ET.Element, classes: tuple[str, ...]) -> tuple[np.ndarray, dict[str, float]]:
+def _distribution(node: ET.Element, classes: tuple[str, ...],
+                  codes: dict[str, int]) -> tuple[np.ndarray, dict[str, float]]:
     rows = node.findall("ScoreDistribution")
     out = np.zeros(len(classes))
     if not rows:  # no distribution: the scored class is certain
-        out[classes.index(node.get("score", classes[0]))] = 1.0
+        out[codes[node.get("score", classes[0])]] = 1.0
         return out, {}
     total = sum(float(r.get("recordCount", "0")) for r in rows)
     confidence = {}
     for r in rows:
         label = r.get("value", "")
-        if label not in classes:
+        if label not in codes:
             raise NotCompiled("ScoreDistribution", f"value {label!r} is not one of the classes")
         p = r.get("probability")
-        out[classes.index(label)] = float(p) if p is not None else (
+        out[codes[label]] = float(p) if p is not None else (
             float(r.get("recordCount", "0")) / total if total > 0 else np.nan)
         if r.get("confidence") is not None:
             confidence[label] = float(r.get("confidence", ""))
