@@ -51,7 +51,7 @@ def _kernels() -> Any:
 
     numba's cache entries are pickles: one written by someone else would run their code
     here. A folder owned by another user or writable by others is not used; the loops are
-    then compiled in each process (about 2 s at the first load).
+    then compiled in each process (about 3 s at each load).
     """
     global _CACHING
     import_numba()

@@ -1,6 +1,8 @@
 """The tree engine's compiled loops (numba), one per layout and leaf kind.
 
-Rows are taken in blocks; each block walks every tree in turn, so one tree's
+Rows are taken in blocks, each block by a function of its own called from the parallel
+loop (numba analyses a parallel loop's body at length when it compiles it; a call is
+quick to analyse); each block walks every tree in turn, so one tree's
 nodes stay in the first-level cache while the block's rows go through it, and
 blocks run on separate threads. A block goes down one level at a time, all its
 rows together: the rows' steps do not depend on each other, so the processor
@@ -146,21 +148,29 @@ def _descend_complete(flat, start, stop, n_features, nodes, depth, idx, missing)
 
 @njit(nogil=True, parallel=True, boundscheck=False)
 def complete(x, nodes, slots, tree_target, depth, out):  # pragma: no cover
-    n, n_features = x.shape
+    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+        _complete_block(x, b * BLOCK, nodes, slots, tree_target, depth, out)
+
+
+@njit(nogil=True, boundscheck=False)
+def _complete_block(x, lo, nodes, slots, tree_target, depth, out):  # pragma: no cover
+    # A block's work in a function of its own, not in the parallel loop's body: numba's
+    # analysis of a parallel loop grows with its body, and each layout's loop is compiled
+    # at a first load (measured on XGBoost's trees: a cold load's processor time 4.2 s
+    # before, 3.4 s after; the same speed and answers).
+    n_features = x.shape[1]
+    m = min(x.shape[0], lo + BLOCK) - lo
     inner = (1 << depth) - 1
-    for b in prange((n + BLOCK - 1) // BLOCK):
-        lo = b * BLOCK
-        m = min(n, lo + BLOCK) - lo
-        idx = np.zeros(BLOCK, np.uint32)
-        order = np.empty(BLOCK, np.uint32)
-        flat = np.empty(BLOCK * n_features, x.dtype)
-        sums = np.zeros((out.shape[1], BLOCK), np.float64)
-        clean = _gather_block(x, lo, m, flat, order)
-        for t in range(nodes.shape[0]):
-            _descend_complete(flat, 0, clean, n_features, nodes[t], depth, idx, False)
-            _descend_complete(flat, clean, m, n_features, nodes[t], depth, idx, True)
-            _add_slots(sums, m, slots[t], idx, inner, tree_target[t])
-        _write_sums(out, lo, order, m, sums)
+    idx = np.zeros(BLOCK, np.uint32)
+    order = np.empty(BLOCK, np.uint32)
+    flat = np.empty(BLOCK * n_features, x.dtype)
+    sums = np.zeros((out.shape[1], BLOCK), np.float64)
+    clean = _gather_block(x, lo, m, flat, order)
+    for t in range(nodes.shape[0]):
+        _descend_complete(flat, 0, clean, n_features, nodes[t], depth, idx, False)
+        _descend_complete(flat, clean, m, n_features, nodes[t], depth, idx, True)
+        _add_slots(sums, m, slots[t], idx, inner, tree_target[t])
+    _write_sums(out, lo, order, m, sums)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
@@ -197,23 +207,27 @@ def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
 def levels(x, nodes, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
-    n, n_features = x.shape
-    for b in prange((n + BLOCK - 1) // BLOCK):
-        lo = b * BLOCK
-        m = min(n, lo + BLOCK) - lo
-        idx = np.zeros(BLOCK, np.uint32)
-        active = np.zeros(BLOCK, np.uint32)
-        order = np.empty(BLOCK, np.uint32)
-        flat = np.empty(BLOCK * n_features, x.dtype)
-        sums = np.zeros((out.shape[1], BLOCK), np.float64)
-        clean = _gather_block(x, lo, m, flat, order)
-        if equal:
-            clean = 0
-        for t in range(roots.shape[0]):
-            _descend_levels(flat, 0, clean, n_features, nodes, left, leaf_row, roots[t], free[t], idx, active, False)
-            _descend_levels(flat, clean, m, n_features, nodes, left, leaf_row, roots[t], free[t], idx, active, True)
-            _add_leaves(sums, m, leaf_row, idx, values, tree_target[t])
-        _write_sums(out, lo, order, m, sums)
+    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
+        _levels_block(x, b * BLOCK, nodes, left, leaf_row, roots, free, values, tree_target, equal, out)
+
+
+@njit(nogil=True, boundscheck=False)
+def _levels_block(x, lo, nodes, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
+    n_features = x.shape[1]
+    m = min(x.shape[0], lo + BLOCK) - lo
+    idx = np.zeros(BLOCK, np.uint32)
+    active = np.zeros(BLOCK, np.uint32)
+    order = np.empty(BLOCK, np.uint32)
+    flat = np.empty(BLOCK * n_features, x.dtype)
+    sums = np.zeros((out.shape[1], BLOCK), np.float64)
+    clean = _gather_block(x, lo, m, flat, order)
+    if equal:
+        clean = 0
+    for t in range(roots.shape[0]):
+        _descend_levels(flat, 0, clean, n_features, nodes, left, leaf_row, roots[t], free[t], idx, active, False)
+        _descend_levels(flat, clean, m, n_features, nodes, left, leaf_row, roots[t], free[t], idx, active, True)
+        _add_leaves(sums, m, leaf_row, idx, values, tree_target[t])
+    _write_sums(out, lo, order, m, sums)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
@@ -245,21 +259,24 @@ def _columns(x, lo, m, columns):  # pragma: no cover
 @njit(nogil=True, parallel=True, boundscheck=False)
 def oblivious(x, feature, threshold, nan_left, slots, tree_target, index, out):  # pragma: no cover
     # ``index``: an empty array of the leaf index's type, uint8 up to depth 8 (more lanes per vector).
-    n, n_features = x.shape
-    for b in prange((n + OBLIVIOUS_BLOCK - 1) // OBLIVIOUS_BLOCK):
-        lo = b * OBLIVIOUS_BLOCK
-        m = min(n, lo + OBLIVIOUS_BLOCK) - lo
-        idx = np.zeros(OBLIVIOUS_BLOCK, index.dtype)
-        columns = np.empty((n_features, OBLIVIOUS_BLOCK), x.dtype)
-        # The block's sums, one contiguous row per output: the leaves are added in vector steps.
-        sums = np.zeros((out.shape[1], OBLIVIOUS_BLOCK), np.float64)
-        _columns(x, lo, m, columns)
-        missing = np.isnan(columns[:, :m]).any()
-        order = np.arange(OBLIVIOUS_BLOCK).astype(np.uint32)
-        for t in range(feature.shape[0]):
-            if missing:
-                _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx, True)
-            else:
-                _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx, False)
-            _add_slots(sums, m, slots[t], idx, 0, tree_target[t])
-        _write_sums(out, lo, order, m, sums)
+    for b in prange((x.shape[0] + OBLIVIOUS_BLOCK - 1) // OBLIVIOUS_BLOCK):
+        _oblivious_block(x, b * OBLIVIOUS_BLOCK, feature, threshold, nan_left, slots, tree_target, index, out)
+
+
+@njit(nogil=True, boundscheck=False)
+def _oblivious_block(x, lo, feature, threshold, nan_left, slots, tree_target, index, out):  # pragma: no cover
+    m = min(x.shape[0], lo + OBLIVIOUS_BLOCK) - lo
+    idx = np.zeros(OBLIVIOUS_BLOCK, index.dtype)
+    columns = np.empty((x.shape[1], OBLIVIOUS_BLOCK), x.dtype)
+    # The block's sums, one contiguous row per output: the leaves are added in vector steps.
+    sums = np.zeros((out.shape[1], OBLIVIOUS_BLOCK), np.float64)
+    _columns(x, lo, m, columns)
+    missing = np.isnan(columns[:, :m]).any()
+    order = np.arange(OBLIVIOUS_BLOCK).astype(np.uint32)
+    for t in range(feature.shape[0]):
+        if missing:
+            _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx, True)
+        else:
+            _descend_oblivious(columns, m, feature[t], threshold[t], nan_left[t], idx, False)
+        _add_slots(sums, m, slots[t], idx, 0, tree_target[t])
+    _write_sums(out, lo, order, m, sums)
