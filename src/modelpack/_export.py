@@ -146,8 +146,9 @@ def pack(model_file: PathLike, dest: PathLike, *, name: str | None = None, versi
     up in); ``task=`` and ``classes=`` say it otherwise. ``runtime.requires`` names the
     oldest onnxruntime that reads the file's IR version and opsets. With ``sample``,
     the model is run on it and inputs and outputs are stored in ``samples/`` so
-    :func:`modelpack.verify` can re-check them on another machine. ``session`` stores ONNX Runtime settings every loader starts
-    from (``intra_op_num_threads``, ``graph_optimization_level``...; docs/devices.md).
+    :func:`modelpack.verify` can re-check them on another machine. ``session`` stores
+    ONNX Runtime settings every loader starts from (``intra_op_num_threads``,
+    ``graph_optimization_level``...; docs/devices.md).
     ``dest`` ending in ``.mpk`` gives an archive, else a folder. ``card=True``
     writes a model card (README.md, card.html) into the package's ``extra/card/``.
 
