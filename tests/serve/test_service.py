@@ -161,10 +161,19 @@ def test_readiness_is_false_while_a_model_loads(tmp_path: Path) -> None:
     x = np.random.default_rng(0).normal(size=(4000, 256)).astype(np.float32)
     with running(app) as url:
         httpx.post(f"{url}/v2/repository/models/scaled/unload").raise_for_status()
-        run = threading.Thread(target=_slow_binary, args=(url, x))
-        run.start()
+        # Two clients keep the only worker thread busy back to back, so the load always waits
+        # behind a run, however fast this machine runs one.
+        stop = threading.Event()
+
+        def busy() -> None:
+            while not stop.is_set():
+                _slow_binary(url, x)
+
+        runs = [threading.Thread(target=busy) for _ in range(2)]
+        for run in runs:
+            run.start()
         slow = app.state.service.repository.get("slow")
-        while slow._active == 0:  # the long run holds the only worker thread from here on
+        while slow._active == 0:  # a run holds the only worker thread from here on
             time.sleep(0.01)
         load = threading.Thread(target=httpx.post, args=(f"{url}/v2/repository/models/scaled/load",),
                                 kwargs={"timeout": 60})
@@ -175,7 +184,9 @@ def test_readiness_is_false_while_a_model_loads(tmp_path: Path) -> None:
             seen.append((states["scaled"], httpx.get(f"{url}/v2/health/ready").json()["ready"],
                          httpx.get(f"{url}/v2/models/scaled/ready").status_code))
             time.sleep(0.05)
-        run.join()
+        stop.set()
+        for run in runs:
+            run.join()
         assert httpx.get(f"{url}/v2/health/ready").json()["ready"]
         assert httpx.get(f"{url}/v2/models/scaled/ready").json()["ready"]
     assert ("LOADING", False, 503) in seen
