@@ -15,7 +15,6 @@ package checks them).
 from __future__ import annotations
 
 import atexit
-import hashlib
 import shutil
 import tempfile
 import threading
@@ -35,7 +34,6 @@ __all__ = ["Prepared", "cached_model", "materialize", "opener", "package_digest"
 _MODELS: dict[tuple[str, str], tuple[Model, tuple[Any, ...]]] = {}
 _PLAIN = (str, bytes, int, float, bool, type(None))
 _LOCK = threading.RLock()  # cached_model holds it while materialize takes it
-_CHUNK = 1 << 20
 _scratch: Path | None = None
 
 
@@ -96,15 +94,11 @@ def package_digest(path: PathLike) -> str:
     >>> len(package_digest("churn.mpk"))   # doctest: +SKIP
     64
     """
-    from ._package import MANIFEST_NAME
+    from ._package import MANIFEST_NAME, checksum
 
     p = Path(path)
     target = p / MANIFEST_NAME if p.is_dir() else p
-    digest = hashlib.sha256()
-    with open(target, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return checksum(target, target)[0]
 
 
 def cached_model(digest: str, where: Callable[[], PathLike], load_args: Mapping[str, Any]) -> Model:

@@ -122,10 +122,11 @@ class Predictor:
 
 
 def _open(package: Any, digest: str | None, load_args: dict[str, Any]) -> Model:
-    import hashlib
+    from pathlib import Path
 
     import ray
 
+    from ._package import checksum
     from ._workers import package_digest
 
     if isinstance(package, ray.ObjectRef):
@@ -133,6 +134,6 @@ def _open(package: Any, digest: str | None, load_args: dict[str, Any]) -> Model:
     if not isinstance(package, bytes):
         package = str(package)
     if digest is None:
-        digest = (hashlib.sha256(package).hexdigest() if isinstance(package, bytes)
+        digest = (checksum(package, Path("shipped.mpk"))[0] if isinstance(package, bytes)
                   else package_digest(opener(package, "")()))
     return cached_model(digest, opener(package, digest), load_args)

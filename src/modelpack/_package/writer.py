@@ -33,7 +33,7 @@ from .limits import (
     SIGNATURE_NAME,
 )
 
-__all__ = ["as_source", "digest", "write_package", "write_signature"]
+__all__ = ["as_source", "checksum", "write_package", "write_signature"]
 
 _CHUNK = 2**20
 _COMPRESSED_SUFFIXES = (".json", ".pmml", ".xml", ".txt", ".csv", ".npz")
@@ -60,7 +60,7 @@ def write_package(dest: str | os.PathLike[str], manifest: Manifest,
         if name in RESERVED_NAMES:
             raise PackageError(f"{name} is reserved", package=str(dest), fix="Rename that file.")
     check_names(sources, dest, writing=True)
-    entries = tuple(FileEntry(name, *digest(src, dest)) for name, src in sorted(sources.items()))
+    entries = tuple(FileEntry(name, *checksum(src, dest)) for name, src in sorted(sources.items()))
     manifest = manifest.replace(files=entries)
     payloads = [(MANIFEST_NAME, manifest.to_json()), *sorted(sources.items())]
     _write(dest, payloads, {e.path: e for e in entries}, archive=dest.suffix == ARCHIVE_SUFFIX)
@@ -96,8 +96,8 @@ def as_source(name: str, source: Any, dest: Path) -> FileSource:
                        fix="Pass the content as bytes or its location as a pathlib.Path.")
 
 
-def digest(source: FileSource, dest: Path) -> tuple[str, int]:
-    """SHA-256 (hex) and size of a source."""
+def checksum(source: FileSource, dest: Path) -> tuple[str, int]:
+    """SHA-256 (hex) and size of a source (bytes, or a file read in chunks); ``dest`` names it in errors."""
     sha, size = hashlib.sha256(), 0
     for chunk in _chunks(source, dest):
         sha.update(chunk)
