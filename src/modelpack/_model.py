@@ -326,7 +326,12 @@ def _flatten_column(out: Any) -> Any:
 
 def _as_labels(out: Any, classes: np.ndarray) -> np.ndarray:
     labels = _flatten_column(out)
-    return labels if labels.dtype.kind == classes.dtype.kind else labels.astype(classes.dtype)
+    if labels.dtype.kind == classes.dtype.kind:
+        return labels
+    if labels.dtype == object and any(v is None for v in labels.tolist()):
+        return labels  # "no prediction" (PMML) stays None: a cast to str would write "N" or "None"
+    # str, not the classes' own width: a longer label must not be cut to it
+    return labels.astype(str if classes.dtype.kind == "U" else classes.dtype)
 
 
 def _class_order(specs: list[TensorSpec], classes: np.ndarray | None) -> list[int]:

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
+import modelpack
 from modelpack._formats.pmml import describe
 from modelpack._formats.pmml_compile import MISSING, NotCompiled, compile_pmml
 from modelpack._formats.pmml_compile.probe import probe_rows
@@ -323,20 +324,23 @@ def _tree_attributes(model: bytes) -> set[str]:
     return {a.name for a in node.attribute}
 
 
-def test_splits_run_in_float32_that_keeps_every_double_comparison(pmml_java: None) -> None:
+def test_splits_compare_in_double_on_onnx_runtime_and_on_the_tree_engine(pmml_java: None, tmp_path: Path) -> None:
     close = "1.0000000000000002"  # a double step above 1: float32 cannot tell the two apart
-    data = tree(ROOT % ("", leaf("1", "p", '<SimplePredicate field="x" operator="lessThan" value="0.1"/>')
-                        + leaf("2", "q", '<SimplePredicate field="x" operator="lessOrEqual" value="0.30000001"/>')))
-    assert "nodes_values" in _tree_attributes(compile_pmml(data, name="m"))  # float32, encoded
-    compare(data, evaluator_compatible=True)
-    feeds = {"x": np.array([0.1, np.nextafter(0.1, 0), 0.30000001, np.nextafter(0.30000001, 1), np.nan]),
-             "z": np.zeros(5), "c": np.array(["a"] * 5, dtype=object)}
-    got = run_compiled(compile_pmml(data, name="m"), data, feeds)
-    assert list(got["predicted_y"]) == ["q", "p", "q", None, None]
-    both = tree(ROOT % ("", leaf("1", "p", '<SimplePredicate field="x" operator="lessThan" value="1"/>')
+    data = tree(ROOT % ("", leaf("1", "p", '<SimplePredicate field="x" operator="lessThan" value="1"/>')
                         + leaf("2", "q", f'<SimplePredicate field="x" operator="lessOrEqual" value="{close}"/>')))
-    assert "nodes_values_as_tensor" in _tree_attributes(compile_pmml(both, name="m"))  # stays in double
-    compare(both, evaluator_compatible=True)
+    assert "nodes_values_as_tensor" in _tree_attributes(compile_pmml(data, name="m"))
+    compare(data, evaluator_compatible=True)
+    x = np.array([np.nextafter(1.0, 0), 1.0, float(close), np.nextafter(float(close), 2), np.nan])
+    expected = ["p", "q", "q", None, None]
+    feeds = {"x": x, "z": np.zeros(5), "c": np.array(["a"] * 5, dtype=object)}
+    assert list(run_compiled(compile_pmml(data, name="m"), data, feeds)["predicted_y"]) == expected
+    # A batch large enough for the tree engine, which compares in double too.
+    path = tmp_path / "m.pmml"
+    path.write_bytes(data)
+    with modelpack.load(path, engine="modelpack-trees") as model:
+        assert "tree engine" in model.engine_reason
+        batch = {k: np.tile(v, 20) for k, v in feeds.items()}
+        assert list(model.predict(batch)) == expected * 20
 
 
 def _spec_tree(node: dict[str, Any], row: dict[str, float]) -> str | None:

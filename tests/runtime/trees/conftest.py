@@ -19,12 +19,14 @@ MODES = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT", "BRANCH_GTE"]
 CATEGORICAL = ["BRANCH_EQ", "BRANCH_NEQ", "BRANCH_EQ", "BRANCH_LEQ", "BRANCH_GT"]
 
 
-def random_node(seed: int, categorical: bool = False) -> tuple[Any, int]:
+def random_node(seed: int, categorical: bool = False, double: bool = False) -> tuple[Any, int]:
     """(an ``onnx.ModelProto`` holding one random ensemble node, its number of features).
 
     ``categorical``: splits on equality too (BRANCH_EQ, BRANCH_NEQ) against small whole numbers.
+    ``double``: thresholds in double (``nodes_values_as_tensor``) that float32 cannot hold,
+    and double inputs, as PMML compiled to ONNX writes them.
     """
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
     modes = CATEGORICAL if categorical else MODES
@@ -58,7 +60,7 @@ def random_node(seed: int, categorical: bool = False) -> tuple[Any, int]:
             return float("inf")
         if pick < 0.1:
             return float("-inf")
-        return float(np.float32(rng.normal()))
+        return float(rng.normal()) if double else float(np.float32(rng.normal()))
 
     forest_depth = int(rng.integers(1, 11))  # CatBoost's trees share one depth (up to 8: uint8 indices)
     for tree in range(n_trees):
@@ -110,6 +112,9 @@ def random_node(seed: int, categorical: bool = False) -> tuple[Any, int]:
         build(0)
 
     attributes: dict[str, Any] = dict(nodes)
+    if double:
+        attributes["nodes_values_as_tensor"] = numpy_helper.from_array(
+            np.array(attributes.pop("nodes_values"), np.float64))
     prefix = "class" if classifier else "target"
     for key, values in weights.items():
         attributes[f"{prefix}_{key}"] = values
@@ -140,8 +145,9 @@ def random_node(seed: int, categorical: bool = False) -> tuple[Any, int]:
         outputs = [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, n_out])]
         op = "TreeEnsembleRegressor"
     node = helper.make_node(op, ["X"], [o.name for o in outputs], domain="ai.onnx.ml", **attributes)
-    graph = helper.make_graph([node], "random", [helper.make_tensor_value_info("X", TensorProto.FLOAT,
-                                                                               [None, n_features])], outputs)
+    element = TensorProto.DOUBLE if double else TensorProto.FLOAT
+    graph = helper.make_graph([node], "random", [helper.make_tensor_value_info("X", element, [None, n_features])],
+                              outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                     helper.make_opsetid("ai.onnx.ml", 3)])
     model.ir_version = 8
@@ -156,13 +162,14 @@ def random_ensemble() -> Callable[[int], tuple[Any, int]]:
 
 @pytest.fixture
 def random_forests() -> Callable[..., list[tuple[int, Any, int, Any]]]:
-    """``random_forests(n, categorical=False)``: (seed, model, n_features, Forest or the Unsupported raised)."""
+    """``random_forests(n, categorical=False, double=False)``: (seed, model, n_features, Forest or
+    the Unsupported raised)."""
     from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest
 
-    def read(n: int, categorical: bool = False) -> list[tuple[int, Any, int, Any]]:
+    def read(n: int, categorical: bool = False, double: bool = False) -> list[tuple[int, Any, int, Any]]:
         found = []
         for seed in range(n):
-            model, n_features = random_node(seed, categorical)
+            model, n_features = random_node(seed, categorical, double)
             node = model.graph.node[0]
             try:
                 forest: Any = read_forest(node.op_type, attributes_of(node))

@@ -76,6 +76,56 @@ def test_equality_splits_match_onnxruntime(random_forests: Callable[..., list[tu
     assert taken >= 30
 
 
+def test_double_thresholds_match_onnxruntime(random_forests: Callable[..., list[tuple[int, Any, int, Any]]],
+                                            run_on_cpu: Callable[..., list[Any]]) -> None:
+    """Double thresholds float32 cannot hold (PMML compiled to ONNX), double rows a double step
+    either side of them: every layout compares in double."""
+    taken: Counter[str] = Counter()
+    for seed, model, n_features, forest in random_forests(90, double=True):
+        if isinstance(forest, Unsupported):
+            continue
+        assert forest.threshold.dtype == np.float64
+        x = probe_rows(forest, 200, seed=seed)
+        assert x.dtype == np.float64
+        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+        for layout in LAYOUTS:
+            try:
+                TreeEngine(forest, 1, layout)
+            except ValueError:
+                continue
+            _check(model, forest, layout, x, run_on_cpu)
+            taken[layout] += 1
+    assert all(taken[layout] >= 10 for layout in LAYOUTS), taken
+
+
+def test_rows_without_missing_values_skip_the_missing_value_tests(
+        random_forests: Callable[..., list[tuple[int, Any, int, Any]]], run_on_cpu: Callable[..., list[Any]]) -> None:
+    """A split that sends every present value one way (``x <= inf``, ``x < -inf``) is skipped by
+    rows without a missing value; batches all clean, all missing and mixed give ONNX Runtime's answers."""
+    from modelpack._runtime.trees.forest import present_only
+
+    pruned = 0
+    for seed, model, n_features, forest in random_forests(120):
+        if isinstance(forest, Unsupported):
+            continue
+        engine = TreeEngine(forest, 1)
+        present = present_only(forest)
+        if present is None:
+            continue
+        pruned += 1
+        assert present.depth <= forest.depth and len(present.feature) <= len(forest.feature)
+        assert "rows without a missing value" in engine.describe()
+        probe = probe_rows(forest, 300, seed=seed)
+        clean = np.nan_to_num(probe, nan=0.25)
+        for x in (probe, clean, np.full_like(probe, np.nan)):
+            x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+            want = run_on_cpu(model.SerializeToString(), {"X": x})
+            scores = np.asarray(want[-1]) if forest.classifier else None
+            for w, g in zip(want, engine.run(x), strict=True):
+                assert disagreement(np.asarray(w), np.asarray(g), scores) is None
+    assert pruned >= 20
+
+
 def test_opset5_tree_ensembles_match_onnxruntime(random_opset5: Callable[[int], tuple[Any, int]],
                                                  run_on_cpu: Callable[..., list[Any]]) -> None:
     """The opset-5 TreeEnsemble operator: set membership, equality, missing tracks, NaN among the rows."""

@@ -2,8 +2,9 @@
 
 Each PMML tree becomes one target of the node; each of its leaves weighs the
 number of the *outcome* it reaches (a PMML Node, or "no prediction"). The node
-runs in double (``nodes_values_as_tensor``), so every split is the document's
-own comparison; its float32 output holds small integers exactly. Scores,
+compares in double (``nodes_values_as_tensor``, double inputs), so every split is
+the document's own comparison, on ONNX Runtime and on modelpack's tree engine
+alike; its float32 output holds small integers exactly. Scores,
 probabilities and ids are then read from double tables by outcome, and the
 trees' results are combined in double, as a PMML evaluator combines them.
 Where a segmentation sums the trees' scores, :meth:`Forest.summed` lets the node
@@ -19,7 +20,6 @@ from onnx import TensorProto, numpy_helper
 
 from .graph import Graph, NotCompiled
 from .nodes import TreeNodes
-from .single import float_forest
 
 __all__ = ["Forest"]
 
@@ -64,27 +64,25 @@ class Forest:
             raise RuntimeError("the forest was emitted already")
         self._output = ""
         g = self.graph
-        total = self._node(*self._input(), weights=scores)
+        total = self._node(self._input(), weights=scores)
         return g.op("Cast", total, to=TensorProto.DOUBLE)
 
     def _emit(self) -> str:
-        out = self._node(*self._input())
+        out = self._node(self._input())
         return self.graph.op("Cast", out, to=TensorProto.INT64)
 
-    def _input(self) -> tuple[str, list[TreeNodes], bool]:
-        """The node's input, its trees, and whether it compares in double."""
+    def _input(self) -> str:
+        """The node's input: the split columns side by side, double [N, F]."""
         g = self.graph
         cols = sorted(self.columns, key=self.columns.__getitem__)
         if not cols:  # trees of one leaf each: any column will do
             cols = [g.const_like(0.0)]
-        single = float_forest(g, self.trees, cols)
-        if single is not None:  # float32 that keeps every double comparison: the tree engine takes it
-            return single.features, single.trees, False
-        x = g.op("Concat", *[g.op("Unsqueeze", c, g.const([1], dtype=np.int64)) for c in cols], axis=1)
-        return x, self.trees, True
+        axis = g.const([1], dtype=np.int64)
+        unsqueezed = [g.op("Unsqueeze", c, axis) for c in cols]
+        return unsqueezed[0] if len(unsqueezed) == 1 else g.op("Concat", *unsqueezed, axis=1)
 
-    def _node(self, x: str, trees: list[TreeNodes], double: bool, *, weights: list[np.ndarray] | None = None) -> str:
-        g = self.graph
+    def _node(self, x: str, *, weights: list[np.ndarray] | None = None) -> str:
+        g, trees = self.graph, self.trees
         attrs: dict[str, Any] = {k: [] for k in (
             "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes", "nodes_truenodeids",
             "nodes_falsenodeids", "nodes_missing_value_tracks_true", "target_treeids", "target_nodeids",
@@ -107,9 +105,6 @@ class Forest:
                     attrs["target_nodeids"].append(node)
                     attrs["target_ids"].append(t if weights is None else k)
                     attrs["target_weights"].append(float(weight))
-        if double:
-            attrs["nodes_values_as_tensor"] = numpy_helper.from_array(np.array(values, dtype=np.float64))
-        else:
-            attrs["nodes_values"] = values
+        attrs["nodes_values_as_tensor"] = numpy_helper.from_array(np.array(values, dtype=np.float64))
         return g.op("TreeEnsembleRegressor", x, domain="ai.onnx.ml", n_targets=len(trees) if weights is None else weights[0].shape[1],
                     aggregate_function="SUM", post_transform="NONE", **attrs)

@@ -103,7 +103,7 @@ class TreeBackend:
         except Exception:
             # Whatever the part refused, the whole graph refuses with ONNX Runtime's own message.
             return None
-        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2
+        if not (isinstance(x, np.ndarray) and x.dtype == self._engine.dtype and x.ndim == 2
                 and x.shape[1] >= self._engine.forest.n_features):
             return None
         values.update(zip(self._tree_outputs, self._engine.run(np.ascontiguousarray(x)), strict=True))
@@ -211,7 +211,7 @@ def _build(inner: Any, model_bytes: bytes | None, *, ort: Any, options: Any, thr
         raise
     except Exception as exc:
         raise Unsupported(f"ONNX Runtime refused a part of the cut graph ({str(exc).splitlines()[0]})") from None
-    what = describe(forest, engine.layout)
+    what = engine.describe()
     reason = f"{what}; batches of {min_rows}+ rows (smaller ones: ONNX Runtime)" if min_rows else what
     return TreeBackend(inner, cut, engine, before, after, min_rows, reason, dense_part)
 
@@ -235,8 +235,9 @@ def _probe(run: Callable[[np.ndarray], list[np.ndarray]], forest: Forest, cut: S
 
     x = probe_rows(forest, _PROBE_ROWS)
     node = cut.node
+    element = TensorProto.DOUBLE if x.dtype == np.float64 else TensorProto.FLOAT
     graph = helper.make_graph(
-        [node], "probe", [helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT, [None, x.shape[1]])],
+        [node], "probe", [helper.make_tensor_value_info(node.input[0], element, [None, x.shape[1]])],
         [helper.make_empty_tensor_value_info(o) for o in cut.tree_outputs])
     alone = helper.make_model(graph, opset_imports=list(model.opset_import))
     alone.ir_version = model.ir_version
@@ -335,10 +336,12 @@ def disagreement(want: np.ndarray, have: np.ndarray, scores: np.ndarray | None =
 
 
 def probe_rows(forest: Forest, rows: int, seed: int = 0) -> np.ndarray:
-    """Rows that meet every split: thresholds, one float32 step either side, NaN, infinities."""
+    """Rows that meet every split: thresholds, one step either side, NaN, infinities (in the
+    forest's precision)."""
     rng = np.random.default_rng(seed)
     n = max(forest.n_features, 1)
-    x = rng.normal(size=(rows, n)).astype(np.float32)
+    dtype = forest.threshold.dtype.type
+    x = rng.normal(size=(rows, n)).astype(dtype)
     inner = forest.feature >= 0
     features = forest.feature[inner]
     thresholds = forest.threshold[inner]
@@ -353,8 +356,8 @@ def probe_rows(forest: Forest, rows: int, seed: int = 0) -> np.ndarray:
                 t = mine[picks[:, j] % len(mine)]
                 step = rng.integers(-1, 2, size=rows)
                 with np.errstate(over="ignore"):  # the step above the largest float is infinity
-                    x[:, j] = np.where(step < 0, np.nextafter(t, np.float32(-np.inf)),
-                                       np.where(step > 0, np.nextafter(t, np.float32(np.inf)), t))
+                    x[:, j] = np.where(step < 0, np.nextafter(t, dtype(-np.inf)),
+                                       np.where(step > 0, np.nextafter(t, dtype(np.inf)), t))
     special = rng.random(x.shape)
     x[special < 0.1] = np.nan
     x[(special >= 0.1) & (special < 0.12)] = np.inf

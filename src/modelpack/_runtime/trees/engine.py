@@ -28,7 +28,7 @@ import numpy as np
 
 from ..settings import cache_dir
 from . import ENGINE_NAME
-from .forest import Forest
+from .forest import Forest, describe, present_only
 from .layouts import complete, levels_layout, oblivious_layout, packed_splits
 
 __all__ = ["ENGINE_NAME", "TreeEngine", "import_numba"]
@@ -97,22 +97,38 @@ class TreeEngine:
         # The kernel's arguments between the rows and the output.
         # tree_target: -1 per tree when leaves hold every target.
         if self.layout == "levels":
-            args: tuple[Any, ...] = (packed_splits(a), a["left"].astype(np.uint32), a["leaf_row"],
+            args: tuple[Any, ...] = (*packed_splits(a), a["left"].astype(np.uint32), a["leaf_row"],
                                      forest.roots.astype(np.uint32), a["free"], forest.leaf_values, forest.tree_target,
                                      forest.has_equal)
         elif self.layout == "complete":
-            args = (packed_splits(a), _slots(forest, a["leaf"]), forest.tree_target, max(forest.depth, 1))
+            args = (*packed_splits(a), _slots(forest, a["leaf"]), forest.tree_target, max(forest.depth, 1))
         else:
             args = (a["feature"], a["threshold"], a["nan_left"], _slots(forest, a["leaf"]), forest.tree_target,
                     np.empty(0, np.uint8 if forest.depth <= 8 else np.int32))
         self._args = args
         self._first_call()
+        # Rows without a missing value skip the splits that only test for one (PMML's nullPrediction).
+        present = present_only(forest) if layout is None else None
+        self._present = TreeEngine(present, threads) if present is not None else None
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The element type of the rows :meth:`run` takes: float32, or float64 for a double forest."""
+        return self.forest.threshold.dtype
+
+    def describe(self) -> str:
+        """One line for ``Model.engine_reason``: the forest and the layouts that walk it."""
+        what = describe(self.forest, self.layout)
+        if self._present is None:
+            return what
+        p = self._present
+        return f"{what}; rows without a missing value: depth {p.forest.depth}, {p.layout} layout"
 
     def _first_call(self) -> None:
         """Compile the loop this forest uses, or read it from the cache; a damaged cache is emptied."""
-        x = np.zeros((1, self.forest.n_features), np.float32)
+        x = np.zeros((1, self.forest.n_features), self.dtype)
         try:
-            self.scores(x)
+            self._scores(x)
         except Exception:
             if not _CACHING:
                 raise
@@ -120,10 +136,23 @@ class TreeEngine:
             # numba names them <folder>/<package folder>_<hash>/<module>.<function>-<line>...
             for entry in Path(os.environ["NUMBA_CACHE_DIR"]).glob("trees_*/kernels.*"):
                 entry.unlink(missing_ok=True)
-            self.scores(x)
+            self._scores(x)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """The summed leaf values, float32 ``(rows, targets)``, before anything ONNX adds."""
+        if self._present is None or x.shape[0] == 0:
+            return self._scores(x)
+        missing = np.isnan(x).any(axis=1)
+        if not missing.any():
+            return self._present.scores(x)
+        if missing.all():
+            return self._scores(x)
+        out = np.empty((x.shape[0], self._n_out), np.float32)
+        out[~missing] = self._present.scores(x[~missing])
+        out[missing] = self._scores(x[missing])
+        return out
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
         out = np.zeros((x.shape[0], self._n_out), np.float64)
         if x.shape[0] == 0:
             return out.astype(np.float32)
@@ -132,7 +161,7 @@ class TreeEngine:
         return out.astype(np.float32)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """The node's outputs for ``x``, float32 ``(rows, features)``, C-contiguous."""
+        """The node's outputs for ``x``, :attr:`dtype` ``(rows, features)``, C-contiguous."""
         s = self.scores(x)
         f = self.forest
         if not f.classifier:

@@ -30,21 +30,23 @@ For float32 inputs and thresholds ``x < t`` is exactly ``x <= nextafter(t, -inf)
 A threshold of minus infinity becomes NaN there, for which ``x <= t`` is always false,
 as ``x < -inf`` is. BRANCH_EQ and BRANCH_NEQ (LightGBM's categorical splits) become
 "left when ``x == t``" splits (flag ``equal``), which the linked layout alone takes.
-Double thresholds are left to ONNX Runtime.
+Double thresholds (``nodes_values_as_tensor`` of type double, which PMML compiled to
+ONNX writes) make a double forest: the same rules one double step apart, for
+double inputs.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from . import MAX_UNFOLDED, Unsupported
 
-__all__ = ["Forest", "Unsupported", "read_forest"]
+__all__ = ["Forest", "Unsupported", "present_only", "read_forest"]
 
 #: Deepest tree read at all: deeper ones are left to ONNX Runtime.
 MAX_DEPTH = 512
@@ -103,14 +105,13 @@ def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:
     if op_type not in ("TreeEnsembleRegressor", "TreeEnsembleClassifier"):
         raise Unsupported(f"the {op_type} operator")
     classifier = op_type == "TreeEnsembleClassifier"
-    for name in ("nodes_values_as_tensor", "base_values_as_tensor", "target_weights_as_tensor",
-                 "class_weights_as_tensor", "nodes_hitrates_as_tensor"):
-        if name in attributes and name != "nodes_hitrates_as_tensor":
+    for name in ("base_values_as_tensor", "target_weights_as_tensor", "class_weights_as_tensor"):
+        if name in attributes:
             raise Unsupported(f"double-precision attribute {name}")
     tree_ids = _ints(attributes, "nodes_treeids")
     node_ids = _ints(attributes, "nodes_nodeids")
     features = _ints(attributes, "nodes_featureids")
-    values = np.asarray(attributes.get("nodes_values", ()), dtype=np.float32)
+    values = _thresholds(attributes)
     true_ids = _ints(attributes, "nodes_truenodeids")
     false_ids = _ints(attributes, "nodes_falsenodeids")
     modes_text = [m.decode() if isinstance(m, bytes) else str(m) for m in attributes.get("nodes_modes", ())]
@@ -178,6 +179,22 @@ def read_forest(op_type: str, attributes: Mapping[str, Any]) -> Forest:
     return forest
 
 
+def _thresholds(attributes: Mapping[str, Any]) -> np.ndarray:
+    """``nodes_values`` as float32, or ``nodes_values_as_tensor`` as float32 or float64."""
+    tensor = attributes.get("nodes_values_as_tensor")
+    if tensor is None:
+        return np.asarray(attributes.get("nodes_values", ()), dtype=np.float32)
+    from onnx import numpy_helper
+
+    try:
+        values = numpy_helper.to_array(tensor)
+    except Exception as exc:  # noqa: BLE001 - a malformed tensor: ONNX Runtime says what it makes of it
+        raise Unsupported(f"nodes_values_as_tensor could not be read ({exc})") from None
+    if values.dtype not in (np.float32, np.float64):
+        raise Unsupported(f"nodes_values_as_tensor of type {values.dtype}")
+    return values.reshape(-1)
+
+
 def _ints(attributes: Mapping[str, Any], name: str) -> np.ndarray:
     return np.asarray(attributes.get(name, ()), dtype=np.int64)
 
@@ -242,7 +259,7 @@ def _link(tree_ids: np.ndarray, node_ids: np.ndarray, features: np.ndarray, valu
             for child in keys:
                 if child not in where:
                     raise Unsupported(f"node {child[1]} of tree {tree} is named as a child but not defined")
-            _split(mode, float(values[source]), bool(missing[source]), keys, at, threshold, nan_left, equal)
+            _split(mode, values[source], bool(missing[source]), keys, at, threshold, nan_left, equal)
             feature[at] = int(features[source])
             left[at] = len(feature)
             if len(feature) + 2 > budget:
@@ -253,16 +270,16 @@ def _link(tree_ids: np.ndarray, node_ids: np.ndarray, features: np.ndarray, valu
                     row.append(0)
     if len(reached) != len(where):
         raise Unsupported(f"{len(where) - len(reached)} nodes are not reachable from a root")
-    return (np.array(feature, np.int32), np.array(threshold, np.float32), np.array(nan_left, np.uint8),
+    return (np.array(feature, np.int32), np.array(threshold, values.dtype), np.array(nan_left, np.uint8),
             np.array(equal, np.uint8), np.array(left, np.int32), roots, deepest, leaf_of)
 
 
-def _split(mode: int, t: float, goes_true_on_nan: bool, keys: list[tuple[int, int]], at: int,
+def _split(mode: int, t: np.floating[Any], goes_true_on_nan: bool, keys: list[tuple[int, int]], at: int,
            threshold: list[float], nan_left: list[int], equal: list[int]) -> None:
     """One split in the engine's form (module docstring); ``keys`` becomes (left child, right child)."""
-    value = np.float32(t)
-    if mode in (1, 3):  # strict comparisons, one float32 step down
-        value = np.float32(np.nan) if value == -np.inf else np.nextafter(value, np.float32(-np.inf))
+    value = t  # float32, or float64 in a double forest
+    if mode in (1, 3):  # strict comparisons, one step down
+        value = type(t)(np.nan) if t == -np.inf else np.nextafter(t, type(t)(-np.inf))
     if mode in (2, 3):  # the true child is the right one
         keys.reverse()
         nan_left[at] = not goes_true_on_nan
@@ -338,6 +355,53 @@ def _check_finalize(forest: Forest) -> None:
     if forest.n_targets == 2 and not forest.has_score[1] and len(forest.base_values) < 2 \
             and not forest.binary_case:
         raise Unsupported("a two-class classifier whose second score ONNX Runtime leaves unwritten")
+
+
+def present_only(forest: Forest) -> Forest | None:
+    """The forest as a row without a missing value walks it, or None when that is the forest itself.
+
+    A split that sends every present value one way only tests for a missing value:
+    ``x <= +inf`` (always left) or a NaN threshold (never left). PMML's ``nullPrediction``
+    compiles to such tests, one under each comparison a missing value may fail, which
+    nearly doubles a tree's depth; rows without a missing value skip them here. Leaves
+    keep their rows in ``leaf_values`` and trees their order, so the sums are the same
+    to the bit.
+    """
+    inner = forest.feature >= 0
+    always_left = inner & (forest.threshold == np.inf) & (forest.equal == 0)
+    never_left = inner & np.isnan(forest.threshold)
+    if not (always_left | never_left).any():
+        return None
+    decided = {int(i): 0 for i in np.flatnonzero(always_left)} | {int(i): 1 for i in np.flatnonzero(never_left)}
+    old_left = forest.left.tolist()
+    old_feature = forest.feature.tolist()
+    keep: list[int] = []  # the old node at each new position
+    left: list[int] = []
+    roots = np.empty(forest.n_trees, np.int32)
+    deepest = 0
+    for t, root in enumerate(forest.roots.tolist()):
+        roots[t] = len(keep)
+        queue = deque([(root, len(keep), 0)])
+        keep.append(-1)
+        left.append(0)
+        while queue:
+            node, at, level = queue.popleft()
+            while node in decided:
+                node = old_left[node] + decided[node]
+            keep[at] = node
+            deepest = max(deepest, level)
+            if old_feature[node] < 0:
+                left[at] = old_left[node]  # a leaf: its row in leaf_values
+                continue
+            left[at] = len(keep)
+            for child in (old_left[node], old_left[node] + 1):
+                queue.append((child, len(keep), level + 1))
+                keep.append(-1)
+                left.append(0)
+    old = np.asarray(keep, np.int64)
+    return replace(forest, depth=deepest, feature=forest.feature[old], threshold=forest.threshold[old],
+                   nan_left=forest.nan_left[old], equal=forest.equal[old], left=np.asarray(left, np.int32),
+                   roots=roots, _complete=None)
 
 
 def attributes_of(node: Any) -> dict[str, Any]:

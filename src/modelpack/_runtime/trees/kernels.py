@@ -23,13 +23,17 @@ trees per thread, then the shares), so its own answers move by a float32 step
 from one thread count to another; ours do not, and stay within that step of it.
 
 A split sends a row right unless ``x <= threshold``; a missing value goes the
-way ``nan_left`` says (see :mod:`.forest`).
+way ``nan_left`` says (see :mod:`.forest`). A float32 forest keeps each threshold
+in its packed split; a double one (PMML compiled to ONNX compares in double) reads
+it from ``thr``, which a float32 forest passes empty: :func:`_threshold` is chosen
+by that array's type when the loop is compiled, so neither pays for the other.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 __all__ = ["complete", "levels", "oblivious"]
 
@@ -46,12 +50,24 @@ def _u(i):  # pragma: no cover
     return np.uintp(i)
 
 
+def _threshold(node, thr, i):  # pragma: no cover - compiled code calls the overload below
+    raise NotImplementedError
+
+
+@overload(_threshold, inline="always")
+def _threshold_of(node, thr, i):  # pragma: no cover
+    # A double forest's thresholds live in ``thr``; a float32 one's in the split itself.
+    if thr.dtype == types.float64:
+        return lambda node, thr, i: thr[np.uintp(i)]
+    return lambda node, thr, i: np.uint32(node & 0xFFFFFFFF).view(np.float32)
+
+
 @njit(nogil=True, boundscheck=False, inline="always")
-def _goes_left(v, node):  # pragma: no cover
+def _goes_left(v, node, th):  # pragma: no cover
     # ``node``: the split packed in an int64, (feature * 4 + equal * 2 + nan_left) << 32 | the
-    # threshold's bits; an equality split (``equal``) sends left ``x == t`` (``t <= x <= t``).
+    # threshold's bits (float32 forests); an equality split (``equal``) sends left ``x == t``
+    # (``t <= x <= t``).
     split = np.uint32(node >> 32)
-    th = np.uint32(node & 0xFFFFFFFF).view(np.float32)
     below = np.uint32(v <= th) & (np.uint32(v >= th) | ((split >> np.uint32(1)) ^ np.uint32(1)))
     return below | (np.uint32(v != v) & (split & np.uint32(1)))
 
@@ -125,17 +141,17 @@ def _gather_block(x, lo, m, flat, order):  # pragma: no cover
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
-def _step(v, node, missing):  # pragma: no cover
+def _step(v, node, th, missing):  # pragma: no cover
     # 1 when the row goes left. ``missing`` is a constant at each call site: the tests for a
     # missing value and for an equality split are compiled only where a row may need them
     # (a forest with equality splits takes every row this way: ``equal`` of :func:`levels`).
     if missing:
-        return _goes_left(v, node)
-    return np.uint32(v <= np.uint32(node & 0xFFFFFFFF).view(np.float32))
+        return _goes_left(v, node, th)
+    return np.uint32(v <= th)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
-def _descend_complete(flat, start, stop, n_features, nodes, depth, idx, missing):  # pragma: no cover
+def _descend_complete(flat, start, stop, n_features, nodes, thr, depth, idx, missing):  # pragma: no cover
     for r in range(start, stop):
         idx[_u(r)] = 0
     for _ in range(depth):
@@ -143,17 +159,17 @@ def _descend_complete(flat, start, stop, n_features, nodes, depth, idx, missing)
             i = idx[_u(r)]
             node = nodes[_u(i)]
             v = flat[_u(r * n_features + _feature(node))]
-            idx[_u(r)] = np.uint32(2) * i + np.uint32(2) - _step(v, node, missing)
+            idx[_u(r)] = np.uint32(2) * i + np.uint32(2) - _step(v, node, _threshold(node, thr, i), missing)
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
-def complete(x, nodes, slots, tree_target, depth, out):  # pragma: no cover
+def complete(x, nodes, thr, slots, tree_target, depth, out):  # pragma: no cover
     for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
-        _complete_block(x, b * BLOCK, nodes, slots, tree_target, depth, out)
+        _complete_block(x, b * BLOCK, nodes, thr, slots, tree_target, depth, out)
 
 
 @njit(nogil=True, boundscheck=False)
-def _complete_block(x, lo, nodes, slots, tree_target, depth, out):  # pragma: no cover
+def _complete_block(x, lo, nodes, thr, slots, tree_target, depth, out):  # pragma: no cover
     # A block's work in a function of its own, not in the parallel loop's body: numba's
     # analysis of a parallel loop grows with its body, and each layout's loop is compiled
     # at a first load (measured on XGBoost's trees: a cold load's processor time 4.2 s
@@ -167,14 +183,14 @@ def _complete_block(x, lo, nodes, slots, tree_target, depth, out):  # pragma: no
     sums = np.zeros((out.shape[1], BLOCK), np.float64)
     clean = _gather_block(x, lo, m, flat, order)
     for t in range(nodes.shape[0]):
-        _descend_complete(flat, 0, clean, n_features, nodes[t], depth, idx, False)
-        _descend_complete(flat, clean, m, n_features, nodes[t], depth, idx, True)
+        _descend_complete(flat, 0, clean, n_features, nodes[t], thr[t], depth, idx, False)
+        _descend_complete(flat, clean, m, n_features, nodes[t], thr[t], depth, idx, True)
         _add_slots(sums, m, slots[t], idx, inner, tree_target[t])
     _write_sums(out, lo, order, m, sums)
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
-def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, free, idx, active,
+def _descend_levels(flat, start, stop, n_features, nodes, thr, left, leaf_row, root, free, idx, active,
                     missing):  # pragma: no cover
     # All rows of the block step down together. No leaf lies above level ``free``: the
     # first steps go without a test; then a row that reaches its leaf leaves the list of
@@ -186,7 +202,7 @@ def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, 
             i = idx[_u(r)]
             node = nodes[_u(i)]
             v = flat[_u(r * n_features + _feature(node))]
-            idx[_u(r)] = left[_u(i)] + np.uint32(1) - _step(v, node, missing)
+            idx[_u(r)] = left[_u(i)] + np.uint32(1) - _step(v, node, _threshold(node, thr, i), missing)
     n_active = 0
     for r in range(start, stop):
         active[_u(n_active)] = r
@@ -198,7 +214,7 @@ def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, 
             i = idx[_u(r)]
             node = nodes[_u(i)]
             v = flat[_u(r * n_features + _feature(node))]
-            j = left[_u(i)] + np.uint32(1) - _step(v, node, missing)
+            j = left[_u(i)] + np.uint32(1) - _step(v, node, _threshold(node, thr, i), missing)
             idx[_u(r)] = j
             active[_u(kept)] = r
             kept += leaf_row[_u(j)] < 0
@@ -206,13 +222,13 @@ def _descend_levels(flat, start, stop, n_features, nodes, left, leaf_row, root, 
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
-def levels(x, nodes, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
+def levels(x, nodes, thr, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
     for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
-        _levels_block(x, b * BLOCK, nodes, left, leaf_row, roots, free, values, tree_target, equal, out)
+        _levels_block(x, b * BLOCK, nodes, thr, left, leaf_row, roots, free, values, tree_target, equal, out)
 
 
 @njit(nogil=True, boundscheck=False)
-def _levels_block(x, lo, nodes, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
+def _levels_block(x, lo, nodes, thr, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
     n_features = x.shape[1]
     m = min(x.shape[0], lo + BLOCK) - lo
     idx = np.zeros(BLOCK, np.uint32)
@@ -224,8 +240,10 @@ def _levels_block(x, lo, nodes, left, leaf_row, roots, free, values, tree_target
     if equal:
         clean = 0
     for t in range(roots.shape[0]):
-        _descend_levels(flat, 0, clean, n_features, nodes, left, leaf_row, roots[t], free[t], idx, active, False)
-        _descend_levels(flat, clean, m, n_features, nodes, left, leaf_row, roots[t], free[t], idx, active, True)
+        _descend_levels(flat, 0, clean, n_features, nodes, thr, left, leaf_row, roots[t], free[t], idx, active,
+                        False)
+        _descend_levels(flat, clean, m, n_features, nodes, thr, left, leaf_row, roots[t], free[t], idx, active,
+                        True)
         _add_leaves(sums, m, leaf_row, idx, values, tree_target[t])
     _write_sums(out, lo, order, m, sums)
 

@@ -37,7 +37,7 @@ def oblivious_layout(forest: Forest) -> dict[str, np.ndarray] | None:
     if padded is None or depth == 0:
         return None
     feature = np.empty((forest.n_trees, depth), np.int32)
-    threshold = np.empty((forest.n_trees, depth), np.float32)
+    threshold = np.empty((forest.n_trees, depth), forest.threshold.dtype)
     nan_left = np.empty((forest.n_trees, depth), np.uint8)
     for level in range(depth):
         nodes = slice((1 << level) - 1, (1 << (level + 1)) - 1)
@@ -76,14 +76,19 @@ def levels_layout(forest: Forest) -> dict[str, np.ndarray]:
             "free": free.astype(np.uint32)}
 
 
-def packed_splits(layout: dict[str, np.ndarray]) -> np.ndarray:
-    """Each split as one int64, ``(feature * 4 + equal * 2 + nan_left) << 32 | threshold bits``.
+def packed_splits(layout: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each split as one int64, ``(feature * 4 + equal * 2 + nan_left) << 32 | threshold bits``,
+    and the kernels' ``thr``: the thresholds of a double forest, or an empty float32 array.
 
-    One read per step. A leaf's entry (feature -1) is never read as a split.
+    One read per step (a float32 forest). A leaf's entry (feature -1) is never read as a split.
     """
     equal = layout.get("equal", np.zeros(1, np.uint8)).astype(np.int64)
     split = np.maximum(layout["feature"], 0).astype(np.int64) * 4 + equal * 2 + layout["nan_left"]
-    return np.asarray((split << 32) | layout["threshold"].view(np.uint32).astype(np.int64), dtype=np.int64)
+    threshold = layout["threshold"]
+    if threshold.dtype == np.float64:
+        return np.asarray(split << 32, dtype=np.int64), threshold
+    bits = threshold.view(np.uint32).astype(np.int64)
+    return np.asarray((split << 32) | bits, dtype=np.int64), np.empty(threshold.shape[:-1] + (0,), np.float32)
 
 
 def _complete_layout(forest: Forest) -> dict[str, np.ndarray]:
@@ -92,7 +97,7 @@ def _complete_layout(forest: Forest) -> dict[str, np.ndarray]:
     width = 1 << depth
     n = forest.n_trees
     feature = np.zeros((n, inner), np.int32)
-    threshold = np.zeros((n, inner), np.float32)
+    threshold = np.zeros((n, inner), forest.threshold.dtype)
     nan_left = np.zeros((n, inner), np.uint8)
     leaf = np.zeros((n, width), np.int32)  # the row in leaf_values each bottom slot reaches
     for t in range(n):

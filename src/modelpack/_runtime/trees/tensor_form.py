@@ -46,6 +46,8 @@ def tensor_form(forest: Forest, node: Any) -> tuple[list[Any], list[Any]]:
         raise Unsupported("post transform SOFTMAX_ZERO in the tensor form")
     if forest.has_equal:
         raise Unsupported("BRANCH_EQ / BRANCH_NEQ splits in the tensor form")
+    if forest.threshold.dtype != np.float32:
+        raise Unsupported("double-precision thresholds in the tensor form (it compares in float32)")
     prefix = f"{node.name or 'trees'}_tf_"
     a = _absorbing(forest)
     constants = {
