@@ -88,6 +88,14 @@ def test_several_binary_inputs_are_cut_in_order_and_json_inputs_mix_in() -> None
     assert r.outputs == {"y": True}
 
 
+def test_numbers_beside_a_bool_tensor_are_still_read() -> None:
+    """A BOOL tensor puts true/false in the header: the numbers beside it are searched and pass."""
+    r = decode_infer_request(_json([{"name": "b", "shape": [2], "datatype": "BOOL", "data": [True, False]},
+                                    {"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2.5]}]), None)
+    assert r.inputs["b"][1].tolist() == [True, False]
+    assert r.inputs["x"][1].tolist() == [1.0, 2.5]
+
+
 def test_nested_json_data_is_read_row_major() -> None:
     body = json.dumps({"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3, 4]]},
                                   {"name": "s", "shape": [2, 1], "datatype": "BYTES", "data": [["a"], ["b"]]}]})
@@ -123,6 +131,10 @@ BAD_JSON = {
     "floats for INT32": (_json([{"name": "x", "shape": [1], "datatype": "INT32", "data": [1.5]}]),
                          "non-integer numbers"),
     "ints for BOOL": (_json([{"name": "x", "shape": [1], "datatype": "BOOL", "data": [1]}]), "integers"),
+    "true among FP32": (_json([{"name": "x", "shape": [3], "datatype": "FP32", "data": [1.5, True, 2]}]),
+                        "mixes true/false with numbers"),
+    "false among INT64 rows": (_json([{"name": "x", "shape": [2, 2], "datatype": "INT64",
+                                       "data": [[1, 2], [False, 4]]}]), "mixes true/false"),
     "out of range": (_json([{"name": "x", "shape": [1], "datatype": "UINT8", "data": [256]}]), "range of UINT8"),
     "negative uint": (_json([{"name": "x", "shape": [1], "datatype": "UINT32", "data": [-1]}]), "range"),
     "ragged": (_json([{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3]]}]), "regular"),

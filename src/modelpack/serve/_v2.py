@@ -159,16 +159,19 @@ def decode_infer_request(body: bytes, header_length: str | None) -> InferRequest
     >>> r.inputs["x"]
     ('INT32', array([1, 2], dtype=int32))
     """
-    header, rest = _split_body(body, header_length)
+    view, rest = _split_body(body, header_length)
+    header = bytes(view)
     request: InferenceRequest = validate_json(InferenceRequest, header, "inference request")
     inputs: dict[str, tuple[str, np.ndarray]] = {}
     offset = 0
+    # numpy reads true/false among numbers as 1/0; only a header that holds the words is searched for them
+    booleans = b"true" in header or b"false" in header
     for item in request.inputs:
         if item.name in inputs:
             raise RequestError(f"input {item.name!r} is given twice", fix="Send each input once.")
         size = _binary_size(item)
         if size is None:
-            array = _from_json(item)
+            array = _from_json(item, booleans)
         else:
             if offset + size > len(rest):
                 raise RequestError(
@@ -263,7 +266,7 @@ def _count_error(item: RequestInput, count: int) -> InputError:
                       input=item.name, fix="Send as many elements as the shape says, in row-major order.")
 
 
-def _from_json(item: RequestInput) -> np.ndarray:
+def _from_json(item: RequestInput, booleans: bool = True) -> np.ndarray:
     dtype = _target(item)
     if item.data is None:
         raise InputError("has no data", input=item.name,
@@ -278,13 +281,14 @@ def _from_json(item: RequestInput) -> np.ndarray:
         arr = np.empty(len(flat), dtype=object)
         arr[:] = flat
     else:
-        arr = _numbers(item, dtype)
+        arr = _numbers(item, dtype, booleans)
     if arr.size != math.prod(item.shape):
         raise _count_error(item, arr.size)
     return arr.reshape(item.shape)
 
 
-def _numbers(item: RequestInput, dtype: np.dtype) -> np.ndarray:
+def _numbers(item: RequestInput, dtype: np.dtype, booleans: bool = True) -> np.ndarray:
+    """``booleans``: the request may hold true/false somewhere (numpy would read them as 1/0)."""
     try:
         arr = np.asarray(item.data)
     except (ValueError, TypeError) as exc:
@@ -292,6 +296,13 @@ def _numbers(item: RequestInput, dtype: np.dtype) -> np.ndarray:
                          fix="Send a flat list, or nested lists of equal lengths.") from exc
     if arr.size == 0:
         return np.empty(0, dtype=dtype)
+    if booleans and dtype.kind != "b" and arr.dtype.kind in "iuf":
+        flat: list[Any] = []
+        _flatten(item.data, flat, 0)
+        if any(type(v) is bool for v in flat):
+            raise InputError(f"data mixes true/false with numbers for datatype {item.datatype}", input=item.name,
+                             fix=f"Send {_json_kind_wanted(dtype)} only (1 and 0, not true and false), or "
+                                 "datatype BOOL for a boolean tensor.")
     if dtype.kind in "iu" and arr.dtype.kind in "fO":
         arr = _wide_integers(item, dtype, arr)
     if arr.dtype.kind not in _JSON_KINDS[dtype.kind]:
