@@ -75,6 +75,8 @@ class Graph:
         self._count = 0
         self._constants: dict[tuple[str, bytes, tuple[int, ...]], str] = {}
         self._filled: dict[float, str] = {}
+        self._split: dict[tuple[str, int], list[str]] = {}
+        self._columns: dict[tuple[str, int], str] = {}
         #: An input of the batch's length, for constants that fill it.
         self.batch: str | None = None
 
@@ -106,6 +108,19 @@ class Graph:
         return names[0] if outputs == 1 else names
 
     # -- helpers used everywhere -----------------------------------------------------------
+    def column(self, x: str, j: int, width: int) -> str:
+        """Column ``j`` of the ``[N, width]`` tensor ``x``, as a 1-D tensor.
+
+        One Split serves every column of ``x``: ONNX Runtime's Gather along axis 1 copies
+        element by element (measured on 100k rows of two doubles: Gather 0.96 ms, Split 0.10 ms).
+        """
+        if (x, j) not in self._columns:
+            if (x, width) not in self._split:
+                self._split[(x, width)] = (self.op("Split", x, axis=1, num_outputs=width, outputs=width)
+                                           if width > 1 else [x])
+            self._columns[(x, j)] = self.op("Squeeze", self._split[(x, width)][j], self.const([1], dtype=np.int64))
+        return self._columns[(x, j)]
+
     def nan(self) -> str:
         return self.const(np.nan)
 
@@ -141,7 +156,17 @@ class Graph:
         return self.op("Mul", self.const_like(0.0), self.nan())
 
     def model(self) -> bytes:
-        graph = helper.make_graph(self.nodes, "pmml", self.inputs, self.outputs, self.initializers)
+        # Values computed on the way but read by no output (a predicted class beside the
+        # probabilities asked for) are left out: ONNX Runtime would compute them on every call.
+        needed = {o.name for o in self.outputs}
+        nodes = []
+        for node in reversed(self.nodes):  # built in order: a node's readers come after it
+            if needed.intersection(node.output):
+                nodes.append(node)
+                needed.update(node.input)
+        nodes.reverse()
+        initializers = [t for t in self.initializers if t.name in needed]
+        graph = helper.make_graph(nodes, "pmml", self.inputs, self.outputs, initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
                                                         helper.make_opsetid("ai.onnx.ml", ML_OPSET)],
                                   producer_name="modelpack-pmml-compiler")

@@ -58,8 +58,7 @@ def _field(field: OutputField, element: ET.Element | None, p: Prediction, scope:
             return Value(_of_predicted(g, p.probabilities, p.value))
         if field.value not in p.classes:
             raise NotCompiled("OutputField", f"{field.name!r}: {field.value!r} is not a class of the model")
-        column = g.op("Gather", p.probabilities, g.const(p.classes.index(field.value), dtype=np.int64), axis=1)
-        return Value(column)
+        return Value(g.column(p.probabilities, p.classes.index(field.value), len(p.classes)))
     if feature == "reasonCode":  # one extra per rank; the implied outputs are reason_code_<rank>
         feature = f"reasonCode:{element.get('rank', '1') if element is not None else field.name.rsplit('_', 1)[-1]}"
     if feature in p.extras:

@@ -134,8 +134,7 @@ def stack_classes(g: Graph, columns: list[str]) -> str:
 def class_value(g: Graph, probabilities: str, classes: int = 0) -> str:
     """The index of the most probable class (the first on ties); NaN where any probability is."""
     if classes == 2:  # ArgMax over doubles is slow in ONNX Runtime; ties go to the first class alike
-        second = g.op("Gather", probabilities, g.const(1, dtype=np.int64), axis=1)
-        first = g.op("Gather", probabilities, g.const(0, dtype=np.int64), axis=1)
+        second, first = g.column(probabilities, 1, 2), g.column(probabilities, 0, 2)
         best = g.as_double(g.op("Greater", second, first))
     else:
         best = g.op("Cast", g.op("ArgMax", probabilities, axis=1, keepdims=0), to=11)
