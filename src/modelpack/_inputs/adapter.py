@@ -119,7 +119,8 @@ class InputAdapter:
         if feeds is not None:  # one record: one row in every input by construction
             return feeds
         feeds = self._feeds(data)
-        self.check_named_dims(feeds)
+        if not is_dataframe(data) and frame_kind(data) is None:  # a table's columns share one length
+            self.check_named_dims(feeds)
         return feeds
 
     def check_named_dims(self, feeds: Mapping[str, np.ndarray]) -> None:

@@ -39,6 +39,7 @@ def frame_columns(df: Any, names: list[Any] | None = None) -> dict[str, Any]:
     """
     names = df.columns.tolist() if names is None else names
     try:
+        rows = len(df)
         if len(set(names)) == len(names):
             found: list[Any] = [None] * len(names)
             for block in df._mgr.blocks:
@@ -51,7 +52,7 @@ def frame_columns(df: Any, names: list[Any] | None = None) -> dict[str, Any]:
                 else:
                     break
             else:
-                if all(v is not None and len(v) == len(df) for v in found):
+                if all(v is not None and len(v) == rows for v in found):
                     return {str(c): v for c, v in zip(names, found, strict=True)}
     except (AttributeError, TypeError, IndexError):
         pass

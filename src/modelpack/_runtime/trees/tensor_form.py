@@ -108,14 +108,10 @@ def tensor_form(forest: Forest, node: Any) -> tuple[list[Any], list[Any]]:
 
 
 def _absorbing(forest: Forest) -> dict[str, np.ndarray]:
-    """The levels layout with each leaf pointing to itself and always going left."""
+    """The levels layout (each leaf pointing to itself and always going left), every entry an index."""
     a = levels_layout(forest)
-    leaf = a["leaf_row"] >= 0
-    return {"feature": np.where(leaf, 0, a["feature"]),
-            "threshold": np.where(leaf, np.float32(np.inf), a["threshold"]).astype(np.float32),
-            "nan_left": np.where(leaf, 1, a["nan_left"]),
-            "left": np.where(leaf, np.arange(len(leaf)), a["left"]),
-            "leaf_row": np.where(leaf, a["leaf_row"], 0)}
+    return {"feature": np.maximum(a["feature"], 0), "threshold": a["threshold"].astype(np.float32),
+            "nan_left": a["nan_left"], "left": a["left"], "leaf_row": np.maximum(a["leaf_row"], 0)}
 
 
 def _finish(forest: Forest, s: str, add: Any, const: Any) -> list[str]:
