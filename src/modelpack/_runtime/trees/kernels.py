@@ -12,8 +12,8 @@ on XGBoost-shaped trees: 1.9x; on LightGBM's deeper ones: 1.6x).
 * ``complete``: shallow trees, padded to full depth: a fixed number of steps;
 * ``levels``: trees of any depth: a leaf steps to itself, so the first ``free`` steps
   of a tree go without a leaf test (its full depth where its leaves lie near the
-  bottom); below that a row that reaches its leaf leaves the list of rows still
-  walking, so a pass costs only those;
+  bottom, else its leaves' mean depth); below that a row that reaches its leaf
+  leaves the list of rows still walking, so a pass costs only those;
 * ``oblivious``: one split per level (CatBoost): each level adds one bit of the
   leaf's index, read from one column of the block, which the compiler turns into
   vector instructions (measured 9x ONNX Runtime, the speed of CatBoost's own).
@@ -194,9 +194,9 @@ def _complete_block(x, lo, nodes, thr, slots, tree_target, depth, out):  # pragm
 @njit(nogil=True, boundscheck=False, inline="always")
 def _descend_levels(flat, start, stop, n_features, nodes, thr, left, leaf_row, root, free, idx, active,
                     missing):  # pragma: no cover
-    # All rows of the block step down together. No leaf lies above level ``free``: the
-    # first steps go without a test; then a row that reaches its leaf leaves the list of
-    # active rows, so each pass costs only the rows still on their way.
+    # All rows of the block step down together. The first ``free`` steps go without a
+    # test (a row at a leaf steps to the leaf itself); then a row that reaches its leaf
+    # leaves the list of active rows, so each pass costs only the rows still on their way.
     for r in range(start, stop):
         idx[_u(r)] = root
     for _ in range(free):

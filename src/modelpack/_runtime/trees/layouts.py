@@ -72,8 +72,10 @@ def levels_layout(forest: Forest) -> dict[str, np.ndarray]:
 
     A leaf steps to itself (a split every value passes, whose left child is the leaf),
     so a row that reaches it early waits there: ``free`` is the tree's full depth where
-    its leaves lie near the bottom (:data:`FIXED_GAP`), else the level of its shallowest
-    leaf, below which rows that reached their leaf leave the walk.
+    its leaves lie near the bottom (:data:`FIXED_GAP`), else its leaves' mean depth
+    (rounded down), below which rows that reached their leaf leave the walk. (Measured
+    against the shallowest leaf's level, which wastes no step: LightGBM 240 -> 224 ms,
+    HistGradientBoosting 85 -> 78 ms on 100k rows; docs/trees.md.)
     """
     leaf = forest.feature < 0
     depth = np.zeros(len(leaf), np.int64)
@@ -84,10 +86,9 @@ def levels_layout(forest: Forest) -> dict[str, np.ndarray]:
         nodes = np.concatenate([inner, inner + 1])
         level += 1
     leaf_depth = np.where(leaf, depth, 0)
-    shallowest = np.minimum.reduceat(np.where(leaf, depth, np.iinfo(np.int64).max), forest.roots)
     deepest = np.maximum.reduceat(leaf_depth, forest.roots)
     mean = np.add.reduceat(leaf_depth, forest.roots) / np.add.reduceat(leaf.astype(np.int64), forest.roots)
-    free = np.where(deepest - mean <= FIXED_GAP, deepest, shallowest)
+    free = np.where(deepest - mean <= FIXED_GAP, deepest, np.floor(mean))
     return {"feature": forest.feature, "threshold": np.where(leaf, forest.threshold.dtype.type(np.inf), forest.threshold),
             "nan_left": np.where(leaf, 1, forest.nan_left).astype(np.uint8),
             "equal": np.where(leaf, 0, forest.equal).astype(np.uint8),
