@@ -39,7 +39,21 @@ from numba.extending import overload
 
 __all__ = ["complete", "levels", "oblivious"]
 
-BLOCK = 64
+#: Rows per block of the linked and complete layouts: as many as keep the block's copy of
+#: its rows within 32 KiB (the first-level cache), from 64 to 256. Longer blocks give
+#: each level of a tree more independent steps to overlap (measured, 100k rows of 20
+#: float32 features, one thread, against 64 rows: 256 rows 10 % faster on LightGBM,
+#: 8 % on HistGradientBoosting, 11 % on a random forest of depth 12, 2 % on XGBoost;
+#: 512 and 1,024 rows no better). Wide rows keep 64.
+BLOCK = 256
+MIN_BLOCK = 64
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
+def _block_rows(x):  # pragma: no cover
+    return max(MIN_BLOCK, min(BLOCK, 32768 // max(x.shape[1] * x.itemsize, 1)))
+
+
 #: The oblivious loops vectorize: longer blocks amortize the transposition (measured on
 #: CatBoost, 200 trees of depth 6: 64 rows 2.2e6 rows/s, 512 rows 2.7e6, as CatBoost's own).
 OBLIVIOUS_BLOCK = 512
@@ -166,23 +180,24 @@ def _descend_complete(flat, start, stop, n_features, nodes, thr, depth, idx, mis
 
 @njit(nogil=True, parallel=True, boundscheck=False)
 def complete(x, nodes, thr, slots, tree_target, depth, out):  # pragma: no cover
-    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
-        _complete_block(x, b * BLOCK, nodes, thr, slots, tree_target, depth, out)
+    block = _block_rows(x)
+    for b in prange((x.shape[0] + block - 1) // block):
+        _complete_block(x, b * block, block, nodes, thr, slots, tree_target, depth, out)
 
 
 @njit(nogil=True, boundscheck=False)
-def _complete_block(x, lo, nodes, thr, slots, tree_target, depth, out):  # pragma: no cover
+def _complete_block(x, lo, block, nodes, thr, slots, tree_target, depth, out):  # pragma: no cover
     # A block's work in a function of its own, not in the parallel loop's body: numba's
     # analysis of a parallel loop grows with its body, and each layout's loop is compiled
     # at a first load (measured on XGBoost's trees: a cold load's processor time 4.2 s
     # before, 3.4 s after; the same speed and answers).
     n_features = x.shape[1]
-    m = min(x.shape[0], lo + BLOCK) - lo
+    m = min(x.shape[0], lo + block) - lo
     inner = (1 << depth) - 1
-    idx = np.zeros(BLOCK, np.uint32)
-    order = np.empty(BLOCK, np.uint32)
-    flat = np.empty(BLOCK * n_features, x.dtype)
-    sums = np.zeros((out.shape[1], BLOCK), np.float64)
+    idx = np.zeros(block, np.uint32)
+    order = np.empty(block, np.uint32)
+    flat = np.empty(block * n_features, x.dtype)
+    sums = np.zeros((out.shape[1], block), np.float64)
     clean = _gather_block(x, lo, m, flat, order)
     for t in range(nodes.shape[0]):
         _descend_complete(flat, 0, clean, n_features, nodes[t], thr[t], depth, idx, False)
@@ -225,19 +240,20 @@ def _descend_levels(flat, start, stop, n_features, nodes, thr, left, leaf_row, r
 
 @njit(nogil=True, parallel=True, boundscheck=False)
 def levels(x, nodes, thr, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
-    for b in prange((x.shape[0] + BLOCK - 1) // BLOCK):
-        _levels_block(x, b * BLOCK, nodes, thr, left, leaf_row, roots, free, values, tree_target, equal, out)
+    block = _block_rows(x)
+    for b in prange((x.shape[0] + block - 1) // block):
+        _levels_block(x, b * block, block, nodes, thr, left, leaf_row, roots, free, values, tree_target, equal, out)
 
 
 @njit(nogil=True, boundscheck=False)
-def _levels_block(x, lo, nodes, thr, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
+def _levels_block(x, lo, block, nodes, thr, left, leaf_row, roots, free, values, tree_target, equal, out):  # pragma: no cover
     n_features = x.shape[1]
-    m = min(x.shape[0], lo + BLOCK) - lo
-    idx = np.zeros(BLOCK, np.uint32)
-    active = np.zeros(BLOCK, np.uint32)
-    order = np.empty(BLOCK, np.uint32)
-    flat = np.empty(BLOCK * n_features, x.dtype)
-    sums = np.zeros((out.shape[1], BLOCK), np.float64)
+    m = min(x.shape[0], lo + block) - lo
+    idx = np.zeros(block, np.uint32)
+    active = np.zeros(block, np.uint32)
+    order = np.empty(block, np.uint32)
+    flat = np.empty(block * n_features, x.dtype)
+    sums = np.zeros((out.shape[1], block), np.float64)
     clean = _gather_block(x, lo, m, flat, order)
     if equal:
         clean = 0
