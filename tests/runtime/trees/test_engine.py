@@ -98,6 +98,24 @@ def test_double_thresholds_match_onnxruntime(random_forests: Callable[..., list[
     assert all(taken[layout] >= 10 for layout in LAYOUTS), taken
 
 
+def test_double_thresholds_kept_in_an_external_file_are_not_read(tmp_path: Any, monkeypatch: Any) -> None:
+    """A tensor attribute naming an external file: refused as unsupported, the file never opened."""
+    from onnx import TensorProto
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(3, dtype=np.float64).tobytes())
+    monkeypatch.chdir(tmp_path)
+    tensor = TensorProto(name="values", data_type=TensorProto.DOUBLE, dims=[3])
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="secret.bin")
+    attributes = {"nodes_treeids": [0, 0, 0], "nodes_nodeids": [0, 1, 2], "nodes_featureids": [0, 0, 0],
+                  "nodes_modes": ["BRANCH_LEQ", "LEAF", "LEAF"], "nodes_truenodeids": [1, 0, 0],
+                  "nodes_falsenodeids": [2, 0, 0], "nodes_values_as_tensor": tensor, "target_treeids": [0, 0],
+                  "target_nodeids": [1, 2], "target_ids": [0, 0], "target_weights": [1.0, 2.0]}
+    with pytest.raises(Unsupported, match="external file"):
+        read_forest("TreeEnsembleRegressor", attributes)
+
+
 def test_rows_without_missing_values_skip_the_missing_value_tests(
         random_forests: Callable[..., list[tuple[int, Any, int, Any]]], run_on_cpu: Callable[..., list[Any]]) -> None:
     """A split that sends every present value one way (``x <= inf``, ``x < -inf``) is skipped by

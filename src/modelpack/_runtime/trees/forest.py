@@ -184,8 +184,11 @@ def _thresholds(attributes: Mapping[str, Any]) -> np.ndarray:
     tensor = attributes.get("nodes_values_as_tensor")
     if tensor is None:
         return np.asarray(attributes.get("nodes_values", ()), dtype=np.float32)
-    from onnx import numpy_helper
+    from onnx import TensorProto, numpy_helper
 
+    if getattr(tensor, "data_location", None) == TensorProto.EXTERNAL:
+        # to_array would read the file it names, relative to the working directory
+        raise Unsupported("nodes_values_as_tensor keeps its data in an external file")
     try:
         values = numpy_helper.to_array(tensor)
     except Exception as exc:  # noqa: BLE001 - a malformed tensor: ONNX Runtime says what it makes of it
