@@ -142,7 +142,10 @@ class TreeEngine:
         """The summed leaf values, float32 ``(rows, targets)``, before anything ONNX adds."""
         if self._present is None or x.shape[0] == 0:
             return self._scores(x)
-        missing = np.isnan(x).any(axis=1)
+        # A row's sum is NaN where the row holds one (or inf and -inf: those rows take the full
+        # forest, which answers them as well); 0.3 ms for 100k rows of 10, where isnan().any(axis=1) took 5.
+        with np.errstate(invalid="ignore", over="ignore"):
+            missing = np.isnan(x @ np.ones(x.shape[1], x.dtype))
         if not missing.any():
             return self._present.scores(x)
         if missing.all():
