@@ -36,6 +36,23 @@ def _check(model: Any, forest: Any, layout: str, x: np.ndarray, run_on_cpu: Call
         assert problem is None, f"{layout}: {problem}"
 
 
+def _check_every_layout(model: Any, forest: Any, x: np.ndarray, run_on_cpu: Callable[..., list[Any]],
+                        taken: Counter[str]) -> None:
+    """:func:`_check` on each layout that fits the forest, each counted in ``taken``."""
+    for layout in LAYOUTS:
+        try:
+            TreeEngine(forest, 1, layout)
+        except ValueError:
+            continue
+        _check(model, forest, layout, x, run_on_cpu)
+        taken[layout] += 1
+
+
+def _padded(x: np.ndarray, n_features: int) -> np.ndarray:
+    """``x`` widened to the model's input with columns no split reads."""
+    return np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+
+
 def test_random_ensembles_match_onnxruntime(random_forests: Callable[[int], list[tuple[int, Any, int, Any]]],
                                             run_on_cpu: Callable[..., list[Any]]) -> None:
     taken: Counter[str] = Counter()
@@ -45,14 +62,8 @@ def test_random_ensembles_match_onnxruntime(random_forests: Callable[[int], list
             continue
         x = np.vstack([probe_rows(forest, 200, seed=seed),
                        np.random.default_rng(seed).normal(size=(50, forest.n_features)).astype(np.float32)])
-        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
-        for layout in LAYOUTS:
-            try:
-                TreeEngine(forest, 1, layout)
-            except ValueError:
-                continue
-            _check(model, forest, layout, x, run_on_cpu)
-            taken[layout] += 1
+        x = _padded(x, n_features)
+        _check_every_layout(model, forest, x, run_on_cpu, taken)
         taken["kind:" + ("classifier" if forest.classifier else "regressor")] += 1
     # Every layout was exercised, and what the engine leaves to ONNX Runtime stays rare.
     assert all(taken[layout] >= 20 for layout in LAYOUTS), taken
@@ -69,7 +80,7 @@ def test_equality_splits_match_onnxruntime(random_forests: Callable[..., list[tu
             continue
         x = np.vstack([probe_rows(forest, 200, seed=seed),
                        np.random.default_rng(seed).integers(0, 4, size=(100, forest.n_features)).astype(np.float32)])
-        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+        x = _padded(x, n_features)
         _check(model, forest, "levels", x, run_on_cpu)
         taken += forest.has_equal
         assert complete(forest) is None or not forest.has_equal
@@ -87,14 +98,8 @@ def test_double_thresholds_match_onnxruntime(random_forests: Callable[..., list[
         assert forest.threshold.dtype == np.float64
         x = probe_rows(forest, 200, seed=seed)
         assert x.dtype == np.float64
-        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
-        for layout in LAYOUTS:
-            try:
-                TreeEngine(forest, 1, layout)
-            except ValueError:
-                continue
-            _check(model, forest, layout, x, run_on_cpu)
-            taken[layout] += 1
+        x = _padded(x, n_features)
+        _check_every_layout(model, forest, x, run_on_cpu, taken)
     assert all(taken[layout] >= 10 for layout in LAYOUTS), taken
 
 
@@ -136,7 +141,7 @@ def test_rows_without_missing_values_skip_the_missing_value_tests(
         probe = probe_rows(forest, 300, seed=seed)
         clean = np.nan_to_num(probe, nan=0.25)
         for x in (probe, clean, np.full_like(probe, np.nan)):
-            x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+            x = _padded(x, n_features)
             want = run_on_cpu(model.SerializeToString(), {"X": x})
             scores = np.asarray(want[-1]) if forest.classifier else None
             for w, g in zip(want, engine.run(x), strict=True):
@@ -158,7 +163,7 @@ def test_opset5_tree_ensembles_match_onnxruntime(random_opset5: Callable[[int], 
             continue
         x = np.vstack([probe_rows(forest, 150, seed=seed),
                        np.random.default_rng(seed).integers(0, 5, size=(100, forest.n_features)).astype(np.float32)])
-        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, n_features - x.shape[1])), constant_values=0.5))
+        x = _padded(x, n_features)
         _check(model, forest, choose_layout(forest), x, run_on_cpu)
         taken["taken"] += 1
     assert taken["taken"] >= 55, taken
