@@ -168,7 +168,8 @@ class Model:
     def predict(self, X: InputData, *, output: str = "numpy") -> Any:
         """Labels for a classifier or clusterer, values for a regressor.
 
-        Labels keep the dtype of :attr:`classes`; a single-target regressor gives
+        Labels keep the kind of :attr:`classes` (object, holding None, where a PMML model
+        gives no prediction for a row); a single-target regressor gives
         shape ``(n,)``. For other tasks, the model's only output. ``X`` may also be a
         pyarrow Table or RecordBatch, or a polars DataFrame or LazyFrame (collected
         65,536 rows at a time). ``output="pandas"``, ``"arrow"`` or ``"polars"`` gives a
