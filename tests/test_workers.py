@@ -41,6 +41,50 @@ def test_a_package_is_opened_once_per_digest_and_options(archive):
     assert len(calls) == 2
 
 
+def test_the_worker_keeps_the_models_used_last(archive, monkeypatch):
+    import modelpack._workers as workers
+
+    monkeypatch.setattr(workers, "_MODELS", {})
+    monkeypatch.setattr(workers, "MAX_MODELS", 3)
+    digest = package_digest(archive)
+    opened = []
+
+    def where():
+        opened.append(1)
+        return archive
+
+    def options(i):  # one cache entry per thread count
+        return {"session_options": {"intra_op_num_threads": i}}
+
+    first = cached_model(digest, where, options(1))
+    for i in (2, 3):
+        cached_model(digest, where, options(i))
+    assert cached_model(digest, where, options(1)) is first  # used again: now the most recent
+    cached_model(digest, where, options(4))  # drops 2, the least recently used
+    assert len(workers._MODELS) == 3 and len(opened) == 4
+    assert cached_model(digest, where, options(1)) is first
+    cached_model(digest, where, options(2))
+    assert len(opened) == 5  # opened again
+
+
+def test_a_package_replaced_while_it_is_opened_is_refused(archive, tmp_path, monkeypatch):
+    """A writer that swaps the file between the first check and the load is caught by the second."""
+    import modelpack._load as loading
+
+    digest = package_digest(archive)
+    other = tmp_path / "other.mpk"
+    modelpack.pack(GOLDEN / "model.onnx", other, name="other")
+    real_load = loading.load
+
+    def swapped_first(path, **options):
+        shutil.copyfile(other, path)
+        return real_load(path, **options)
+
+    monkeypatch.setattr(loading, "load", swapped_first)
+    with pytest.raises(PackageIntegrityError, match="not the one the driver checked"):
+        cached_model(digest, lambda: archive, {"engine": "onnxruntime", "device": "cpu"})
+
+
 def test_a_package_replaced_under_its_name_is_refused(archive, tmp_path):
     digest = package_digest(archive)
     other = tmp_path / "other.mpk"

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 __all__ = ["Prepared", "cached_model", "materialize", "opener", "package_digest", "prepare", "with_results"]
 
 _MODELS: dict[tuple[str, str], tuple[Model, tuple[Any, ...]]] = {}
+#: Models a worker process keeps, the least recently used dropped first (a long-lived worker
+#: that scores many packages would otherwise hold every one it ever opened). A dropped model
+#: is not closed: a task still scoring with it keeps it until it is done.
+MAX_MODELS = 16
 _PLAIN = (str, bytes, int, float, bool, type(None))
 _LOCK = threading.RLock()  # cached_model holds it while materialize takes it
 _scratch: Path | None = None
@@ -105,8 +109,10 @@ def cached_model(digest: str, where: Callable[[], PathLike], load_args: Mapping[
     """This process's model for the package ``digest``, opened from ``where()`` on first use.
 
     ``where`` runs only on a miss, so a worker fetches or unpacks a package once.
-    The opened package is checked against ``digest``: a path that now holds another
-    package (a file replaced under the same name) is refused rather than scored.
+    The package is checked against ``digest`` before and after it is opened: a path
+    that holds another package (a file replaced under the same name, even while it
+    was being opened) is refused rather than scored. The process keeps the
+    :data:`MAX_MODELS` models used last.
 
     Example
     -------
@@ -117,18 +123,31 @@ def cached_model(digest: str, where: Callable[[], PathLike], load_args: Mapping[
 
     key, held = _cache_key(load_args)
     with _LOCK:
-        entry = _MODELS.get((digest, key))
-        model = entry[0] if entry is not None else None
-        if model is None:
+        entry = _MODELS.pop((digest, key), None)  # put back last: the most recently used
+        if entry is None:
             path = where()
-            if package_digest(path) != digest:
-                raise PackageIntegrityError(f"the package at {path} is not the one the driver checked "
-                                            f"(SHA-256 {digest[:12]}...)", package=str(path),
-                                            fix="Do not replace a package while a job scores with it; "
-                                                "write new versions under new names.")
+            _check_digest(path, digest)
             model = load(path, **load_args)
-            _MODELS[(digest, key)] = (model, held)
-        return model
+            try:
+                _check_digest(path, digest)  # replaced while it was being opened
+            except PackageIntegrityError:
+                model.close()
+                raise
+            entry = (model, held)
+        _MODELS[(digest, key)] = entry
+        while len(_MODELS) > MAX_MODELS:
+            del _MODELS[next(iter(_MODELS))]
+        return entry[0]
+
+
+def _check_digest(path: PathLike, digest: str) -> None:
+    from .errors import PackageIntegrityError
+
+    if package_digest(path) != digest:
+        raise PackageIntegrityError(f"the package at {path} is not the one the driver checked "
+                                    f"(SHA-256 {digest[:12]}...)", package=str(path),
+                                    fix="Do not replace a package while a job scores with it; "
+                                        "write new versions under new names.")
 
 
 def _cache_key(load_args: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
