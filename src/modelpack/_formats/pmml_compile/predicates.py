@@ -149,19 +149,21 @@ def _count(g: Graph, parts: list[str], test: str, arg: float | None = None) -> s
 
 
 def three_and(g: Graph, parts: list[str]) -> str:
-    if len(parts) == 1:
-        return parts[0]
-    false = g.op("Greater", _count(g, parts, "eq", 0.0), g.const(0.0))
-    unknown = g.op("Greater", _count(g, parts, "nan"), g.const(0.0))
-    return g.where(false, g.const(0.0), g.where(unknown, g.nan(), g.const(1.0)))
+    return _decided_by(g, parts, 0.0)
 
 
 def three_or(g: Graph, parts: list[str]) -> str:
+    return _decided_by(g, parts, 1.0)
+
+
+def _decided_by(g: Graph, parts: list[str], value: float) -> str:
+    """``value`` where some part is ``value`` (FALSE decides an and, TRUE an or), else UNKNOWN
+    where some part is, else the other truth value."""
     if len(parts) == 1:
         return parts[0]
-    true = g.op("Greater", _count(g, parts, "eq", 1.0), g.const(0.0))
+    decided = g.op("Greater", _count(g, parts, "eq", value), g.const(0.0))
     unknown = g.op("Greater", _count(g, parts, "nan"), g.const(0.0))
-    return g.where(true, g.const(1.0), g.where(unknown, g.nan(), g.const(0.0)))
+    return g.where(decided, g.const(value), g.where(unknown, g.nan(), g.const(1.0 - value)))
 
 
 def three_not(g: Graph, p: str) -> str:
