@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import socket
+import shutil
 import statistics
 import subprocess
 import sys
@@ -337,6 +338,7 @@ def main() -> int:
         for proc in servers:
             proc.terminate()
             proc.wait(timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)  # packages and MLServer's copies: hundreds of MB a run
     results = {key: summary(runs) for key, runs in sorted(samples.items(), key=lambda kv: kv[0][:2])}
     for key, r in results.items():
         print(*key, {k: round(v, 2) for k, v in r.items()}, flush=True)

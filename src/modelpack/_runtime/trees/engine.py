@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,7 @@ class TreeEngine:
         if a is None:
             raise ValueError(f"the {self.layout} layout does not fit this forest")
         self._kernel = getattr(kernels, self.layout)
+        self._missing_rows = kernels.missing_rows
         # The kernel's arguments between the rows and the output.
         # tree_target: -1 per tree when leaves hold every target.
         if self.layout == "levels":
@@ -106,10 +108,13 @@ class TreeEngine:
             args = (a["feature"], a["threshold"], a["nan_left"], _slots(forest, a["leaf"]), forest.tree_target,
                     np.empty(0, np.uint8 if forest.depth <= 8 else np.int32))
         self._args = args
-        self._first_call()
+        x = np.zeros((1, forest.n_features), self.dtype)
+        self._first_call(lambda: self._scores(x))
         # Rows without a missing value skip the splits that only test for one (PMML's nullPrediction).
         present = present_only(forest) if layout is None else None
         self._present = TreeEngine(present, threads) if present is not None else None
+        if self._present is not None:
+            self._first_call(lambda: self._missing_rows(x, np.empty(1, np.bool_)))
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -124,11 +129,11 @@ class TreeEngine:
         p = self._present
         return f"{what}; rows without a missing value: depth {p.forest.depth}, {p.layout} layout"
 
-    def _first_call(self) -> None:
-        """Compile the loop this forest uses, or read it from the cache; a damaged cache is emptied."""
-        x = np.zeros((1, self.forest.n_features), self.dtype)
+    @staticmethod
+    def _first_call(call: Callable[[], object]) -> None:
+        """Compile a loop ``call`` runs, or read it from the cache; a damaged cache is emptied."""
         try:
-            self._scores(x)
+            call()
         except Exception:
             if not _CACHING:
                 raise
@@ -136,16 +141,14 @@ class TreeEngine:
             # numba names them <folder>/<package folder>_<hash>/<module>.<function>-<line>...
             for entry in Path(os.environ["NUMBA_CACHE_DIR"]).glob("trees_*/kernels.*"):
                 entry.unlink(missing_ok=True)
-            self._scores(x)
+            call()
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """The summed leaf values, float32 ``(rows, targets)``, before anything ONNX adds."""
         if self._present is None or x.shape[0] == 0:
             return self._scores(x)
-        # A row's sum is NaN where the row holds one (or inf and -inf: those rows take the full
-        # forest, which answers them as well); 0.3 ms for 100k rows of 10, where isnan().any(axis=1) took 5.
-        with np.errstate(invalid="ignore", over="ignore"):
-            missing = np.isnan(x @ np.ones(x.shape[1], x.dtype))
+        missing = np.empty(x.shape[0], np.bool_)
+        self._missing_rows(x, missing)  # 0.2 ms for 100k rows of 10, where isnan().any(axis=1) took 2
         if not missing.any():
             return self._present.scores(x)
         if missing.all():
