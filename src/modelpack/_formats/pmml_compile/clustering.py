@@ -19,7 +19,6 @@ from onnx import TensorProto
 from .document import array_values
 from .graph import MISSING, Graph, NotCompiled
 from .prediction import Prediction
-from .regression import stack_classes
 from .scope import Scope
 
 __all__ = ["clustering_prediction"]
@@ -84,7 +83,7 @@ def _fields(model: ET.Element, scope: Scope) -> tuple[str, list[ET.Element]]:
         if value.categorical:
             raise NotCompiled("ClusteringField", f"{f.get('field')!r} is a string field")
         columns.append(value.name)
-    return stack_classes(g, columns), fields
+    return g.stack(columns), fields
 
 
 def _distances(model: ET.Element, scope: Scope, clusters: list[ET.Element]) -> str:
@@ -104,9 +103,9 @@ def _distances(model: ET.Element, scope: Scope, clusters: list[ET.Element]) -> s
         center = g.const(_numbers(cluster, "Cluster", n).reshape(1, n))
         terms = [_compare(g, f.get("compareFunction", default), f, _column(g, x, j), _column(g, center, j))
                  for j, f in enumerate(fields)]
-        c = g.where(present, stack_classes(g, terms), g.const(0.0))  # [N, F], 0 where missing
+        c = g.where(present, g.stack(terms), g.const(0.0))  # [N, F], 0 where missing
         out.append(_combine(g, measure, p, c, weights, adjust))
-    return stack_classes(g, out)
+    return g.stack(out)
 
 
 def _column(g: Graph, x: str, j: int) -> str:

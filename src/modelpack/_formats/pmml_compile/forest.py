@@ -20,7 +20,6 @@ from onnx import TensorProto, numpy_helper
 
 from .graph import Graph, NotCompiled
 from .nodes import TreeNodes
-from .regression import stack_classes
 
 __all__ = ["Forest"]
 
@@ -78,7 +77,7 @@ class Forest:
         cols = sorted(self.columns, key=self.columns.__getitem__)
         if not cols:  # trees of one leaf each: any column will do
             cols = [g.const_like(0.0)]
-        return stack_classes(g, cols)  # columns side by side, as a model's class columns are
+        return g.stack(cols)  # columns side by side, as a model's class columns are
 
     def _node(self, x: str, *, weights: list[np.ndarray] | None = None) -> str:
         g, trees = self.graph, self.trees

@@ -19,7 +19,7 @@ import numpy as np
 
 from .graph import Graph, NotCompiled
 from .prediction import Prediction
-from .regression import class_value, stack_classes
+from .regression import class_value
 from .scope import Scope, literal_code
 
 __all__ = ["general_prediction"]
@@ -68,9 +68,9 @@ def _rows(model: ET.Element, scope: Scope) -> tuple[list[str], str, str]:
     # a missing factor matches no category (its cells are 0); a missing covariate voids the row
     used = [x for factor, x in predictors.values() if not factor] or [g.const_like(0.0)]
     axis = g.const([1], dtype=np.int64)
-    missing = g.op("Cast", g.op("ReduceMax", g.op("Cast", g.is_nan(stack_classes(g, used)), to=11), axis,
+    missing = g.op("Cast", g.op("ReduceMax", g.op("Cast", g.is_nan(g.stack(used)), to=11), axis,
                                 keepdims=0), to=9)
-    x = stack_classes(g, columns)
+    x = g.stack(columns)
     return names, g.where(g.is_nan(x), g.const(0.0), x), missing
 
 
@@ -93,7 +93,7 @@ def _inverse(g: Graph, link: str, eta: str, parameter: float) -> str:
     if link == "log":
         return g.op("Exp", eta)
     if link == "logit":
-        return g.op("Sigmoid", eta)
+        return g.sigmoid(eta)
     if link == "cloglog":
         return g.op("Sub", g.const(1.0), g.op("Exp", g.op("Neg", g.op("Exp", eta))))
     if link == "loglog":

@@ -75,8 +75,9 @@ class Graph:
         self._count = 0
         self._constants: dict[tuple[str, bytes, tuple[int, ...]], str] = {}
         self._filled: dict[float, str] = {}
-        self._split: dict[tuple[str, int], list[str]] = {}
-        self._columns: dict[tuple[str, int], str] = {}
+        self._split: dict[tuple[str, int, int], list[str]] = {}
+        self._columns: dict[tuple[str, int, int], str] = {}
+        self._stacked: dict[str, list[str]] = {}
         #: An input of the batch's length, for constants that fill it.
         self.batch: str | None = None
 
@@ -108,18 +109,40 @@ class Graph:
         return names[0] if outputs == 1 else names
 
     # -- helpers used everywhere -----------------------------------------------------------
-    def column(self, x: str, j: int, width: int) -> str:
-        """Column ``j`` of the ``[N, width]`` tensor ``x``, as a 1-D tensor.
+    def stack(self, columns: list[str]) -> str:
+        """The 1-D tensors ``columns`` side by side, ``[N, len(columns)]``.
+
+        :meth:`column` gives a stacked column back as the tensor it was, with no Split.
+        """
+        axes = self.const([1], dtype=np.int64)
+        x = self.op("Concat", *[self.op("Unsqueeze", c, axes) for c in columns], axis=1)
+        self._stacked[x] = list(columns)
+        return x
+
+    def column(self, x: str, j: int, width: int, axis: int = 1) -> str:
+        """Column ``j`` of the ``[N, width]`` tensor ``x`` (row ``j`` of ``[width, N]`` with
+        ``axis=0``), as a 1-D tensor.
 
         One Split serves every column of ``x``: ONNX Runtime's Gather along axis 1 copies
         element by element (measured on 100k rows of two doubles: Gather 0.96 ms, Split 0.10 ms).
         """
-        if (x, j) not in self._columns:
-            if (x, width) not in self._split:
-                self._split[(x, width)] = (self.op("Split", x, axis=1, num_outputs=width, outputs=width)
-                                           if width > 1 else [x])
-            self._columns[(x, j)] = self.op("Squeeze", self._split[(x, width)][j], self.const([1], dtype=np.int64))
-        return self._columns[(x, j)]
+        if axis == 1 and x in self._stacked:
+            return self._stacked[x][j]
+        if (x, j, axis) not in self._columns:
+            if (x, width, axis) not in self._split:
+                self._split[(x, width, axis)] = (self.op("Split", x, axis=axis, num_outputs=width, outputs=width)
+                                                 if width > 1 else [x])
+            self._columns[(x, j, axis)] = self.op("Squeeze", self._split[(x, width, axis)][j],
+                                                  self.const([axis], dtype=np.int64))
+        return self._columns[(x, j, axis)]
+
+    def sigmoid(self, x: str) -> str:
+        """``1 / (1 + exp(-x))``, as the PMML evaluators compute it; NaN stays NaN.
+
+        Not ONNX's Sigmoid: ONNX Runtime's double Sigmoid takes twice as long (100k rows:
+        0.54 ms against 0.28 ms) and gives 0.5 for NaN.
+        """
+        return self.op("Reciprocal", self.op("Add", self.op("Exp", self.op("Neg", x)), self.const(1.0)))
 
     def nan(self) -> str:
         return self.const(np.nan)

@@ -20,7 +20,7 @@ from .graph import Graph, NotCompiled, code_table
 from .outputs import output_values
 from .predicates import predicate_of, truth
 from .prediction import Prediction
-from .regression import class_value, stack_classes
+from .regression import class_value
 from .scope import Scope, local_scope, model_classes
 from .tree import build_tree, gather
 
@@ -123,13 +123,13 @@ def _combined_inputs(segments: list[tuple[ET.Element, ET.Element, float]], scope
     for _, inner, _ in segments:
         _same_classes(inner, scope, classes)
         predictions.append(_in_order(g, scope.compilers.model(inner, scope)[0], classes))
-    values = stack_classes(g, [p.value for p in predictions])
+    values = g.stack([p.value for p in predictions])
     if classes is None:
         return values, None
     tables = [p.probabilities for p in predictions if p.probabilities is not None]
     if len(tables) != len(predictions):
         raise NotCompiled("Segment", "a classifier segment gives no probabilities")
-    return values, [stack_classes(g, [g.op("Gather", t, g.const(c, dtype=np.int64), axis=1) for t in tables])
+    return values, [g.stack([g.op("Gather", t, g.const(c, dtype=np.int64), axis=1) for t in tables])
                     for c in range(len(classes))]
 
 
@@ -168,7 +168,7 @@ def _combine(g: Graph, method: str, values: str, probabilities: list[str] | None
         columns = [g.as_double(g.op("Equal", values, g.const(float(c)))) for c in range(len(classes))]
     else:
         columns = probabilities or []
-    share = stack_classes(g, [g.op("Div", _weighted_sum(g, c, w), g.const(w.sum())) for c in columns])
+    share = g.stack([g.op("Div", _weighted_sum(g, c, w), g.const(w.sum())) for c in columns])
     return Prediction("classification", class_value(g, share), classes, share)
 
 
@@ -188,7 +188,7 @@ def _select_first(segments: list[tuple[ET.Element, ET.Element, float]], scope: S
     g = scope.graph
     value, probabilities = g.missing_like(), None
     if classes is not None:
-        probabilities = stack_classes(g, [g.missing_like()] * len(classes))
+        probabilities = g.stack([g.missing_like()] * len(classes))
     for segment, inner, _ in reversed(segments):
         _same_classes(inner, scope, classes)
         taken = g.op("Equal", truth(predicate_of(segment), scope), g.const(1.0))

@@ -18,7 +18,7 @@ import numpy as np
 
 from .graph import Graph, NotCompiled
 from .prediction import Prediction
-from .regression import class_value, stack_classes
+from .regression import class_value
 from .scope import Scope
 
 __all__ = ["neural_prediction"]
@@ -30,7 +30,7 @@ def _activation(g: Graph, name: str, z: str, threshold: float) -> str:
     if name == "threshold":
         return g.as_double(g.op("Greater", z, g.const(threshold)))
     if name == "logistic":
-        return g.op("Sigmoid", z)
+        return g.sigmoid(z)
     if name == "tanh":
         return g.op("Tanh", z)
     if name == "exponential":
@@ -129,7 +129,7 @@ def _denormalize(g: Graph, field: ET.Element, y: str) -> str:
 def neural_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...] | None) -> Prediction:
     g = scope.graph
     columns, ids = _inputs(model, scope)
-    x = stack_classes(g, columns)
+    x = g.stack(columns)
     axis = g.const([1], dtype=np.int64)
     unknown = g.op("Cast", g.op("ReduceMax", g.op("Cast", g.is_nan(x), to=11), axis, keepdims=0), to=9)
     x = g.where(g.is_nan(x), g.const(0.0), x)  # a missing input voids the row below, not just its neurons
@@ -163,5 +163,5 @@ def _classes(g: Graph, outputs: list[ET.Element], classes: tuple[str, ...], colu
         by_class[norm.get("value", "")] = column(o.get("outputNeuron", ""))
     if sorted(by_class) != sorted(classes):
         raise NotCompiled("NeuralOutputs", "the outputs do not name each class once")
-    probabilities = stack_classes(g, [g.missing_if(unknown, by_class[c]) for c in classes])
+    probabilities = g.stack([g.missing_if(unknown, by_class[c]) for c in classes])
     return Prediction("classification", class_value(g, probabilities, len(classes)), classes, probabilities)

@@ -16,17 +16,14 @@ from .graph import MAX_GRAPH_NODES, Graph, NotCompiled, code_table
 from .prediction import Prediction
 from .scope import Scope, literal_code
 
-__all__ = ["inverse_link", "regression_prediction", "stack_classes"]
-
-_AXIS1 = [1]
-
+__all__ = ["inverse_link", "regression_prediction"]
 
 def _plain_names(table: ET.Element) -> list[str]:
     return [t.get("name", "") for t in table.findall("NumericPredictor") if float(t.get("exponent", "1")) == 1]
 
 
 def _linear(tables: list[ET.Element], scope: Scope) -> tuple[str, list[int]] | None:
-    """([N, K] plain terms, the tables they are for): the numeric predictors of exponent 1 of the
+    """([K, N] plain terms, the tables they are for): the numeric predictors of exponent 1 of the
     tables that name the same fields, as one MatMul (ONNX Runtime's double MatMul is far faster
     than a Mul and an Add per term). A table naming other fields is left out: a missing value
     of a field it does not name must not reach it."""
@@ -46,15 +43,19 @@ def _linear(tables: list[ET.Element], scope: Scope) -> tuple[str, list[int]] | N
         for t in tables[k].findall("NumericPredictor"):
             if float(t.get("exponent", "1")) == 1:
                 weights[rows[t.get("name", "")], j] = float(t.get("coefficient", "nan"))
-    return g.op("MatMul", stack_classes(g, [v.name for v in values]), g.const(weights)), chosen
+    # The fields stacked as rows, [P, N], and the tables' sums as rows, [K, N]: ONNX Runtime
+    # concatenates rows by whole copies, columns element by element (100k rows of 10 doubles:
+    # 0.24 ms against 0.49 ms).
+    axes = g.const([0], dtype=np.int64)
+    stacked = g.op("Concat", *[g.op("Unsqueeze", v.name, axes) for v in values], axis=0)
+    return g.op("MatMul", g.const(np.ascontiguousarray(weights.T)), stacked), chosen
 
 
 def _table(table: ET.Element, scope: Scope, plain: str | None = None) -> str:
     """One table's value; ``plain``, when given, holds its exponent-1 numeric terms already."""
     g = scope.graph
-    total = g.const_like(float(table.get("intercept", "0")))
-    if plain is not None:
-        total = g.op("Add", total, plain)
+    intercept = float(table.get("intercept", "0"))
+    total = g.const_like(intercept) if plain is None else g.op("Add", plain, g.const(intercept))
     for term in table:
         coefficient = float(term.get("coefficient", "nan"))
         if term.tag == "NumericPredictor" and plain is not None and float(term.get("exponent", "1")) == 1:
@@ -92,30 +93,18 @@ def _tables(tables: list[ET.Element], scope: Scope) -> list[str]:
     if linear is None:
         return [_table(t, scope) for t in tables]
     product, chosen = linear
-    axis = g.const([1], dtype=np.int64)
-    out = []
-    for k, t in enumerate(tables):
-        if k not in chosen:
-            out.append(_table(t, scope))
-            continue
-        column = g.op("Gather", product, g.const([chosen.index(k)], dtype=np.int64), axis=1)
-        out.append(_table(t, scope, g.op("Squeeze", column, axis)))
-    return out
+    return [_table(t, scope, g.column(product, chosen.index(k), len(chosen), axis=0)) if k in chosen
+            else _table(t, scope) for k, t in enumerate(tables)]
 
 
 def inverse_link(g: Graph, method: str, y: str) -> str:
     """PMML's normalization of one predictor value (``none`` leaves it as it is); missing stays missing."""
     if method == "none":
         return y
-    # ONNX Runtime's Sigmoid gives 0.5 for NaN: a missing value is put back explicitly.
-    return g.missing_if(g.is_nan(y), _link(g, method, y))
-
-
-def _link(g: Graph, method: str, y: str) -> str:
     if method == "exp":
         return g.op("Exp", y)
     if method in ("logit", "softmax"):
-        return g.op("Sigmoid", y)
+        return g.sigmoid(y)
     if method == "cloglog":
         return g.op("Sub", g.const(1.0), g.op("Exp", g.op("Neg", g.op("Exp", y))))
     if method == "loglog":
@@ -126,11 +115,6 @@ def _link(g: Graph, method: str, y: str) -> str:
     raise NotCompiled("RegressionModel", f"normalizationMethod={method!r} is not compiled")
 
 
-def stack_classes(g: Graph, columns: list[str]) -> str:
-    axes = g.const(_AXIS1, dtype=np.int64)
-    return g.op("Concat", *[g.op("Unsqueeze", c, axes) for c in columns], axis=1)
-
-
 def class_value(g: Graph, probabilities: str, classes: int = 0) -> str:
     """The index of the most probable class (the first on ties); NaN where any probability is."""
     if classes == 2:  # ArgMax over doubles is slow in ONNX Runtime; ties go to the first class alike
@@ -139,7 +123,7 @@ def class_value(g: Graph, probabilities: str, classes: int = 0) -> str:
     else:
         best = g.op("Cast", g.op("ArgMax", probabilities, axis=1, keepdims=0), to=11)
     unknown = g.op("Cast", g.op("ReduceMax", g.op("Cast", g.is_nan(probabilities), to=11),
-                                g.const(_AXIS1, dtype=np.int64), keepdims=0), to=9)
+                                g.const([1], dtype=np.int64), keepdims=0), to=9)
     return g.missing_if(unknown, best)
 
 
@@ -176,7 +160,7 @@ def _in_class_order(g: Graph, probabilities: list[str], order: list[str], classe
     codes = code_table(classes)
     for c, p in zip(order, probabilities, strict=True):
         full[codes[c]] = p
-    return stack_classes(g, full)
+    return g.stack(full)
 
 
 def _normalize(g: Graph, method: str, ys: list[str]) -> list[str]:

@@ -18,7 +18,6 @@ import numpy as np
 from .graph import Graph, NotCompiled
 from .predicates import PREDICATES, three_and, truth
 from .prediction import Prediction
-from .regression import stack_classes
 from .scope import Scope
 
 __all__ = ["rule_set_prediction"]
@@ -83,7 +82,7 @@ def rule_set_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...
         raise NotCompiled("RuleSelectionMethod", f"criterion={criterion!r} is not compiled")
     if not rules:
         raise NotCompiled("RuleSet", "it holds no rule")
-    fired = stack_classes(g, [r.fires for r in rules])  # [N, R]
+    fired = g.stack([r.fires for r in rules])  # [N, R]
     count = g.op("ReduceSum", fired, g.const([1], dtype=np.int64), keepdims=0)
     if criterion == "weightedSum":
         score, confidence = _weighted_sum(g, fired, count, rules, len(classes))

@@ -20,7 +20,6 @@ import numpy as np
 from .graph import MISSING, Graph, NotCompiled
 from .predicates import predicate_of, truth
 from .prediction import Prediction
-from .regression import stack_classes
 from .scope import Scope
 
 __all__ = ["scorecard_prediction"]
@@ -100,7 +99,7 @@ def _reason_codes(g: Graph, prediction: Prediction, codes: list[str], points: li
         pairs = sorted(zip(codes, points, strict=True), reverse=True)
         codes, points = [c for c, _ in pairs], [p for _, p in pairs]
     k = g.const([len(codes)], dtype=np.int64)
-    stacked = stack_classes(g, points)
+    stacked = g.stack(points)
     stacked = g.where(g.is_nan(stacked), g.const(0.0), stacked)  # a missing partial score earns nothing
     values, order = g.op("TopK", stacked, k, axis=1, largest=1, sorted=1, outputs=2)
     previous = None

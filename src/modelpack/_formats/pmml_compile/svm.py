@@ -22,7 +22,6 @@ import numpy as np
 from .document import array_values
 from .graph import Graph, NotCompiled
 from .prediction import Prediction
-from .regression import stack_classes
 from .scope import Scope, literal_code
 
 __all__ = ["svm_prediction"]
@@ -53,7 +52,7 @@ def _vector(model: ET.Element, scope: Scope) -> tuple[str, str]:
             raise NotCompiled(entry.tag, "this vector field is not compiled")
     if not columns:
         raise NotCompiled("VectorFields", "it names no field")
-    x = stack_classes(g, columns)
+    x = g.stack(columns)
     missing = g.op("Cast", g.op("ReduceMax", g.op("Cast", g.is_nan(x), to=11), g.const([1], dtype=np.int64),
                                 keepdims=0), to=9)
     return x, missing

@@ -31,7 +31,6 @@ from .graph import MAX_GRAPH_NODES, Graph, NotCompiled, code_table
 from .nodes import TreeNodes
 from .predicates import native_split, predicate_of, truth
 from .prediction import Prediction
-from .regression import stack_classes
 from .scope import Scope
 
 __all__ = ["TreeTables", "build_tree", "gather", "tree_prediction"]
@@ -283,7 +282,7 @@ def tree_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...] | 
     if classes is None:
         return Prediction("regression", value, extras=extras)
     extras["confidence"] = lambda: one("confidence")
-    probabilities = stack_classes(g, [one("probabilities", c) for c in range(len(classes))])
+    probabilities = g.stack([one("probabilities", c) for c in range(len(classes))])
     return Prediction("classification", value, classes, probabilities, extras)
 
 
