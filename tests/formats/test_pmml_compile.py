@@ -280,6 +280,16 @@ def test_regression_normalizations_agree(pmml_java: None, method: str) -> None:
     compare(regression(method, classification=False), evaluator_compatible=True)
 
 
+@pytest.mark.parametrize(("method", "classification"), [("logit", False), ("softmax", True)])
+def test_linear_terms_are_one_product_read_without_copies(method: str, classification: bool) -> None:
+    """One MatMul over the fields stacked as rows; its rows split, not gathered; no double Sigmoid (slow)."""
+    model = onnx.load_from_string(compile_pmml(regression(method, classification=classification), name="model.pmml"))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMul") == 1
+    assert not {"Gather", "Sigmoid"} & set(ops)
+    assert ops.count("Split") == (1 if classification else 0)  # two tables' rows; one table's is the row itself
+
+
 def test_links_beyond_two_classes_are_left_to_the_evaluator() -> None:
     with pytest.raises(NotCompiled, match="logit"):
         compile_pmml(regression("logit", classification=True), name="model.pmml")

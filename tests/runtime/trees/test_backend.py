@@ -247,6 +247,19 @@ def test_threads_follow_the_session_setting(tmp_path: Path) -> None:
         assert m.backend._engine.threads == 1
 
 
+def test_the_parts_around_the_trees_let_their_workers_sleep(tmp_path: Path) -> None:
+    """A part's ONNX Runtime workers must not spin on while the engine's loops run; the whole graph keeps
+    the caller's settings."""
+    path, _ = _export("gb-pipeline", tmp_path)  # a scaler before the trees
+    spinning = "session.intra_op.allow_spinning"
+    with modelpack.load(path, session_options={"intra_op_num_threads": 2}) as m:
+        before = m.backend._before._session
+        assert before.get_session_options().get_session_config_entry(spinning) == "0"
+        assert before.get_session_options().intra_op_num_threads == 2
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            m.backend.session.get_session_options().get_session_config_entry(spinning)
+
+
 def test_verify_runs_the_samples_on_the_engine(tmp_path: Path) -> None:
     path, _ = _export("hgb-bin", tmp_path)
     report = modelpack.verify(path)
