@@ -19,12 +19,15 @@ MODES = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT", "BRANCH_GTE"]
 CATEGORICAL = ["BRANCH_EQ", "BRANCH_NEQ", "BRANCH_EQ", "BRANCH_LEQ", "BRANCH_GT"]
 
 
-def random_node(seed: int, categorical: bool = False, double: bool = False) -> tuple[Any, int]:
+def random_node(seed: int, categorical: bool = False, double: bool = False,
+                missing_as: bool = False) -> tuple[Any, int]:
     """(an ``onnx.ModelProto`` holding one random ensemble node, its number of features).
 
     ``categorical``: splits on equality too (BRANCH_EQ, BRANCH_NEQ) against small whole numbers.
     ``double``: thresholds in double (``nodes_values_as_tensor``) that float32 cannot hold,
     and double inputs, as PMML compiled to ONNX writes them.
+    ``missing_as``: each feature's missing value goes where one value of it goes (0, -inf
+    or +inf, drawn per feature), as LightGBM and XGBoost trained without missing values send it.
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -62,12 +65,24 @@ def random_node(seed: int, categorical: bool = False, double: bool = False) -> t
             return float("-inf")
         return float(rng.normal()) if double else float(np.float32(rng.normal()))
 
+    missing_value = rng.choice([0.0, -np.inf, np.inf], n_features) if missing_as else None
+
+    def track(feature: int, value: float, mode: str) -> int:
+        if not missing_as:
+            return int(rng.integers(2))
+        assert missing_value is not None
+        z = missing_value[feature]
+        holds = {"BRANCH_LEQ": z <= value, "BRANCH_LT": z < value, "BRANCH_GT": z > value,
+                 "BRANCH_GTE": z >= value, "BRANCH_EQ": z == value, "BRANCH_NEQ": z != value}
+        return int(holds[mode])
+
     forest_depth = int(rng.integers(1, 11))  # CatBoost's trees share one depth (up to 8: uint8 indices)
     for tree in range(n_trees):
         depth = forest_depth if shape == "oblivious" else int(rng.integers(1, 5)) if shape == "shallow" \
             else int(rng.integers(6, 14))
         tree_targets = weighted if dense else [weighted[tree % len(weighted)]]
-        level_split = [(int(rng.integers(n_features)), threshold(), int(rng.integers(2))) for _ in range(depth)]
+        level_split = [(f, t, track(f, t, mode_one)) for f, t in
+                       ((int(rng.integers(n_features)), threshold()) for _ in range(depth))]
         counter = [0]
 
         def build(level: int, tree: int = tree, depth: int = depth, tree_targets: list[int] = tree_targets,
@@ -94,11 +109,13 @@ def random_node(seed: int, categorical: bool = False, double: bool = False) -> t
             if shape == "oblivious":
                 feature, value, missing = level_split[level]
             else:
-                feature, value, missing = int(rng.integers(n_features)), threshold(), int(rng.integers(2))
+                feature, value = int(rng.integers(n_features)), threshold()
+                missing = -1 if missing_as else int(rng.integers(2))
             index = len(nodes["nodes_nodeids"]) - 1
             nodes["nodes_featureids"].append(feature)
             nodes["nodes_values"].append(value)
             mode = modes[int(rng.integers(len(modes)))] if mixed_modes and shape != "oblivious" else mode_one
+            missing = track(feature, value, mode) if missing < 0 else missing
             nodes["nodes_modes"].append(mode)
             nodes["nodes_missing_value_tracks_true"].append(missing)
             nodes["nodes_truenodeids"].append(-1)
@@ -162,14 +179,15 @@ def random_ensemble() -> Callable[[int], tuple[Any, int]]:
 
 @pytest.fixture
 def random_forests() -> Callable[..., list[tuple[int, Any, int, Any]]]:
-    """``random_forests(n, categorical=False, double=False)``: (seed, model, n_features, Forest or
-    the Unsupported raised)."""
+    """``random_forests(n, categorical=False, double=False, missing_as=False)``: (seed, model,
+    n_features, Forest or the Unsupported raised)."""
     from modelpack._runtime.trees.forest import Unsupported, attributes_of, read_forest
 
-    def read(n: int, categorical: bool = False, double: bool = False) -> list[tuple[int, Any, int, Any]]:
+    def read(n: int, categorical: bool = False, double: bool = False,
+             missing_as: bool = False) -> list[tuple[int, Any, int, Any]]:
         found = []
         for seed in range(n):
-            model, n_features = random_node(seed, categorical, double)
+            model, n_features = random_node(seed, categorical, double, missing_as)
             node = model.graph.node[0]
             try:
                 forest: Any = read_forest(node.op_type, attributes_of(node))

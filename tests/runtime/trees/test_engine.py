@@ -103,6 +103,65 @@ def test_double_thresholds_match_onnxruntime(random_forests: Callable[..., list[
     assert all(taken[layout] >= 10 for layout in LAYOUTS), taken
 
 
+def test_missing_values_walked_as_their_stand_ins_match_onnxruntime(
+        random_forests: Callable[..., list[tuple[int, Any, int, Any]]], run_on_cpu: Callable[..., list[Any]]) -> None:
+    """Where every split on a feature sends a missing value where one number goes (0, -inf, +inf:
+    LightGBM and XGBoost trained without missing values), rows with missing values are walked as
+    rows without, in every layout and in double, with ONNX Runtime's answers."""
+    from modelpack._runtime.trees.forest import nan_stand_ins
+
+    taken: Counter[str] = Counter()
+    for double in (False, True):
+        for seed, model, n_features, forest in random_forests(90, double=double, missing_as=True):
+            if isinstance(forest, Unsupported):
+                continue
+            stand_in = nan_stand_ins(forest)
+            taken["features"] += forest.n_features
+            taken["with a stand-in"] += int(np.count_nonzero(~np.isnan(stand_in)))
+            rng = np.random.default_rng(seed)
+            x = probe_rows(forest, 200, seed=seed)
+            x[rng.random(x.shape) < 0.3] = np.nan
+            _check_every_layout(model, forest, _padded(x, n_features), run_on_cpu, taken)
+    assert all(taken[layout] >= 10 for layout in LAYOUTS), taken
+    assert taken["with a stand-in"] >= 0.8 * taken["features"], taken
+
+
+def _one_tree(splits: list[tuple[int, float, str, int]]) -> Any:
+    """A regressor of one chain of splits (feature, threshold, mode, missing goes to the true side)."""
+    from modelpack._runtime.trees.forest import read_forest
+
+    n = len(splits)
+    attributes: dict[str, Any] = {
+        "nodes_treeids": [0] * (2 * n + 1), "nodes_nodeids": list(range(2 * n + 1)),
+        "nodes_featureids": [f for f, _, _, _ in splits] + [0] * (n + 1),
+        "nodes_values": [t for _, t, _, _ in splits] + [0.0] * (n + 1),
+        "nodes_modes": [m for _, _, m, _ in splits] + ["LEAF"] * (n + 1),
+        # node i: true child i + 1 (the next split, or the last leaf), false child n + 1 + i (a leaf)
+        "nodes_truenodeids": [i + 1 if i + 1 < n else 2 * n for i in range(n)] + [0] * (n + 1),
+        "nodes_falsenodeids": [n + i for i in range(n)] + [0] * (n + 1),
+        "nodes_missing_value_tracks_true": [t for _, _, _, t in splits] + [0] * (n + 1),
+        "target_treeids": [0] * (n + 1), "target_nodeids": list(range(n, 2 * n + 1)),
+        "target_ids": [0] * (n + 1), "target_weights": [float(i) for i in range(n + 1)], "n_targets": 1}
+    return read_forest("TreeEnsembleRegressor", attributes)
+
+
+def test_a_stand_in_exists_only_where_every_split_agrees() -> None:
+    from modelpack._runtime.trees.forest import nan_stand_ins
+
+    forest = _one_tree([
+        (0, 1.0, "BRANCH_LEQ", 1), (0, 3.0, "BRANCH_LEQ", 1), (0, -2.0, "BRANCH_LEQ", 0),  # between -2 and 1
+        (1, 1.0, "BRANCH_LEQ", 0), (1, 5.0, "BRANCH_GT", 1),  # always right: +inf
+        (2, 1.0, "BRANCH_LEQ", 1), (2, 3.0, "BRANCH_LEQ", 0),  # left below 1, right above 3: none
+        (3, 2.0, "BRANCH_EQ", 1),  # an equality split: none
+        (5, 0.5, "BRANCH_LT", 1), (5, -0.5, "BRANCH_GTE", 0)])  # feature 4 is read by no split
+    stand_in = nan_stand_ins(forest)
+    assert stand_in[0] == 1.0 and stand_in[1] == np.inf and stand_in[4] == 0.0
+    assert np.isnan(stand_in[2]) and np.isnan(stand_in[3])
+    # x < 0.5 sends it to its true side, x >= -0.5 to its false one: below -0.5, as x <= the float below -0.5
+    assert stand_in[5] == np.nextafter(np.float32(-0.5), np.float32(-np.inf))
+    assert stand_in.dtype == np.float32
+
+
 def test_double_thresholds_kept_in_an_external_file_are_not_read(tmp_path: Any, monkeypatch: Any) -> None:
     """A tensor attribute naming an external file: refused as unsupported, the file never opened."""
     from onnx import TensorProto

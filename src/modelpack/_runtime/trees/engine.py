@@ -29,7 +29,7 @@ import numpy as np
 
 from ..settings import cache_dir
 from . import ENGINE_NAME
-from .forest import Forest, describe, present_only
+from .forest import Forest, describe, nan_stand_ins, present_only
 from .layouts import complete, levels_layout, oblivious_layout, packed_splits
 
 __all__ = ["ENGINE_NAME", "TreeEngine", "import_numba"]
@@ -107,7 +107,8 @@ class TreeEngine:
         else:
             args = (a["feature"], a["threshold"], a["nan_left"], _slots(forest, a["leaf"]), forest.tree_target,
                     np.empty(0, np.uint8 if forest.depth <= 8 else np.int32))
-        self._args = args
+        # A missing value is walked as its feature's stand-in, where every split agrees on one.
+        self._args = (*args, nan_stand_ins(forest))
         x = np.zeros((1, forest.n_features), self.dtype)
         self._first_call(lambda: self._scores(x))
         # Rows without a missing value skip the splits that only test for one (PMML's nullPrediction).

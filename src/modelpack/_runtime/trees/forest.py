@@ -46,7 +46,7 @@ import numpy as np
 
 from . import MAX_UNFOLDED, Unsupported
 
-__all__ = ["Forest", "Unsupported", "present_only", "read_forest"]
+__all__ = ["Forest", "Unsupported", "nan_stand_ins", "present_only", "read_forest"]
 
 #: Deepest tree read at all: deeper ones are left to ONNX Runtime.
 MAX_DEPTH = 512
@@ -358,6 +358,37 @@ def _check_finalize(forest: Forest) -> None:
     if forest.n_targets == 2 and not forest.has_score[1] and len(forest.base_values) < 2 \
             and not forest.binary_case:
         raise Unsupported("a two-class classifier whose second score ONNX Runtime leaves unwritten")
+
+
+def nan_stand_ins(forest: Forest) -> np.ndarray:
+    """Per feature, a number every split on it sends where it sends a missing value; NaN where none does.
+
+    A missing value replaced by its feature's stand-in walks every tree as the missing
+    value does, so the row takes the step without the missing-value test (measured:
+    LightGBM's rows with a missing value went at half the speed of the others). The
+    stand-in is the lowest threshold of the splits that send a missing value left,
+    which the splits sending it right must all lie below: +inf where every split sends
+    it right (XGBoost trained without missing values), 0 where LightGBM treats a missing
+    value as zero. A feature no split reads takes 0; one read by an equality split, or
+    by a split that sends no present value left but a missing one left, has none.
+    """
+    n = forest.n_features
+    inner = forest.feature >= 0
+    feature = forest.feature[inner]
+    threshold = forest.threshold[inner].astype(np.float64)
+    nan_left = forest.nan_left[inner].astype(bool)
+    never = np.isnan(threshold)  # a split no present value passes: only its missing rule matters
+    above = np.full(n, -np.inf)  # the stand-in must lie above the splits sending a missing value right
+    np.maximum.at(above, feature[~nan_left & ~never], threshold[~nan_left & ~never])
+    stand_in = np.full(n, np.inf)  # and at or below those sending it left
+    np.minimum.at(stand_in, feature[nan_left & ~never], threshold[nan_left & ~never])
+    none = above >= stand_in
+    none[feature[forest.equal[inner].astype(bool) | (never & nan_left)]] = True
+    read = np.zeros(n, bool)
+    read[feature] = True
+    stand_in[~read] = 0.0
+    stand_in[none] = np.nan
+    return stand_in.astype(forest.threshold.dtype)
 
 
 def present_only(forest: Forest) -> Forest | None:
