@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import shutil
+import socket
 import statistics
 import subprocess
 import sys

@@ -18,6 +18,7 @@ from .scope import Scope, literal_code
 
 __all__ = ["inverse_link", "regression_prediction"]
 
+
 def _plain_names(table: ET.Element) -> list[str]:
     return [t.get("name", "") for t in table.findall("NumericPredictor") if float(t.get("exponent", "1")) == 1]
 
