@@ -162,6 +162,23 @@ def test_a_stand_in_exists_only_where_every_split_agrees() -> None:
     assert stand_in.dtype == np.float32
 
 
+def test_rows_wider_than_the_forest_reads_take_a_stand_in_per_column() -> None:
+    """The loops read a stand-in for every column of the rows; columns no split reads take 0, so a
+    missing value there changes nothing (and no read goes past the forest's own columns)."""
+    forest = _one_tree([(0, 1.0, "BRANCH_LEQ", 1), (1, -1.0, "BRANCH_GT", 0), (2, 0.5, "BRANCH_LEQ", 1)])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 40)).astype(np.float32)
+    x[:, 3:][rng.random((300, 37)) < 0.5] = np.nan
+    x[rng.random(300) < 0.3, 1] = np.nan
+    unread = x.copy()
+    unread[:, 3:] = 0.0
+    for layout in ("complete", "levels"):
+        engine = TreeEngine(forest, 1, layout)
+        np.testing.assert_array_equal(engine.run(x)[0], engine.run(unread)[0])
+        stand_in = engine._stand_ins(x.shape[1])
+        assert len(stand_in) == 40 and not stand_in[3:].any()
+
+
 def test_double_thresholds_kept_in_an_external_file_are_not_read(tmp_path: Any, monkeypatch: Any) -> None:
     """A tensor attribute naming an external file: refused as unsupported, the file never opened."""
     from onnx import TensorProto

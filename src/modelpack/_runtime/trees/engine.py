@@ -107,8 +107,9 @@ class TreeEngine:
         else:
             args = (a["feature"], a["threshold"], a["nan_left"], _slots(forest, a["leaf"]), forest.tree_target,
                     np.empty(0, np.uint8 if forest.depth <= 8 else np.int32))
+        self._args = args
         # A missing value is walked as its feature's stand-in, where every split agrees on one.
-        self._args = (*args, nan_stand_ins(forest))
+        self._stand_in = nan_stand_ins(forest)
         x = np.zeros((1, forest.n_features), self.dtype)
         self._first_call(lambda: self._scores(x))
         # Rows without a missing value skip the splits that only test for one (PMML's nullPrediction).
@@ -164,8 +165,16 @@ class TreeEngine:
         if x.shape[0] == 0:
             return out.astype(np.float32)
         self._numba.set_num_threads(min(self.threads, self._numba.config.NUMBA_NUM_THREADS))
-        self._kernel(x, *self._args, out)
+        self._kernel(x, *self._args, self._stand_ins(x.shape[1]), out)
         return out.astype(np.float32)
+
+    def _stand_ins(self, width: int) -> np.ndarray:
+        """One stand-in per column of rows ``width`` wide: the loops read one for every column,
+        and rows may be wider than the forest reads (a column no split reads takes 0)."""
+        stand_in = self._stand_in
+        if len(stand_in) < width:
+            stand_in = self._stand_in = np.concatenate([stand_in, np.zeros(width - len(stand_in), stand_in.dtype)])
+        return stand_in
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """The node's outputs for ``x``, :attr:`dtype` ``(rows, features)``, C-contiguous."""
