@@ -100,16 +100,12 @@ def _distances(model: ET.Element, scope: Scope, clusters: list[ET.Element]) -> s
     adjust = g.op("Div", g.const(float(q.sum())), g.op("Squeeze", q_present, g.const([1], dtype=np.int64)))
     out = []
     for cluster in clusters:
-        center = g.const(_numbers(cluster, "Cluster", n).reshape(1, n))
-        terms = [_compare(g, f.get("compareFunction", default), f, _column(g, x, j), _column(g, center, j))
+        center = _numbers(cluster, "Cluster", n)
+        terms = [_compare(g, f.get("compareFunction", default), f, g.column(x, j, n), g.const(center[j:j + 1]))
                  for j, f in enumerate(fields)]
         c = g.where(present, g.stack(terms), g.const(0.0))  # [N, F], 0 where missing
         out.append(_combine(g, measure, p, c, weights, adjust))
     return g.stack(out)
-
-
-def _column(g: Graph, x: str, j: int) -> str:
-    return g.op("Gather", x, g.const(j, dtype=np.int64), axis=1)
 
 
 def _combine(g: Graph, measure: str, p: float, c: str, weights: np.ndarray, adjust: str) -> str:
