@@ -172,9 +172,8 @@ class TreeEngine:
         """One stand-in per column of rows ``width`` wide: the loops read one for every column,
         and rows may be wider than the forest reads (a column no split reads takes 0)."""
         stand_in = self._stand_in
-        if len(stand_in) < width:
-            stand_in = self._stand_in = np.concatenate([stand_in, np.zeros(width - len(stand_in), stand_in.dtype)])
-        return stand_in
+        return stand_in if len(stand_in) >= width else np.concatenate(
+            [stand_in, np.zeros(width - len(stand_in), stand_in.dtype)])
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """The node's outputs for ``x``, :attr:`dtype` ``(rows, features)``, C-contiguous."""

@@ -147,20 +147,25 @@ def _write_sums(out, lo, order, m, sums):  # pragma: no cover
 
 
 @njit(nogil=True, boundscheck=False, inline="always")
+def _present(v, stand_in, f):  # pragma: no cover
+    # A missing value as its feature's stand-in (forest.nan_stand_ins), which every split sends
+    # its way; NaN still where the feature has none.
+    return stand_in[_u(f)] if v != v else v
+
+
+@njit(nogil=True, boundscheck=False, inline="always")
 def _gather_block(x, lo, m, flat, order, stand_in):  # pragma: no cover
     # The block's rows copied side by side, those without a missing value first: they
     # take a step without the missing-value test (measured 1.6x faster). A missing value
-    # is copied as its feature's stand-in (forest.nan_stand_ins), which every split sends
-    # its way; a row keeps the test only for a missing value without one. Returns their count.
+    # is copied as its stand-in (:func:`_present`); a row keeps the test only for a missing
+    # value without one. Returns their count.
     n_features = x.shape[1]
     clean = 0
     dirty = m
     for r in range(m):
         missing = False
         for f in range(n_features):
-            v = x[lo + r, f]
-            if v != v:
-                v = stand_in[_u(f)]
+            v = _present(x[lo + r, f], stand_in, f)
             missing |= v != v
         if missing:
             dirty -= 1
@@ -170,8 +175,7 @@ def _gather_block(x, lo, m, flat, order, stand_in):  # pragma: no cover
             clean += 1
         order[at] = r
         for f in range(n_features):
-            v = x[lo + r, f]
-            flat[_u(at * n_features + f)] = stand_in[_u(f)] if v != v else v
+            flat[_u(at * n_features + f)] = _present(x[lo + r, f], stand_in, f)
     return clean
 
 
@@ -310,8 +314,7 @@ def _descend_oblivious(columns, m, feature, threshold, nan_left, idx, missing): 
 def _columns(x, lo, m, columns, stand_in):  # pragma: no cover
     for r in range(m):
         for f in range(x.shape[1]):
-            v = x[lo + r, f]
-            columns[f, r] = stand_in[_u(f)] if v != v else v
+            columns[f, r] = _present(x[lo + r, f], stand_in, f)
 
 
 @njit(nogil=True, parallel=True, boundscheck=False)
