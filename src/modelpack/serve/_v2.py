@@ -266,7 +266,7 @@ def _count_error(item: RequestInput, count: int) -> InputError:
                       input=item.name, fix="Send as many elements as the shape says, in row-major order.")
 
 
-def _from_json(item: RequestInput, booleans: bool = True) -> np.ndarray:
+def _from_json(item: RequestInput, booleans: bool) -> np.ndarray:
     dtype = _target(item)
     if item.data is None:
         raise InputError("has no data", input=item.name,
@@ -287,7 +287,7 @@ def _from_json(item: RequestInput, booleans: bool = True) -> np.ndarray:
     return arr.reshape(item.shape)
 
 
-def _numbers(item: RequestInput, dtype: np.dtype, booleans: bool = True) -> np.ndarray:
+def _numbers(item: RequestInput, dtype: np.dtype, booleans: bool) -> np.ndarray:
     """``booleans``: the request may hold true/false somewhere (numpy would read them as 1/0)."""
     try:
         arr = np.asarray(item.data)
