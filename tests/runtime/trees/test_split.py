@@ -36,12 +36,13 @@ def _run_parts(model: Any, feeds: dict[str, Any]) -> list[Any]:
         session = ort.InferenceSession(cut.before)
         values.update(zip(cut.before_outputs, session.run(list(cut.before_outputs),
                                                           {k: values[k] for k in cut.before_inputs}), strict=True))
-    element = helper.np_dtype_to_tensor_dtype(values[cut.tree_input].dtype)
-    graph = helper.make_graph([cut.node], "ensemble", [helper.make_tensor_value_info(cut.tree_input, element, None)],
+    x = values[cut.tree_input].T if cut.transposed else values[cut.tree_input]
+    element = helper.np_dtype_to_tensor_dtype(x.dtype)
+    graph = helper.make_graph([cut.node], "ensemble", [helper.make_tensor_value_info(cut.node.input[0], element, None)],
                               [helper.make_empty_tensor_value_info(o) for o in cut.tree_outputs])
     alone = helper.make_model(graph, opset_imports=list(model.opset_import))
     alone.ir_version = model.ir_version
-    tree_values = ort.InferenceSession(alone.SerializeToString()).run(None, {cut.tree_input: values[cut.tree_input]})
+    tree_values = ort.InferenceSession(alone.SerializeToString()).run(None, {cut.node.input[0]: np.ascontiguousarray(x)})
     values.update(zip(cut.tree_outputs, tree_values, strict=True))
     if cut.after:
         session = ort.InferenceSession(cut.after)
@@ -95,6 +96,53 @@ def test_column_transformer_over_several_inputs(iris) -> None:
     onx = skl2onnx.to_onnx(model, frame[:1], options={id(model[-1]): {"zipmap": False}}, target_opset=OPSETS)
     feeds = {"a": X[:, :1], "b": X[:, 1:2], "kind": frame[["kind"]].to_numpy()}
     _assert_same(onx, feeds)
+
+
+def _through_transpose(onx: Any, *, stacked: bool, shared: bool = False) -> Any:
+    """``onx`` reading its ensemble's input as the Transpose of a [features, N] matrix: the
+    graph input itself, or (``stacked``) its columns stacked as rows; with ``shared``, another
+    output reads the Transpose's output too."""
+    from onnx import TensorProto, helper
+
+    graph = onx.graph
+    tree = next(n for n in graph.node if n.op_type.startswith("TreeEnsemble"))
+    rows = "XT"
+    nodes: list[Any] = []
+    if stacked:
+        nodes += [helper.make_node("Split", ["XT"], [f"c{j}" for j in range(4)], axis=0, num_outputs=4),
+                  helper.make_node("Concat", [f"c{j}" for j in range(4)], ["rows"], axis=0)]
+        rows = "rows"
+    nodes.append(helper.make_node("Transpose", [rows], [tree.input[0]], perm=[1, 0]))
+    outputs = list(graph.output)
+    if shared:
+        nodes.append(helper.make_node("Identity", [tree.input[0]], ["seen"]))
+        outputs.append(helper.make_tensor_value_info("seen", TensorProto.FLOAT, None))
+    new = helper.make_graph(nodes + list(graph.node), "transposed",
+                            [helper.make_tensor_value_info("XT", TensorProto.FLOAT, [4, None])], outputs,
+                            list(graph.initializer))
+    model = helper.make_model(new, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = onx.ir_version
+    return model
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+def test_an_input_read_through_a_transpose_is_read_as_is(iris, stacked: bool) -> None:
+    X, y = iris
+    onx = skl2onnx.to_onnx(RandomForestRegressor(n_estimators=3).fit(X, y), X[:1], target_opset=OPSETS)
+    model = _through_transpose(onx, stacked=stacked)
+    cut = split(model)
+    assert cut.transposed and cut.tree_input == ("rows" if stacked else "XT")
+    assert (cut.before is not None) == stacked and cut.after is None
+    _assert_same(model, {"XT": np.ascontiguousarray(X.T)})
+
+
+def test_a_transpose_read_elsewhere_too_stays_before_the_ensemble(iris) -> None:
+    X, y = iris
+    onx = skl2onnx.to_onnx(RandomForestRegressor(n_estimators=3).fit(X, y), X[:1], target_opset=OPSETS)
+    model = _through_transpose(onx, stacked=True, shared=True)
+    cut = split(model)
+    assert not cut.transposed and cut.tree_input == cut.node.input[0]
+    _assert_same(model, {"XT": np.ascontiguousarray(X.T)})
 
 
 def test_a_graph_without_an_ensemble_is_not_splittable(iris) -> None:

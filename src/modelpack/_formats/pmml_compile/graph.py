@@ -77,7 +77,7 @@ class Graph:
         self._filled: dict[float, str] = {}
         self._split: dict[tuple[str, int, int], list[str]] = {}
         self._columns: dict[tuple[str, int, int], str] = {}
-        self._stacked: dict[str, list[str]] = {}
+        self._stacked: dict[str, tuple[list[str], int]] = {}
         #: An input of the batch's length, for constants that fill it.
         self.batch: str | None = None
 
@@ -109,14 +109,18 @@ class Graph:
         return names[0] if outputs == 1 else names
 
     # -- helpers used everywhere -----------------------------------------------------------
-    def stack(self, columns: list[str]) -> str:
-        """The 1-D tensors ``columns`` side by side, ``[N, len(columns)]``.
+    def stack(self, columns: list[str], axis: int = 1) -> str:
+        """The 1-D tensors ``columns`` side by side, ``[N, len(columns)]`` (as rows,
+        ``[len(columns), N]``, with ``axis=0``).
 
-        :meth:`column` gives a stacked column back as the tensor it was, with no Split.
+        ONNX Runtime stacks rows by whole copies and columns element by element (100k
+        rows of 10 doubles: 0.24 against 0.49 ms), so a matrix that is read transposed
+        is better stacked as rows. :meth:`column` gives a stacked column back as the
+        tensor it was, with no Split.
         """
-        axes = self.const([1], dtype=np.int64)
-        x = self.op("Concat", *[self.op("Unsqueeze", c, axes) for c in columns], axis=1)
-        self._stacked[x] = list(columns)
+        axes = self.const([axis], dtype=np.int64)
+        x = self.op("Concat", *[self.op("Unsqueeze", c, axes) for c in columns], axis=axis)
+        self._stacked[x] = (list(columns), axis)
         return x
 
     def column(self, x: str, j: int, width: int, axis: int = 1) -> str:
@@ -126,8 +130,9 @@ class Graph:
         One Split serves every column of ``x``: ONNX Runtime's Gather along axis 1 copies
         element by element (measured on 100k rows of two doubles: Gather 0.96 ms, Split 0.10 ms).
         """
-        if axis == 1 and x in self._stacked:
-            return self._stacked[x][j]
+        stacked = self._stacked.get(x)
+        if stacked is not None and stacked[1] == axis:
+            return stacked[0][j]
         if (x, j, axis) not in self._columns:
             if (x, width, axis) not in self._split:
                 self._split[(x, width, axis)] = (self.op("Split", x, axis=axis, num_outputs=width, outputs=width)

@@ -44,11 +44,8 @@ def _linear(tables: list[ET.Element], scope: Scope) -> tuple[str, list[int]] | N
         for t in tables[k].findall("NumericPredictor"):
             if float(t.get("exponent", "1")) == 1:
                 weights[rows[t.get("name", "")], j] = float(t.get("coefficient", "nan"))
-    # The fields stacked as rows, [P, N], and the tables' sums as rows, [K, N]: ONNX Runtime
-    # concatenates rows by whole copies, columns element by element (100k rows of 10 doubles:
-    # 0.24 ms against 0.49 ms).
-    axes = g.const([0], dtype=np.int64)
-    stacked = g.op("Concat", *[g.op("Unsqueeze", v.name, axes) for v in values], axis=0)
+    # The fields stacked as rows, [P, N], and the tables' sums as rows, [K, N] (Graph.stack).
+    stacked = g.stack([v.name for v in values], axis=0)
     return g.op("MatMul", g.const(np.ascontiguousarray(weights.T)), stacked), chosen
 
 

@@ -103,10 +103,15 @@ class TreeBackend:
         except Exception:
             # Whatever the part refused, the whole graph refuses with ONNX Runtime's own message.
             return None
-        if not (isinstance(x, np.ndarray) and x.dtype == self._engine.dtype and x.ndim == 2
-                and x.shape[1] >= self._engine.forest.n_features):
+        if not (isinstance(x, np.ndarray) and x.dtype == self._engine.dtype and x.ndim == 2):
             return None
-        values.update(zip(self._tree_outputs, self._engine.run(np.ascontiguousarray(x)), strict=True))
+        if cut.transposed:  # the matrix is [features, N]: read through its transpose, not copied
+            x = x.T
+        if x.shape[1] < self._engine.forest.n_features:
+            return None
+        if not (x.flags.c_contiguous or x.flags.f_contiguous):
+            x = np.ascontiguousarray(x)
+        values.update(zip(self._tree_outputs, self._engine.run(x), strict=True))
         # The after part computes only what is asked for (a label without the ZipMap beside it).
         asked = [o for o in after_outputs if o in wanted]
         if after is not None and asked:

@@ -156,8 +156,8 @@ class TreeEngine:
         if missing.all():
             return self._scores(x)
         out = np.empty((x.shape[0], self._n_out), np.float32)
-        out[~missing] = self._present.scores(x[~missing])
-        out[missing] = self._scores(x[missing])
+        out[~missing] = self._present.scores(_rows(x, ~missing))
+        out[missing] = self._scores(_rows(x, missing))
         return out
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -176,12 +176,19 @@ class TreeEngine:
             [stand_in, np.zeros(width - len(stand_in), stand_in.dtype)])
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """The node's outputs for ``x``, :attr:`dtype` ``(rows, features)``, C-contiguous."""
+        """The node's outputs for ``x``, :attr:`dtype` ``(rows, features)``, C- or
+        Fortran-contiguous (the loops are compiled for each order they are given)."""
         s = self.scores(x)
         f = self.forest
         if not f.classifier:
             return [_finish_regressor(f, s)]
         return _finish_classifier(f, s)
+
+
+def _rows(x: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The ``chosen`` rows of ``x`` in ``x``'s own order: rows of a Fortran-ordered matrix
+    stay Fortran-ordered, so the loops are compiled for one order only."""
+    return x.T[:, chosen].T if not x.flags.c_contiguous else x[chosen]
 
 
 #: The most values the padded layouts' table of leaf values per bottom slot may hold.
