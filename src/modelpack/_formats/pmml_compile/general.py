@@ -7,8 +7,9 @@ the inverse link to ``eta + offset``; ``multinomialLogistic`` is a softmax with 
 reference category at 0; ``ordinalMultinomial`` differences the cumulative link of
 each category's threshold. A missing factor matches none of its categories; a row with a missing covariate has no
 prediction, as in the evaluator.
-Cox regression, contrast matrices, trials and the links whose inverse needs a
-double-precision Erf or Atan (probit, cauchit) stay with the evaluator.
+The probit and cauchit inverses are the normal and Cauchy distribution functions built
+from double operators (``Graph.normal_cdf``, ``Graph.cauchy_cdf``). Cox regression,
+contrast matrices, trials and the other links stay with the evaluator.
 """
 
 from __future__ import annotations
@@ -23,9 +24,6 @@ from .regression import class_value
 from .scope import Scope, literal_code
 
 __all__ = ["general_prediction"]
-
-_LINKS = ("identity", "log", "logit", "cloglog", "loglog", "logc", "power")
-
 
 def _predictors(model: ET.Element, scope: Scope) -> dict[str, tuple[bool, str]]:
     """Predictor name -> (is a factor, its value's tensor)."""
@@ -98,13 +96,15 @@ def _inverse(g: Graph, link: str, eta: str, parameter: float) -> str:
         return g.op("Sub", g.const(1.0), g.op("Exp", g.op("Neg", g.op("Exp", eta))))
     if link == "loglog":
         return g.op("Exp", g.op("Neg", g.op("Exp", g.op("Neg", eta))))
+    if link == "probit":
+        return g.normal_cdf(eta)
+    if link == "cauchit":
+        return g.cauchy_cdf(eta)
     if link == "logc":
         return g.op("Sub", g.const(1.0), g.op("Exp", eta))
     if link == "power":
         return g.op("Exp", eta) if parameter == 0 else g.op("Pow", eta, g.const(1.0 / parameter))
-    raise NotCompiled("GeneralRegressionModel", f"the link {link!r} is not compiled (a probit or cauchit "
-                                                "inverse needs a double-precision Erf or Atan, which ONNX "
-                                                "Runtime lacks)")
+    raise NotCompiled("GeneralRegressionModel", f"the link {link!r} is not compiled")
 
 
 def _offset(model: ET.Element, scope: Scope, eta: str) -> str:
@@ -131,6 +131,8 @@ def general_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ...]
             raise NotCompiled("GeneralRegressionModel", f"modelType={kind!r} of a regression")
         eta = g.op("Squeeze", g.op("MatMul", x, g.const(_betas(model, names, [None]))), g.const([1], dtype=np.int64))
         link = model.get("linkFunction", "identity") if kind == "generalizedLinear" else "identity"
+        if link == "cauchit":  # the evaluator does not load such a document
+            raise NotCompiled("GeneralRegressionModel", "cauchit is a cumulativeLink of PMML, not a linkFunction")
         value = _inverse(g, link, _offset(model, scope, eta), float(model.get("linkParameter", "1")))
         return Prediction("regression", g.missing_if(missing, value))
     if kind == "multinomialLogistic":

@@ -4,6 +4,9 @@ For a classifier, ``softmax`` and ``simplemax`` divide by the sum over the table
 ``none`` and the inverse links (``logit``, ``probit``, ``cloglog``, ``loglog``,
 ``cauchit``) give each table but the last its own probability and the last
 table what is left (1 minus their sum), as the PMML specification defines.
+probit and cauchit are the normal and Cauchy distribution functions, built from double
+operators (``Graph.normal_cdf``, ``Graph.cauchy_cdf``): ONNX Runtime's Erf and Atan are
+single precision only.
 """
 
 from __future__ import annotations
@@ -107,9 +110,10 @@ def inverse_link(g: Graph, method: str, y: str) -> str:
         return g.op("Sub", g.const(1.0), g.op("Exp", g.op("Neg", g.op("Exp", y))))
     if method == "loglog":
         return g.op("Exp", g.op("Neg", g.op("Exp", g.op("Neg", y))))
-    if method in ("probit", "cauchit"):  # ONNX Runtime has Erf and Atan in single precision only
-        raise NotCompiled("RegressionModel", f"normalizationMethod={method!r} needs a double-precision "
-                                             f"{'Erf' if method == 'probit' else 'Atan'}, which ONNX Runtime lacks")
+    if method == "probit":
+        return g.normal_cdf(y)
+    if method == "cauchit":
+        return g.cauchy_cdf(y)
     raise NotCompiled("RegressionModel", f"normalizationMethod={method!r} is not compiled")
 
 
