@@ -8,7 +8,7 @@ reference category at 0; ``ordinalMultinomial`` differences the cumulative link 
 each category's threshold. A missing factor matches none of its categories; a row with a missing covariate has no
 prediction, as in the evaluator.
 The probit and cauchit inverses are the normal and Cauchy distribution functions built
-from double operators (``Graph.normal_cdf``, ``Graph.cauchy_cdf``). Cox regression,
+from double operators (``special.normal_cdf``, ``special.cauchy_cdf``). Cox regression,
 contrast matrices, trials and the other links stay with the evaluator.
 """
 
@@ -22,6 +22,7 @@ from .graph import Graph, NotCompiled
 from .prediction import Prediction
 from .regression import class_value
 from .scope import Scope, literal_code
+from .special import cauchy_cdf, normal_cdf
 
 __all__ = ["general_prediction"]
 
@@ -97,9 +98,9 @@ def _inverse(g: Graph, link: str, eta: str, parameter: float) -> str:
     if link == "loglog":
         return g.op("Exp", g.op("Neg", g.op("Exp", g.op("Neg", eta))))
     if link == "probit":
-        return g.normal_cdf(eta)
+        return normal_cdf(g, eta)
     if link == "cauchit":
-        return g.cauchy_cdf(eta)
+        return cauchy_cdf(g, eta)
     if link == "logc":
         return g.op("Sub", g.const(1.0), g.op("Exp", eta))
     if link == "power":

@@ -5,7 +5,7 @@ For a classifier, ``softmax`` and ``simplemax`` divide by the sum over the table
 ``cauchit``) give each table but the last its own probability and the last
 table what is left (1 minus their sum), as the PMML specification defines.
 probit and cauchit are the normal and Cauchy distribution functions, built from double
-operators (``Graph.normal_cdf``, ``Graph.cauchy_cdf``): ONNX Runtime's Erf and Atan are
+operators (``special.normal_cdf``, ``special.cauchy_cdf``): ONNX Runtime's Erf and Atan are
 single precision only.
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 from .graph import MAX_GRAPH_NODES, Graph, NotCompiled, code_table
 from .prediction import Prediction
 from .scope import Scope, literal_code
+from .special import cauchy_cdf, normal_cdf
 
 __all__ = ["inverse_link", "regression_prediction"]
 
@@ -111,9 +112,9 @@ def inverse_link(g: Graph, method: str, y: str) -> str:
     if method == "loglog":
         return g.op("Exp", g.op("Neg", g.op("Exp", g.op("Neg", y))))
     if method == "probit":
-        return g.normal_cdf(y)
+        return normal_cdf(g, y)
     if method == "cauchit":
-        return g.cauchy_cdf(y)
+        return cauchy_cdf(g, y)
     raise NotCompiled("RegressionModel", f"normalizationMethod={method!r} is not compiled")
 
 
