@@ -300,6 +300,23 @@ def test_linear_terms_are_one_product_read_without_copies(method: str, classific
     assert ops.count("Split") == (1 if classification else 0)  # two tables' rows; one table's is the row itself
 
 
+def test_normal_distribution_functions_agree_with_the_evaluator(pmml_java: None) -> None:
+    def field(name: str, function: str, *args: str) -> str:
+        constants = "".join(f"<Constant>{a}</Constant>" for a in args)
+        return (f'<DerivedField name="{name}" optype="continuous" dataType="double"><Apply function="{function}">'
+                f'<FieldRef field="{"x" if len(name) == 1 else "z"}"/>{constants}</Apply></DerivedField>')
+
+    transforms = ("<TransformationDictionary>" + field("a", "stdNormalCDF") + field("b", "stdNormalPDF")
+                  + field("cz", "normalCDF", "0.5", "2") + field("dz", "normalPDF", "-1", "0.5")
+                  + "</TransformationDictionary>")
+    terms = "".join(f'<NumericPredictor name="{n}" coefficient="{c}"/>' for n, c in
+                    (("a", "1.5"), ("b", "-2"), ("cz", "0.75"), ("dz", "3")))
+    body = ('<RegressionModel functionName="regression"><MiningSchema><MiningField name="x"/><MiningField name="z"/>'
+            f'<MiningField name="y" usageType="target"/></MiningSchema><RegressionTable intercept="0.1">{terms}'
+            "</RegressionTable></RegressionModel>")
+    compare(document(body, classification=False, transformations=transforms), evaluator_compatible=True)
+
+
 @pytest.mark.parametrize("method", ["logit", "probit", "cauchit"])
 def test_links_beyond_two_classes_are_left_to_the_evaluator(method: str) -> None:
     with pytest.raises(NotCompiled, match=method):

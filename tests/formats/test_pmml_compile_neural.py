@@ -47,7 +47,7 @@ def network(activation: str, *, classification: bool, output_layer: str = "") ->
 
 
 ACTIVATIONS = ["identity", "logistic", "tanh", "exponential", "reciprocal", "square", "Gauss", "sine",
-               "cosine", "Elliott", "rectifier", "threshold"]
+               "cosine", "Elliott", "rectifier", "threshold", "arctan"]
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -61,8 +61,7 @@ def test_classifier_networks_normalize_as_the_evaluator_does(pmml_java: None, me
     compare(network("tanh", classification=True, output_layer=attributes), rows=200, evaluator_compatible=True)
 
 
-@pytest.mark.parametrize("activation", ["radialBasis", "arctan"])
-def test_activations_without_a_double_op_fall_back_naming_the_layer(activation: str) -> None:
-    with pytest.raises(NotCompiled, match=activation) as caught:
-        compile_pmml(network(activation, classification=False), name="model.pmml")
+def test_radial_basis_layers_fall_back_naming_the_layer() -> None:
+    with pytest.raises(NotCompiled, match="radialBasis") as caught:
+        compile_pmml(network("radialBasis", classification=False), name="model.pmml")
     assert caught.value.element == "NeuralLayer"

@@ -3,8 +3,8 @@
 Each layer computes ``Z = inputs @ weights + bias`` in double (a neuron's missing
 connections weigh 0), then the layer's activation function, then its normalization
 (``softmax``, ``simplemax``). A row with a missing input has no prediction, as in the
-evaluator. ``radialBasis`` layers and ``arctan`` (ONNX Runtime has no double Atan) stay
-with the evaluator. A regression's NeuralOutput undoes its NormContinuous (the
+evaluator (``arctan`` through :func:`.special.atan`: ONNX Runtime's Atan is float32
+only). ``radialBasis`` layers stay with the evaluator. A regression's NeuralOutput undoes its NormContinuous (the
 neuron holds the normalized target); a classifier's class probabilities are the
 neurons its NormDiscrete outputs name.
 """
@@ -20,6 +20,7 @@ from .graph import Graph, NotCompiled
 from .prediction import Prediction
 from .regression import class_value
 from .scope import Scope
+from .special import atan
 
 __all__ = ["neural_prediction"]
 
@@ -49,9 +50,8 @@ def _activation(g: Graph, name: str, z: str, threshold: float) -> str:
         return g.op("Div", z, g.op("Add", g.const(1.0), g.op("Abs", z)))
     if name == "rectifier":
         return g.op("Max", z, g.const(0.0))
-    if name == "arctan":
-        raise NotCompiled("NeuralLayer", "activationFunction='arctan' needs a double-precision Atan, "
-                                         "which ONNX Runtime lacks")
+    if name == "arctan":  # 2 arctan(Z) / pi
+        return g.op("Mul", atan(g, z), g.const(2.0 / np.pi))
     raise NotCompiled("NeuralLayer", f"activationFunction={name!r} is not compiled")
 
 

@@ -18,6 +18,7 @@ from .graph import Graph, NotCompiled, Value, code_table
 from .inputs import interval_test
 from .predicates import COMPARE, membership, three_and, three_not, three_or
 from .scope import Scope, literal_code
+from .special import normal_cdf
 
 __all__ = ["derived_field", "expression", "unify"]
 
@@ -255,6 +256,8 @@ def _function(g: Graph, function: str, args: list[Value], compatible: bool) -> V
         return Value(g.op(_BINARY[function], a, b))
     if function in _FOLD:
         return Value(_fold(g, function, _numbers(function, args, None)))
+    if function in _DISTRIBUTIONS:
+        return Value(_distribution(g, function, _numbers(function, args, 1 if function.startswith("std") else 3)))
     if function == "round":  # Java's Math.round: half up
         (x,) = _numbers(function, args, 1)
         rounded = g.op("Floor", g.op("Add", x, g.const(0.5)))
@@ -268,6 +271,20 @@ def _function(g: Graph, function: str, args: list[Value], compatible: bool) -> V
     if function in COMPARE:
         return _compare(g, function, args)
     return _logic(g, function, args)
+
+
+_DISTRIBUTIONS = ("stdNormalCDF", "stdNormalPDF", "normalCDF", "normalPDF")
+
+
+def _distribution(g: Graph, function: str, xs: list[str]) -> str:
+    """The normal distribution's CDF or PDF at ``x`` (mean 0 and deviation 1, or the arguments)."""
+    x = xs[0]
+    if len(xs) == 3:
+        x = g.op("Div", g.op("Sub", x, xs[1]), xs[2])
+    if function.endswith("CDF"):
+        return normal_cdf(g, x)
+    density = g.op("Mul", g.op("Exp", g.op("Mul", g.op("Mul", x, x), g.const(-0.5))), g.const(1 / np.sqrt(2 * np.pi)))
+    return density if len(xs) == 1 else g.op("Div", density, xs[2])
 
 
 def _fold(g: Graph, function: str, xs: list[str]) -> str:
