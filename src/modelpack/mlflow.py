@@ -215,7 +215,29 @@ def _load_pyfunc(data_path: str, model_config: dict[str, Any] | None = None) -> 
     if unknown:
         raise ConversionError(f"model_config holds {unknown}, which are not options of modelpack.load",
                               package=data_path, fix=f"Give only 'result' and {', '.join(known)} in model_config.")
-    return PyfuncModel(load(data_path, **options), result)
+    return PyfuncModel(load(_own_data(data_path), **options), result)
+
+
+def _own_data(data_path: str) -> Path:
+    """The package MLflow hands to the loader, once it is known to lie inside its model folder.
+
+    MLflow joins the MLmodel file's ``data`` to the model's folder, so an absolute path
+    or a ``..`` written there would make the loader open a file anywhere on the machine.
+    The loader is given the joined path only: the model folder is the nearest one above
+    it that holds an MLmodel file, and its ``python_function`` flavour must name this
+    very path, inside the folder.
+    """
+    from mlflow.models import Model as MlflowModel
+
+    path = Path(data_path).absolute()
+    folder = next((p for p in path.parents if (p / "MLmodel").is_file()), None)
+    fix = "Load only MLflow models logged by modelpack.mlflow.log_package, or log the package again."
+    if folder is not None:
+        flavour = MlflowModel.load(str(folder)).flavors.get("python_function")
+        if _model_file(folder.resolve(), flavour, "python_function", str(folder), fix, folder_ok=True) == path.resolve():
+            return path
+    raise ConversionError(f"the package {data_path} is not the data of an MLflow model folder that holds it "
+                          "(its MLmodel file's data points elsewhere)", fix=fix)
 
 
 # -- from MLflow ------------------------------------------------------------------------------
@@ -252,17 +274,19 @@ def from_mlflow(model_uri: str, dest: PathLike, *, sample: InputData, **export_a
     from ._export import export, pack
 
     if flavour == "onnx":  # already the portable form: packed as it is, options as pack takes them
-        return pack(_onnx_file(local, flavors["onnx"], model_uri), dest, sample=sample, **export_args)
+        path = _model_file(local, flavors["onnx"], "onnx", model_uri, "Log the model again with mlflow.onnx.log_model.")
+        return pack(path, dest, sample=sample, **export_args)
     return export(_native(flavour, local), dest, sample=sample, **export_args)
 
 
-def _onnx_file(local: Path, flavour: Any, model_uri: str) -> Path:
-    """The ONNX file the flavour names, which must lie inside the downloaded model."""
-    name = flavour.get("data") if isinstance(flavour, dict) else None
-    path = (local / name).resolve() if isinstance(name, str) else None
-    if path is None or not path.is_relative_to(local) or not path.is_file():
-        raise ConversionError(f"the onnx flavour of {model_uri} names {name!r}, which is not a file of the model",
-                              fix="Log the model again with mlflow.onnx.log_model.")
+def _model_file(local: Path, flavour: Any, name: str, model: str, fix: str, *, folder_ok: bool = False) -> Path:
+    """The file (or, with ``folder_ok``, the package folder) a flavour's ``data`` names,
+    which must lie inside the model folder ``local`` (resolved)."""
+    data = flavour.get("data") if isinstance(flavour, dict) else None
+    path = (local / data).resolve() if isinstance(data, str) else None
+    if path is None or not path.is_relative_to(local) or not (path.is_file() or folder_ok and path.is_dir()):
+        raise ConversionError(f"the {name} flavour of {model} names {data!r}, which is not a file of the model",
+                              fix=fix)
     return path
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,12 +243,45 @@ def test_mlflow_models_serve_answers_with_the_package(tabular, store):
     assert answer["predictions"] == clf.predict(X[:9]).tolist()
 
 
-def test_a_model_config_with_other_keys_or_results_is_refused_at_load(classifier):
+def _downloaded(package, folder):
+    """A package logged by log_package, downloaded into ``folder``: (model folder, its package)."""
+    with mlflow.start_run():
+        info = log_package(package)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(folder))
+    model = Path(local)
+    return model, next(model.rglob(package.name))
+
+
+def test_a_model_config_with_other_keys_or_results_is_refused_at_load(classifier, tmp_path):
     from modelpack.errors import ModelpackError
     from modelpack.mlflow import _load_pyfunc
 
+    _, data = _downloaded(classifier.path, tmp_path)
     with pytest.raises(ModelpackError, match=r"\['cwd'\], which are not options of modelpack.load"):
-        _load_pyfunc(str(classifier.path), {"cwd": "/", "device": "cpu"})
+        _load_pyfunc(str(data), {"cwd": "/", "device": "cpu"})
     with pytest.raises(TaskError, match="not one of label, proba, all"):
-        _load_pyfunc(str(classifier.path), {"result": "scores"})
-    assert _load_pyfunc(str(classifier.path), {"result": "proba", "engine": "onnxruntime"}).result == "proba"
+        _load_pyfunc(str(data), {"result": "scores"})
+    assert _load_pyfunc(str(data), {"result": "proba", "engine": "onnxruntime"}).result == "proba"
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent", "no model folder"])
+def test_a_package_outside_its_model_folder_is_not_opened(classifier, tmp_path, where):
+    """An MLmodel file whose data names a package elsewhere (MLflow joins it to the folder)."""
+    import shutil
+
+    from modelpack.mlflow import _load_pyfunc
+
+    model, _ = _downloaded(classifier.path, tmp_path / "models")
+    elsewhere = tmp_path / "elsewhere.mpk"
+    shutil.copy(classifier.path, elsewhere)  # a good package: only where it lies is wrong
+    if where == "no model folder":
+        with pytest.raises(ConversionError, match="is not the data of an MLflow model folder"):
+            _load_pyfunc(str(elsewhere))
+        return
+    named = str(elsewhere) if where == "absolute" else os.path.relpath(elsewhere, model)
+    text = (model / "MLmodel").read_text()
+    (model / "MLmodel").write_text(re.sub(r"(python_function:\n(?:    .*\n)*?    data: ).*", rf"\g<1>{named}", text))
+    assert mlflow.models.Model.load(str(model)).flavors["python_function"]["data"] == named
+    with pytest.raises(ConversionError, match="is not the data of an MLflow model folder|not a file of the model") as caught:
+        mlflow.pyfunc.load_model(str(model))
+    assert "Load only MLflow models logged by modelpack.mlflow.log_package" in caught.value.fix
