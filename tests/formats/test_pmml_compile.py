@@ -9,6 +9,7 @@ in docs/pmml.md says. Hand-written documents pin the semantics one by one.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ FALLS_BACK = {
     "association/dmg_association_exclusive_recommendation.xml": "AssociationModel",
     "association/dmg_association_recommendation.xml": "AssociationModel",
     "association/dmg_association_rule_association.xml": "AssociationModel",
-    "knn/dmg_knn_categorical_predictor_categorical_target.xml": "NearestNeighborModel",
     "knn/dmg_knn_continuous_predictors_two_targets.xml": "NearestNeighborModel",
     "mining/dmg_mining_efficient_model_chain.xml": "Segment",
     "mining/dmg_model_selection_mining.xml": "MiningModel",
@@ -49,6 +49,26 @@ FALLS_BACK = {
 }
 FALLS_BACK.update({f"general/dmg_general_{n}.xml": "GeneralRegressionModel" for n in ("cox", "cox_strata")})
 FALLS_BACK["general/dmg_general_multinomial_contrast_matrix.xml"] = "Predictor"
+
+
+
+
+def _knn_instances_in_schema_order(text: str) -> str:
+    """The DMG k-NN example as pmml4s reads it right: pmml4s reads the raw fields of the training
+    instances it transforms by their place in the MiningSchema, not by name, and looks up the
+    target's and the id's columns by the field's name; the example's instances are in
+    neither order (every distance comes out NaN and every row gets instances 1, 2 and 11)."""
+    fields = ('<InstanceFields><InstanceField field="marital status" column="ms"/>'
+              '<InstanceField field="age" column="age"/><InstanceField field="dependents" column="deps"/>'
+              '<InstanceField field="income" column="income"/><InstanceField field="ID" column="ID"/>'
+              '</InstanceFields>')
+    text = re.sub(r"<InstanceFields>.*?</InstanceFields>", fields, text, flags=re.S)
+    return text.replace("<inc>", "<income>").replace("</inc>", "</income>")
+
+
+#: Documents the evaluator misreads, and the same model written so that it reads it right: the
+#: compiled original is checked against the evaluator running the rewritten one.
+REWRITTEN = {"knn/dmg_knn_categorical_predictor_categorical_target.xml": _knn_instances_in_schema_order}
 
 
 def documents() -> list[str]:
@@ -106,13 +126,14 @@ def assert_agree(got: dict[str, np.ndarray], want: dict[str, np.ndarray], feeds:
                                  f"{expected[row]!r}, inputs { {k: v[row] for k, v in feeds.items()} }")
 
 
-def compare(data: bytes, rows: int = 400, evaluator_compatible: bool = False) -> None:
-    """Compile ``data`` and compare it with the evaluator on probe rows."""
+def compare(data: bytes, rows: int = 400, evaluator_compatible: bool = False, reference: bytes | None = None) -> None:
+    """Compile ``data`` and compare it with the evaluator on probe rows (the evaluator running
+    ``reference``, a document of the same inputs and outputs, where given)."""
     model = compile_pmml(data, name="model.pmml", evaluator_compatible=evaluator_compatible)
     onnx.checker.check_model(onnx.load_from_string(model))
     d = describe(data, name="model.pmml")
     feeds = probe_rows(data, d.inputs, rows=rows)
-    backend = evaluator(data)
+    backend = evaluator(reference or data)
     want = dict(zip([o.name for o in d.outputs], backend.run(feeds), strict=True))
     assert_agree(run_compiled(model, data, feeds), want, feeds)
 
@@ -125,6 +146,11 @@ def test_each_document_compiles_and_agrees_or_names_what_stops_it(pmml_java: Non
             compile_pmml(data, name="model.pmml")
         assert caught.value.element == FALLS_BACK[document]
         assert caught.value.reason
+        return
+    if document in REWRITTEN:
+        reference = REWRITTEN[document](data.decode()).encode()
+        assert reference != data
+        compare(data, evaluator_compatible=True, reference=reference)
         return
     compare(data, evaluator_compatible=True)
 

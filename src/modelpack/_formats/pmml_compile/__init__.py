@@ -12,8 +12,9 @@ one output per output field. Whatever it does not translate raises
 * :mod:`.forest`, :mod:`.tree`: TreeModel; :mod:`.mining`: segmentations;
   :mod:`.regression`: RegressionModel; :mod:`.general`: GeneralRegressionModel;
   :mod:`.neural`: NeuralNetwork; :mod:`.scorecard`: Scorecard; :mod:`.outputs`: Output fields and Targets;
-* :mod:`.clustering`, :mod:`.rules`, :mod:`.naive_bayes`, :mod:`.svm`: ClusteringModel,
-  RuleSetModel, NaiveBayesModel, SupportVectorMachineModel.
+* :mod:`.clustering`, :mod:`.neighbors`, :mod:`.rules`, :mod:`.naive_bayes`, :mod:`.svm`: ClusteringModel,
+  NearestNeighborModel, RuleSetModel, NaiveBayesModel, SupportVectorMachineModel; :mod:`.distance`:
+  the comparison measures the first two share.
 """
 
 from __future__ import annotations

@@ -38,6 +38,13 @@ class Document:
             constants = [(c.text or "").strip() for c in apply.findall("Constant")]
             for ref in apply.findall("FieldRef"):
                 self.literals.setdefault(ref.get("field", ""), {}).update(dict.fromkeys(constants))
+        for instances in root.iter("TrainingInstances"):  # a nearest-neighbour model's training values
+            columns = {i.get("column", ""): i.get("field", "")
+                       for i in instances.findall("InstanceFields/InstanceField")}
+            for instance in instances.findall("InlineTable/row"):
+                for entry in instance:  # by tag: a column name is not an ElementPath
+                    if entry.tag in columns and entry.text is not None:
+                        self.literals.setdefault(columns[entry.tag], {})[entry.text.strip()] = None
         for mapping in root.iter("MapValues"):
             for pair in mapping.findall("FieldColumnPair"):
                 holder = self.literals.setdefault(pair.get("field", ""), {})

@@ -9,6 +9,8 @@ PMML's three-valued logic. Doubles throughout: PMML computes in double.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -178,6 +180,18 @@ class Graph:
             self._filled[value] = self.op("ConstantOfShape", shape, value=numpy_helper.from_array(
                 np.array([value], dtype=np.float64)))
         return self._filled[value]
+
+    @contextmanager
+    def batch_of(self, x: str) -> Iterator[None]:
+        """Values built inside are over the rows of ``x``, not the graph's inputs: the constants
+        they fill have ``x``'s length (a nearest-neighbour model computes its training
+        instances' transformations with the same expressions as the rows')."""
+        saved = self.batch, self._filled
+        self.batch, self._filled = x, {}
+        try:
+            yield
+        finally:
+            self.batch, self._filled = saved
 
     def missing_like(self) -> str:
         """A double tensor of the batch's length, every value missing."""

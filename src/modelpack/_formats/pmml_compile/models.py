@@ -26,14 +26,16 @@ def _compilers() -> dict[str, Compiler]:
                                   "RegressionModel": regression_prediction,
                                   "NeuralNetwork": neural_prediction, "GeneralRegressionModel": general_prediction,
                                   "Scorecard": scorecard_prediction}
-    # -- clustering, rule sets, naive Bayes, support vector machines
+    # -- clustering, nearest neighbours, rule sets, naive Bayes, support vector machines
     from .clustering import clustering_prediction
     from .naive_bayes import naive_bayes_prediction
+    from .neighbors import neighbors_prediction
     from .rules import rule_set_prediction
     from .svm import svm_prediction
 
     found.update({"ClusteringModel": clustering_prediction, "RuleSetModel": rule_set_prediction,
-                  "NaiveBayesModel": naive_bayes_prediction, "SupportVectorMachineModel": svm_prediction})
+                  "NaiveBayesModel": naive_bayes_prediction, "SupportVectorMachineModel": svm_prediction,
+                  "NearestNeighborModel": neighbors_prediction})
     return found
 
 

@@ -61,8 +61,11 @@ def _field(field: OutputField, element: ET.Element | None, p: Prediction, scope:
         return Value(g.column(p.probabilities, p.classes.index(field.value), len(p.classes)))
     if feature == "reasonCode":  # one extra per rank; the implied outputs are reason_code_<rank>
         feature = f"reasonCode:{element.get('rank', '1') if element is not None else field.name.rsplit('_', 1)[-1]}"
+    elif feature in ("entityId", "affinity") and f"{feature}:{_rank(element)}" in p.extras:
+        feature = f"{feature}:{_rank(element)}"  # a nearest-neighbour model's rank-th neighbour
     if feature in p.extras:
-        if feature in ("entityId", "clusterId", "predictedDisplayValue") or feature.startswith("reasonCode:"):
+        if feature in ("entityId", "clusterId", "predictedDisplayValue") or feature.startswith(("reasonCode:",
+                                                                                              "entityId:")):
             return Value(p.extras[feature](), ("<entity>",))  # a string tensor, marked by this vocabulary
         return Value(p.extras[feature]())
     if feature == "transformedValue" and element is not None:
@@ -73,6 +76,10 @@ def _field(field: OutputField, element: ET.Element | None, p: Prediction, scope:
             raise NotCompiled("OutputField", f"{field.name!r}: transformedValue without an expression")
         return expression(expr, scope)
     raise NotCompiled("OutputField", f"{field.name!r}: feature={feature!r} is not compiled")
+
+
+def _rank(element: ET.Element | None) -> str:
+    return element.get("rank", "1") if element is not None else "1"
 
 
 def _of_predicted(g: Graph, probabilities: str, code: str) -> str:
