@@ -262,3 +262,28 @@ def test_what_is_not_compiled_names_its_element(document: bytes, element: str) -
         compile_pmml(document, name="model.pmml")
     assert caught.value.element == element
     assert caught.value.reason
+
+
+def test_many_rows_are_scored_a_slice_at_a_time(tmp_path: Any, monkeypatch: Any) -> None:
+    """Each row is held against every instance: the compiled model names how many rows one call
+    may take, and the backend slices a larger batch (the same answers as in one call)."""
+    import modelpack
+    from modelpack._formats.pmml_compile import ROWS_PER_CALL, neighbors
+
+    data = knn(output=NEIGHBOURS.replace(' rank="9"', ' rank="2"'))
+    monkeypatch.setattr(neighbors, "DISTANCES_PER_CALL", 7 * len(ROWS))  # 7 rows per call
+    sliced = compile_pmml(data, name="model.pmml")
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load_from_string(sliced).metadata_props}
+    assert props[ROWS_PER_CALL] == "7"
+    source = tmp_path / "m.pmml"
+    source.write_bytes(data)
+    rng = np.random.default_rng(5)
+    feeds = {"a": rng.normal(0, 2, 45), "b": rng.normal(0, 2, 45)}
+    with modelpack.load(source, compile="onnx") as model:
+        assert model.backend._rows_per_call == 7
+        got = model.run(feeds)
+    monkeypatch.undo()
+    whole = scored(data, feeds)
+    assert_agree({k: np.asarray(v) for k, v in got.items()}, {k: whole[k] for k in got}, feeds)

@@ -51,9 +51,10 @@ def check_compile(compile: str, package: str) -> None:
 class CompiledBackend:
     """The ONNX backend of the compiled model, fed and read as the PMML evaluator is."""
 
-    def __init__(self, inner: Backend, package: Package, reason: str) -> None:
+    def __init__(self, inner: Backend, package: Package, reason: str, rows_per_call: int | None = None) -> None:
         manifest = package.manifest
         self._inner, self._package = inner, str(package.path)
+        self._rows_per_call = rows_per_call
         self.providers = inner.providers
         self.engine, self.engine_reason = ENGINE, reason
         self._texts = {s.name for s in manifest.inputs if s.dtype == "string"}
@@ -76,7 +77,12 @@ class CompiledBackend:
                 prepared[name] = number_column(name, columns[name], self._package) if name in columns \
                     else np.full(n, np.nan)
         names = list(outputs) if outputs is not None else self._outputs
-        results = self._inner.run(prepared, names)
+        step = self._rows_per_call
+        if step is None or n <= step:
+            results = self._inner.run(prepared, names)
+        else:  # a model holding every row against every training instance: a slice of rows at a time
+            parts = [self._inner.run({k: v[i:i + step] for k, v in prepared.items()}, names) for i in range(0, n, step)]
+            results = [np.concatenate(pieces) for pieces in zip(*parts, strict=True)]
         return [_missing_strings(r, MISSING) if name in self._strings else r for name, r in zip(names, results,
                                                                                                  strict=True)]
 
@@ -141,4 +147,17 @@ def _open_onnx(package: Package, data: bytes, file: str, reason: str, options: M
                             runtime=dataclasses.replace(manifest.runtime, placement=None))
     inner = onnx_backend.open(PackageType.from_memory(view, {file: data}, path=package.path), **options)
     inner_reason = getattr(inner, "engine_reason", "")
-    return CompiledBackend(inner, package, reason + (f"; tree engine: {inner_reason}" if inner_reason else ""))
+    return CompiledBackend(inner, package, reason + (f"; tree engine: {inner_reason}" if inner_reason else ""),
+                           _rows_per_call(inner))
+
+
+def _rows_per_call(inner: Backend) -> int | None:
+    """The compiled model's ROWS_PER_CALL, if it names one (any number it names only slices
+    the calls: at least 1 row)."""
+    from .._formats.pmml_compile import ROWS_PER_CALL
+
+    session = getattr(inner, "session", None)
+    value = session.get_modelmeta().custom_metadata_map.get(ROWS_PER_CALL) if session is not None else None
+    if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10):
+        return None
+    return max(1, int(value))

@@ -22,14 +22,14 @@ from __future__ import annotations
 from ..description import Description
 from ..pmml import _first_model, _parse, describe
 from .document import Document
-from .graph import MISSING, Graph, NotCompiled
+from .graph import MISSING, ROWS_PER_CALL, Graph, NotCompiled
 from .inputs import bind_inputs
 from .models import compile_model
 from .outputs import write_outputs
 from .scope import Compilers, Scope
 from .transform import derived_field
 
-__all__ = ["MISSING", "NotCompiled", "compile_pmml"]
+__all__ = ["MISSING", "ROWS_PER_CALL", "NotCompiled", "compile_pmml"]
 
 
 def compile_pmml(data: bytes, *, name: str, evaluator_compatible: bool = False, exact: bool = False) -> bytes:

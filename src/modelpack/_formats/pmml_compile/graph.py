@@ -30,6 +30,9 @@ MISSING = "\x00modelpack:missing"
 #: stops and the evaluator runs the model, so compiling stays within seconds. Tree nodes live in
 #: the tree operator's attributes and have their own limit (``forest.MAX_NODES``).
 MAX_GRAPH_NODES = 200_000
+#: Metadata key of a compiled model that must be run this many rows at a time (or fewer):
+#: it holds a tensor of every row against every training instance.
+ROWS_PER_CALL = "modelpack.rows_per_call"
 
 
 class NotCompiled(Exception):
@@ -82,6 +85,8 @@ class Graph:
         self._stacked: dict[str, tuple[list[str], int]] = {}
         #: An input of the batch's length, for constants that fill it.
         self.batch: str | None = None
+        #: The most rows one call should take (:data:`ROWS_PER_CALL`); None: any number.
+        self.rows_per_call: int | None = None
 
     def name(self, hint: str) -> str:
         self._count += 1
@@ -212,5 +217,7 @@ class Graph:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
                                                         helper.make_opsetid("ai.onnx.ml", ML_OPSET)],
                                   producer_name="modelpack-pmml-compiler")
+        if self.rows_per_call is not None:
+            helper.set_model_props(model, {ROWS_PER_CALL: str(self.rows_per_call)})
         model.ir_version = 8
         return model.SerializeToString()

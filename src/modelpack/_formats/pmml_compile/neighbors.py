@@ -64,6 +64,9 @@ __all__ = ["MAX_INSTANCES", "neighbors_prediction"]
 #: The most training instances compiled. Each row is compared with every instance, so the graph's
 #: memory grows with the batch times the instances; past this the evaluator runs the model.
 MAX_INSTANCES = 10_000
+#: Distances held per call, rows times instances: the compiled model asks to be run this many
+#: at a time (``ROWS_PER_CALL``), a few [rows, instances] doubles of 128 MiB each at most.
+DISTANCES_PER_CALL = 1 << 24
 _NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")  # ASCII digits only
 
 
@@ -304,6 +307,8 @@ def neighbors_prediction(model: ET.Element, scope: Scope, classes: tuple[str, ..
     if k > table.size:
         raise NotCompiled("NearestNeighborModel", f"numberOfNeighbors={k} with {table.size} training instances")
     target, values = _targets(model, scope, table, classes)
+    rows = max(1, DISTANCES_PER_CALL // table.size)
+    g.rows_per_call = rows if g.rows_per_call is None else min(g.rows_per_call, rows)
     distances, unknown = _distances(model, scope, table)
     ranked = g.where(g.is_nan(distances), g.const(np.inf), distances)
     nearest = g.op("TopK", ranked, g.const([k], dtype=np.int64), axis=1, largest=0, sorted=1, outputs=2)[1]
