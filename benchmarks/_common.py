@@ -14,8 +14,19 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
-def interleaved(funcs: dict[str, Callable[[], object]], *, rounds: int = 30, number: int = 200) -> dict[str, float]:
-    """Median seconds per call of each function, timed in alternation so drift hits all alike."""
+#: Seconds each timed stretch waits first. ONNX Runtime's worker threads spin for tens of
+#: milliseconds after a run, and OpenMP's for a while too: without the pause, a contender
+#: timed right after another shares the cores with its spinning threads (measured on a
+#: 2-core machine: the tree engine's 10k-row call took 15.4 ms within 20 ms of an ONNX
+#: Runtime run, 7.2 ms after 50 ms or more, and ONNX Runtime's own 26 against 32 ms).
+PAUSE = 0.1
+
+
+def interleaved(funcs: dict[str, Callable[[], object]], *, rounds: int = 30, number: int = 200,
+                pause: float = PAUSE) -> dict[str, float]:
+    """Median seconds per call of each function, timed in alternation so drift hits all alike;
+    each stretch starts ``pause`` seconds after the previous one ended, so each is timed as it
+    runs alone."""
     for f in funcs.values():  # warm up
         for _ in range(max(3, number // 10)):
             f()
@@ -27,6 +38,7 @@ def interleaved(funcs: dict[str, Callable[[], object]], *, rounds: int = 30, num
         for _ in range(rounds):
             for name, f in funcs.items():
                 gc.collect()
+                time.sleep(pause)
                 gc.disable()
                 start = time.perf_counter()
                 for _ in range(number):

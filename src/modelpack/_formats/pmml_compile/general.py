@@ -26,6 +26,7 @@ from .special import cauchy_cdf, normal_cdf
 
 __all__ = ["general_prediction"]
 
+
 def _predictors(model: ET.Element, scope: Scope) -> dict[str, tuple[bool, str]]:
     """Predictor name -> (is a factor, its value's tensor)."""
     found = {}
