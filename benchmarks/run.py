@@ -24,6 +24,13 @@ side, in one process and one run, modelpack against raw ONNX Runtime and against
 user would otherwise pick. Regenerate with `make bench` (or `python benchmarks/run.py
 TOPIC`); each section names its command, machine and versions. Figures measured on a
 shared 2-core machine vary by 10-20 % between runs: read the ratios, not the digits.
+
+Contenders are timed in alternation (rounds, medians), and each timed stretch starts 0.1 s
+after the previous one ended (benchmarks/_common.py, since 2026-12-06; sections measured
+earlier ran without the pause). ONNX Runtime's worker threads spin for tens of milliseconds
+after a run, OpenMP's for a while too: a contender timed right after another shared the
+cores with them (on 2 cores, the tree engine's 10k-row call took 15.4 ms within 20 ms of an
+ONNX Runtime run and 7.2 ms after 50 ms; ONNX Runtime's own call 32 against 26 ms).
 """
 
 

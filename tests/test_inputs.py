@@ -231,6 +231,22 @@ def test_frame_columns_read_from_blocks_equal_the_public_columns():
     assert list(_frame_columns(duplicated)) == ["a"]  # the public path, as before
 
 
+def test_a_float_block_going_to_one_float_dtype_is_cast_once():
+    """The block's columns as casting each would give them; mixed targets leave the block alone."""
+    pd = pytest.importorskip("pandas")
+    from modelpack._inputs.frames import frame_columns as _frame_columns
+
+    df = pd.DataFrame({"a": [1.1, np.nan, 3e38], "b": [4.0, 5.5, -1e-40], "c": [0.1, 0.2, 0.3]})
+    to32 = {"a": np.dtype(np.float32), "b": np.dtype(np.float32), "c": np.dtype(np.float32)}
+    got = _frame_columns(df, None, to32.get)
+    for c in df.columns:
+        assert got[c].dtype == np.float32
+        np.testing.assert_array_equal(got[c], df[c].to_numpy().astype(np.float32))
+    mixed = _frame_columns(df, None, {**to32, "c": np.dtype(np.float64)}.get)
+    assert all(v.dtype == np.float64 for v in mixed.values())  # each column is cast where it goes
+    assert all(v.dtype == np.float64 for v in _frame_columns(df, None, {"a": to32["a"]}.get).values())
+
+
 def test_renamed_or_reordered_columns_are_read_by_their_new_names(per_field):
     """The column names are listed once per Index: a new Index must be listed again."""
     pd = pytest.importorskip("pandas")

@@ -175,7 +175,7 @@ class InputAdapter:
             if values.dtype is self._hot_dtype and (self._width is None or values.shape[1] == self._width):
                 return {self._name: values}  # type: ignore[dict-item]
             return {self._name: self.adapt(self._single, values)}  # type: ignore[arg-type, dict-item]
-        return self._from_columns(PandasColumns(frame_columns(df, self._names_of(columns)), len(df),
+        return self._from_columns(PandasColumns(frame_columns(df, self._names_of(columns), self._target_of), len(df),
                                                 self._target_of, self.package), len(df), "column")
 
     def _from_arrow(self, data: Any, kind: str) -> dict[str, np.ndarray]:

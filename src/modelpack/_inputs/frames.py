@@ -7,6 +7,7 @@ never correctness.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,13 +30,17 @@ def frame_values(df: Any) -> np.ndarray:
     return np.ascontiguousarray(block.T) if block is not None else df.to_numpy()
 
 
-def frame_columns(df: Any, names: list[Any] | None = None) -> dict[str, Any]:
+def frame_columns(df: Any, names: list[Any] | None = None,
+                  target: Callable[[str], np.dtype | None] | None = None) -> dict[str, Any]:
     """The frame's columns by name, in order: numpy rows of its blocks, or extension arrays.
 
     Selecting a Series costs tens of microseconds per column in pandas 3, more than
     a small model's run; the blocks behind the frame hold the same data. A frame
     whose internals look unfamiliar takes the public path. ``names`` is
-    ``df.columns.tolist()``, if the caller has it already.
+    ``df.columns.tolist()``, if the caller has it already. ``target`` gives the float
+    dtype each column is going to (None: none): a float block whose columns all go to
+    one float dtype is cast in one call, not one per column (100k rows of 4 float64
+    columns to float32: 50 against 60-120 µs), as casting each would round them.
     """
     names = df.columns.tolist() if names is None else names
     try:
@@ -45,6 +50,8 @@ def frame_columns(df: Any, names: list[Any] | None = None) -> dict[str, Any]:
             for block in df._mgr.blocks:
                 values, locs = block.values, block.mgr_locs.as_array
                 if type(values) is np.ndarray and values.ndim == 2 and len(values) == len(locs):
+                    if target is not None and values.dtype.kind == "f" and len(locs) > 1:
+                        values = _cast_block(values, [target(str(names[loc])) for loc in locs])
                     for row, loc in enumerate(locs):
                         found[loc] = values[row]
                 elif getattr(values, "ndim", 0) == 1 and len(locs) == 1 and hasattr(values, "to_numpy"):
@@ -57,6 +64,13 @@ def frame_columns(df: Any, names: list[Any] | None = None) -> dict[str, Any]:
     except (AttributeError, TypeError, IndexError):
         pass
     return {str(c): df[c] for c in names}
+
+
+def _cast_block(values: np.ndarray, targets: list[np.dtype | None]) -> np.ndarray:
+    first = targets[0]
+    if first is None or first.kind != "f" or first == values.dtype or any(t != first for t in targets):
+        return values
+    return values.astype(first)
 
 
 def _one_block(df: Any) -> np.ndarray | None:
