@@ -224,7 +224,10 @@ def test_transformed_instances_are_read_as_they_are(pmml_java: None) -> None:
     feeds = {"a": [0.3, -2.0, 5.0], "b": [0.0, 2.5, -1.0]}
     for name, column in scored(untransformed, feeds).items():
         got = scored(data, feeds)[name]
-        assert list(got) == list(column) if column.dtype == object else np.allclose(got, column, rtol=1e-12)
+        if column.dtype == object:
+            assert list(got) == list(column), name
+        else:
+            np.testing.assert_allclose(got, column, rtol=1e-12, err_msg=name)
 
 
 # -- what is not compiled --------------------------------------------------------------------------------
