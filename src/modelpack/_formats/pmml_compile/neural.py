@@ -3,10 +3,10 @@
 Each layer computes ``Z = inputs @ weights + bias`` in double (a neuron's missing
 connections weigh 0), then the layer's activation function, then its normalization
 (``softmax``, ``simplemax``). A row with a missing input has no prediction, as in the
-evaluator (``arctan`` through :func:`.special.atan`: ONNX Runtime's Atan is float32
-only). ``radialBasis`` layers stay with the evaluator. A regression's NeuralOutput undoes its NormContinuous (the
-neuron holds the normalized target); a classifier's class probabilities are the
-neurons its NormDiscrete outputs name.
+evaluator. ``arctan`` goes through :func:`.special.atan` (ONNX Runtime's Atan is float32
+only); ``radialBasis`` layers stay with the evaluator. A regression's NeuralOutput
+undoes its NormContinuous (the neuron holds the normalized target); a classifier's
+class probabilities are the neurons its NormDiscrete outputs name.
 """
 
 from __future__ import annotations
