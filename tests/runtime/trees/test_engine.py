@@ -270,6 +270,25 @@ def test_threads_give_the_same_answers(random_ensemble: Callable[[int], tuple[An
     np.testing.assert_array_equal(one, two)
 
 
+def test_the_loops_for_the_rows_order_are_compiled_at_load(random_ensemble: Callable[[int], tuple[Any, int]]) -> None:
+    """An engine told it will read Fortran-ordered rows (a matrix through its transpose) compiles
+    that loop when it is built, not on the first batch."""
+    from numba import types
+
+    model, n_features = random_ensemble(4)
+    node = model.graph.node[0]
+    forest = read_forest(node.op_type, attributes_of(node))
+    engine = TreeEngine(forest, 1, order="F")
+    kernel = engine._kernel
+
+    def layouts() -> set[str]:
+        return {sig[0].layout for sig in kernel.signatures if isinstance(sig[0], types.Array)}
+
+    assert "F" in layouts()
+    x = np.random.default_rng(1).normal(size=(300, n_features)).astype(np.float32)
+    np.testing.assert_array_equal(engine.scores(np.asfortranarray(x)), engine.scores(x))
+
+
 def test_empty_batch() -> None:
     from onnx import helper
 

@@ -200,8 +200,8 @@ def _build(inner: Any, model_bytes: bytes | None, *, ort: Any, options: Any, thr
         import numba  # noqa: F401
     except ImportError:
         raise Unsupported("numba is not installed (pip install 'modelpack[trees]')") from None
-    engine = TreeEngine(forest, threads)
-    _probe(engine.run, forest, cut, model, ort)
+    engine = TreeEngine(forest, threads, order="F" if cut.transposed else "C")
+    _probe(lambda x: engine.run(np.asarray(x, order=engine.order)), forest, cut, model, ort)  # as it will be fed
 
     def session(part: bytes | None) -> Any:
         if part is None:

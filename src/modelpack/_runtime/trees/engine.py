@@ -23,7 +23,7 @@ import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -81,8 +81,12 @@ def _private(folder: Path) -> bool:
 class TreeEngine:
     """Predicts one forest; thread-safe (the loops hold no state between calls)."""
 
-    def __init__(self, forest: Forest, threads: int, layout: str | None = None) -> None:
+    def __init__(self, forest: Forest, threads: int, layout: str | None = None,
+                 order: Literal["C", "F"] = "C") -> None:
         self.forest = forest
+        #: The memory order of the rows it will be given ("C", or "F": a matrix read through its
+        #: transpose); the loops are compiled for it at load.
+        self.order = order
         self.threads = max(1, int(threads))
         self._numba = import_numba()
         kernels = _kernels()
@@ -110,13 +114,14 @@ class TreeEngine:
         self._args = args
         # A missing value is walked as its feature's stand-in, where every split agrees on one.
         self._stand_in = nan_stand_ins(forest)
-        x = np.zeros((1, forest.n_features), self.dtype)
+        # two rows: a one-row matrix is C-ordered whatever its order, and would compile C only
+        x = np.zeros((2, forest.n_features), self.dtype, order=order)
         self._first_call(lambda: self._scores(x))
         # Rows without a missing value skip the splits that only test for one (PMML's nullPrediction).
         present = present_only(forest) if layout is None else None
-        self._present = TreeEngine(present, threads) if present is not None else None
+        self._present = TreeEngine(present, threads, order=order) if present is not None else None
         if self._present is not None:
-            self._first_call(lambda: self._missing_rows(x, np.empty(1, np.bool_)))
+            self._first_call(lambda: self._missing_rows(x, np.empty(2, np.bool_)))
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -177,7 +182,8 @@ class TreeEngine:
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """The node's outputs for ``x``, :attr:`dtype` ``(rows, features)``, C- or
-        Fortran-contiguous (the loops are compiled for each order they are given)."""
+        Fortran-contiguous (:attr:`order` is the one compiled at load; the other compiles
+        on its first call)."""
         s = self.scores(x)
         f = self.forest
         if not f.classifier:

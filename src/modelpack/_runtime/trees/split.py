@@ -93,8 +93,9 @@ def split(model: Any) -> Split:
     opset = next((o.version for o in model.opset_import if o.domain == _ML_DOMAIN), 1)
     graph_inputs = [i.name for i in graph.input]
     outputs = tuple(o.name for o in graph.output)
-    feed, transpose = _feed(graph, node, outputs)
-    before_ids = _ancestors(feed, _producers(graph))
+    produced = _producers(graph)
+    feed, transpose = _feed(graph, node, outputs, produced)
+    before_ids = _ancestors(feed, produced)
     before_nodes = [n for n in graph.node if id(n) in before_ids]
     after_nodes = [n for n in graph.node if n is not node and n is not transpose and id(n) not in before_ids]
     constants = {i.name for i in graph.initializer}
@@ -124,10 +125,10 @@ def split(model: Any) -> Split:
                  transposed=transpose is not None)
 
 
-def _feed(graph: Any, node: Any, outputs: tuple[str, ...]) -> tuple[str, Any]:
+def _feed(graph: Any, node: Any, outputs: tuple[str, ...], produced: dict[str, Any]) -> tuple[str, Any]:
     """The value the engine reads, and the Transpose it reads through (None: the node's input)."""
     value = str(node.input[0])
-    transpose = _producers(graph).get(value)
+    transpose = produced.get(value)
     if (transpose is None or transpose.op_type != "Transpose" or transpose.domain not in ("", "ai.onnx")
             or value in outputs or any(value in n.input for n in graph.node if n is not node)):
         return value, None
