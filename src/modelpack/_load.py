@@ -58,7 +58,9 @@ def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Prov
         ``"auto"`` (the default): a tree ensemble runs on modelpack's tree engine on the
         CPU for batches of 32 rows or more, ONNX Runtime running the rest of the graph
         and everything the engine does not take; on another device it is rewritten into
-        standard operators that run there; ``"onnxruntime"``: ONNX Runtime only;
+        standard operators that run there; string columns of a table run their encoders
+        on the column's distinct values (docs/casting.md); ``"onnxruntime"``: ONNX
+        Runtime only, on the graph as exported;
         ``"modelpack-trees"``: the tree engine for every batch, an error where it cannot
         run the model. :attr:`Model.engine` says which runs and why (docs/trees.md).
     compile:

@@ -57,7 +57,8 @@ class Model:
         manifest = package.manifest
         self.manifest: Manifest = manifest
         self._adapt = InputAdapter(manifest.inputs, str(package.path),
-                                   missing_passes=manifest.model.format == "pmml")
+                                   missing_passes=manifest.model.format == "pmml",
+                                   coded=getattr(backend, "coded_inputs", ()))
         self._output_names = [o.name for o in manifest.outputs]
         self._classes = _classes_array(manifest.classes)
         by_role: dict[str, list[TensorSpec]] = {}

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .._runtime.base import CodedColumn
 from ..errors import InputError, MissingColumnError, ShapeError
 from ..manifest import TensorSpec
 from .arrow import ArrowColumns, PandasColumns, PolarsColumns, foreign_column, frame_kind
@@ -33,8 +34,12 @@ _STRING = numpy_dtype("string")
 class InputAdapter:
     """Turns caller data into the feeds of one model."""
 
-    def __init__(self, inputs: Sequence[TensorSpec], package: str, *, missing_passes: bool = False) -> None:
+    def __init__(self, inputs: Sequence[TensorSpec], package: str, *, missing_passes: bool = False,
+                 coded: Iterable[str] = ()) -> None:
         self.specs = tuple(inputs)
+        # String inputs the backend takes as their distinct values and codes (CodedColumn),
+        # given so where a table holds them encoded or Arrow encodes them.
+        self._coded = frozenset(coded)
         self.package = package
         # PMML has missing values of its own: a missing string goes to the evaluator as one.
         self._missing_passes = missing_passes
@@ -273,8 +278,13 @@ class InputAdapter:
         if set(self.names) <= set(columns):  # one input per column (skl2onnx, PMML)
             if not from_frame:
                 self._refuse_unknown(self.names, columns, what)
-            feeds = {}
+            feeds: dict[str, Any] = {}
+            codes = getattr(columns, "codes", None) if self._coded else None
             for s in self.specs:
+                found = codes(s.name) if codes is not None and s.name in self._coded else None
+                if found is not None:  # the casting policy applies to each distinct value once
+                    feeds[s.name] = CodedColumn(self.adapt(s, found[0]), found[1])
+                    continue
                 values = self._column(columns[s.name], s, s.name)
                 # (read after the column: converting it is what vouches for its strings)
                 feeds[s.name] = self.adapt(s, values, strings=s.name in getattr(columns, "checked", ()))

@@ -27,7 +27,8 @@ import numpy as np
 from ..errors import DTypeError, InputError
 from .casting import EXACT_INT, numpy_dtype
 
-__all__ = ["ArrowColumns", "PandasColumns", "PolarsColumns", "foreign_column", "frame_kind", "lazy_batches"]
+__all__ = ["ArrowColumns", "PandasColumns", "PolarsColumns", "column_codes", "foreign_column", "frame_kind",
+           "lazy_batches"]
 
 _STRING = numpy_dtype("string")
 
@@ -72,6 +73,19 @@ class ArrowColumns(Mapping[str, Any]):
                              package=self._package, fix="Rename or drop the repeated columns.")
         return self._converted(self._table.column(self._names.index(name)), name)
 
+    def codes(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Column ``name`` as its distinct strings and each row's int64 position among them, or None.
+
+        None unless it is a string column that Arrow dictionary-encodes (once) or holds
+        encoded; a null is one more distinct value, None, at the end.
+        """
+        if name not in self._names or self._names.count(name) > 1:
+            return None
+        return column_codes(self._column(name), name, self._package)
+
+    def _column(self, name: str) -> Any:
+        return self._table.column(self._names.index(name))
+
     def _converted(self, column: Any, name: str) -> np.ndarray:
         values = column_values(column, name, self._target(name), self._package)
         if values.dtype == _STRING and not _has_nulls(column):
@@ -94,14 +108,16 @@ class PolarsColumns(ArrowColumns):
     def __getitem__(self, name: str) -> Any:
         if name not in self._names:
             raise KeyError(name)
+        return self._converted(self._column(name), name)
+
+    def _column(self, name: str) -> Any:
         series = self._table.get_column(name)
         try:
-            column = series.to_arrow()
+            return series.to_arrow()
         except Exception as exc:  # polars raises its own types (e.g. for Object columns)  # noqa: BLE001
             raise InputError(f"column {name!r} of polars type {series.dtype} has no Arrow form ({exc})",
                              input=name, package=self._package,
                              fix=f"Cast it to a number or string column first, e.g. pl.col({name!r}).cast(pl.Float64).") from exc
-        return self._converted(column, name)
 
 
 class PandasColumns(ArrowColumns):
@@ -117,10 +133,35 @@ class PandasColumns(ArrowColumns):
 
     def __getitem__(self, name: str) -> Any:
         values = self._table[name]
-        arrow = getattr(values, "_pa_array", None)  # pandas' ArrowExtensionArray and ArrowStringArray
-        if arrow is not None and type(arrow).__module__.startswith("pyarrow"):
-            return self._converted(arrow, name)
-        return values
+        arrow = _arrow_of(values)
+        return values if arrow is None else self._converted(arrow, name)
+
+    def codes(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        values = self._table.get(name)
+        arrow = _arrow_of(values)
+        if arrow is not None:
+            return column_codes(arrow, name, self._package)
+        if type(values).__name__ == "Categorical" and hasattr(values, "codes"):
+            return _categorical_codes(values)
+        return None
+
+
+def _arrow_of(values: Any) -> Any:
+    """The Arrow array behind a pandas extension array (ArrowExtensionArray, ArrowStringArray), or None."""
+    arrow = getattr(values, "_pa_array", None)
+    return arrow if arrow is not None and type(arrow).__module__.startswith("pyarrow") else None
+
+
+def _categorical_codes(values: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """A pandas Categorical of strings as (categories, codes), a missing value last as None."""
+    categories = np.asarray(values.categories, dtype=object)
+    if not all(v.__class__ is str for v in categories.tolist()):
+        return None  # numbers, or anything else: the column is read whole, under the casting policy
+    codes = np.asarray(values.codes).astype(np.int64)
+    if (codes < 0).any():
+        codes[codes < 0] = len(categories)
+        categories = np.append(categories, np.array([None], dtype=object))
+    return categories, codes
 
 
 def foreign_column(values: Any, name: str, target: np.dtype | None, package: str) -> np.ndarray | None:
@@ -175,6 +216,52 @@ def column_values(column: Any, name: str, target: np.dtype | None, package: str)
     if pat.is_integer(typ) or pat.is_floating(typ) or pat.is_boolean(typ):
         return _numbers(column, name, typ, target, package)
     raise _refused(name, typ, package, *_why_not(name, typ))
+
+
+def column_codes(column: Any, name: str, package: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A string (or string dictionary) Arrow column as (distinct values, int64 codes), else None.
+
+    The values are ``str``, and None for a null (one more value, at the end). A
+    column with few rows, or that Arrow cannot encode as one dictionary, gives None.
+    """
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    typ = column.type
+    given = pat.is_dictionary(typ)
+    if not (_is_text(typ) or (given and _is_text(typ.value_type))) or (not given and len(column) < _ENCODE_FROM):
+        return None
+    try:
+        if getattr(column, "num_chunks", 1) != 1:
+            column = column.combine_chunks()  # one dictionary, not one per chunk
+        elif hasattr(column, "num_chunks"):
+            column = column.chunk(0)
+        encoded = column if given else column.dictionary_encode()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    values = column_values(encoded.dictionary, name, _STRING, package)
+    codes = _indices(encoded, len(values), name, package).astype(np.int64)
+    if encoded.null_count:
+        codes[_to_numpy(encoded.is_null())] = len(values)
+        values = np.append(values, np.array([None], dtype=object))
+    return values, codes
+
+
+def _indices(chunk: Any, size: int, name: str, package: str) -> np.ndarray:
+    """A dictionary chunk's indices (0 for a null), checked to point into its ``size`` values.
+
+    A caller can build a dictionary array whose indices point anywhere
+    (``DictionaryArray.from_arrays(..., safe=False)``); numpy would wrap a negative one.
+    """
+    indices = _to_numpy(chunk.indices.fill_null(0) if chunk.null_count else chunk.indices)
+    if chunk.null_count == len(indices):
+        return indices  # every row is null: no index is read
+    if int(indices.min()) < 0 or int(indices.max()) >= size:
+        raise InputError(f"column {name!r} is a dictionary array whose indices point outside its "
+                         f"{size} value(s)", input=name, package=package,
+                         fix="Build it with pyarrow.DictionaryArray.from_arrays(..., safe=True), or pass "
+                             "the decoded values.")
+    return indices
 
 
 def _has_nulls(column: Any) -> bool:
@@ -289,7 +376,7 @@ def _decoded(column: Any, name: str, target: np.dtype | None, package: str) -> n
     parts = []
     for chunk in chunks:
         values = column_values(chunk.dictionary, name, target, package)
-        indices = _to_numpy(chunk.indices.fill_null(0)) if chunk.null_count else _to_numpy(chunk.indices)
+        indices = _indices(chunk, len(values), name, package)
         part = values[indices] if len(values) else np.empty(len(indices), dtype=values.dtype)
         if chunk.null_count:
             missing = _to_numpy(chunk.is_null())

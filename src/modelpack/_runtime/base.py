@@ -8,11 +8,12 @@ ONNX and PMML paths cannot drift apart in shapes, names or class order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "CodedColumn"]
 
 
 @runtime_checkable
@@ -33,3 +34,17 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the session, its memory and any helper process. Idempotent."""
         ...
+
+
+@dataclass(frozen=True)
+class CodedColumn:
+    """A string input given as its distinct values and each row's position among them.
+
+    ``categories`` has the input's dtype and rank, one entry per distinct value
+    (already under the casting policy); ``codes`` is int64, one per row, each a
+    valid position in ``categories``. Only a backend that names the input in its
+    ``coded_inputs`` is given one (:mod:`.coded`).
+    """
+
+    categories: np.ndarray
+    codes: np.ndarray

@@ -384,6 +384,21 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
             sha256 = functools.partial(_sha256, rewritten)
         else:
             tensor_form = None
+    codes: dict[str, str] = {}
+    strings = [s.name for s in package.manifest.inputs if s.dtype == "string"]
+    if strings and engine != "onnxruntime" and tensor_form is None and isinstance(source, bytes) \
+            and all(provider_name(s) == CPU for s in plan):
+        # String columns run on their distinct values where the graph allows it (.coded).
+        from .coded import rewrite
+
+        try:
+            found = rewrite(source, strings)
+        except Exception:  # noqa: BLE001  (a graph too broken to read here: ONNX Runtime says why below)
+            found = None
+        if found is not None:
+            exported = _session_maker(ort, source, settings, sha256, folder)
+            source, codes = found
+            sha256 = functools.partial(_sha256, source)
     make = _session_maker(ort, source, settings, sha256, folder)
     with translate_errors(name, ort), warnings.catch_warnings():
         # Availability was resolved above; onnxruntime's own warning about it would repeat it.
@@ -391,7 +406,7 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
         session = _negotiate(make, plan, strict=not fallback and not auto, auto=auto, package=name, ort=ort)
     backend = OnnxBackend(session, ort, name)
     try:
-        _check_interface(package.manifest, session, name)
+        _check_interface(package.manifest, session, name, hidden=set(codes.values()))
     except BaseException:
         backend.close()
         raise
@@ -402,7 +417,24 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
     if tensor_form is not None:
         backend.engine, backend.engine_reason = ENGINE_NAME, tensor_form
         return backend
-    return _with_engine(backend, source, engine=engine, ort=ort, settings=settings, folder=folder, package=name)
+    backend = _with_engine(backend, source, engine=engine, ort=ort, settings=settings, folder=folder, package=name)
+    if codes:
+        from .coded import CodedBackend
+
+        whole = None
+        if backend.engine != ENGINE_NAME:
+            # Columns given whole (object arrays, one record) gain nothing from codes: they run
+            # the graph as exported, without the Gathers. (A tree model's own whole-graph session
+            # serves its small batches already; a second one would double its forest's memory.)
+            try:
+                with translate_errors(name, ort), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    whole = OnnxBackend(exported(plan), ort, name)
+            except BaseException:
+                backend.close()
+                raise
+        return CodedBackend(backend, codes, whole=whole)
+    return backend
 
 
 def _with_engine(backend: OnnxBackend, source: bytes | str, *, engine: str, ort: Any,
@@ -432,13 +464,15 @@ def _with_engine(backend: OnnxBackend, source: bytes | str, *, engine: str, ort:
 _ORT_DTYPES = {"float": "float32", "double": "float64"}
 
 
-def _check_interface(manifest: Manifest, session: Any, package: str) -> None:
+def _check_interface(manifest: Manifest, session: Any, package: str, hidden: set[str] | None = None) -> None:
     """The manifest's inputs and outputs must be the graph's, in its order and dtypes.
 
     Outputs are returned by position and named from the manifest, so a manifest
-    listing them otherwise would label one output with another's name.
+    listing them otherwise would label one output with another's name. ``hidden``:
+    inputs added at load (:mod:`.coded`), which the manifest does not list.
     """
-    for what, declared, actual in (("inputs", manifest.inputs, session.get_inputs()),
+    inputs = [i for i in session.get_inputs() if not hidden or i.name not in hidden]
+    for what, declared, actual in (("inputs", manifest.inputs, inputs),
                                    ("outputs", manifest.outputs, session.get_outputs())):
         names, graph = [s.name for s in declared], [a.name for a in actual]
         if names != graph:

@@ -148,10 +148,12 @@ class TreeBackend:
 
 
 def _rows(feeds: Mapping[str, Any]) -> int:
+    """The batch's rows: the longest feed's (a string column given coded has its distinct values, .coded)."""
+    rows = 0
     for value in feeds.values():
         shape = getattr(value, "shape", None)
-        return int(shape[0]) if shape else 1
-    return 0
+        rows = max(rows, int(shape[0]) if shape else 1)
+    return rows
 
 
 def wrap(inner: Any, model_bytes: bytes | None, *, engine: str, ort: Any, options: Any, threads: int,
