@@ -226,7 +226,8 @@ STRINGS_NOTE = ("ONNX Runtime takes a string tensor only as a numpy array of Pyt
                 "integer codes (docs/architecture.md, `_runtime/coded.py`): Arrow dictionary-encodes the column "
                 "(about 1.7 ms per 100k-row column; free for dictionary and categorical columns), and no Python "
                 "string is made per row. The prebuilt baseline runs the graph as exported, on object arrays "
-                "built before the clock starts. Object columns are given whole, with codes 0..N-1.")
+                "built before the clock starts. Object columns have no codes to reuse: they run the graph as "
+                "exported.")
 
 
 if __name__ == "__main__":

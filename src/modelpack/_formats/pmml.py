@@ -28,7 +28,9 @@ from ..errors import PackageError, UnsafePackageError
 from ..manifest import ColumnSpec, ModelInfo, TensorSpec
 from .description import Description
 
-__all__ = ["MODEL_ELEMENTS", "check_safe", "default_outputs", "describe", "typed_value"]
+__all__ = ["MODEL_ELEMENTS", "NUMERIC_TYPES", "OutputField", "PmmlDoc", "check_safe", "declared_outputs",
+           "default_outputs", "describe", "first_model", "parse_document", "raw_classes", "target_field",
+           "typed_value"]
 
 MODEL_ELEMENTS = frozenset({
     "AnomalyDetectionModel", "AssociationModel", "BayesianNetworkModel", "ClusteringModel",
@@ -91,7 +93,7 @@ def _check_encoding(data: bytes, name: str) -> None:
                            fix="Save the PMML file as UTF-8 (and its XML declaration with encoding=\"UTF-8\").")
 
 
-def _parse(data: bytes, name: str) -> ET.Element:
+def parse_document(data: bytes, name: str) -> ET.Element:
     check_safe(data, name)
     root = ET.fromstring(data)  # safe now: no DOCTYPE, so no entity can be declared
     for element in root.iter():
@@ -135,7 +137,7 @@ def _io_dtype(pmml_type: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class _Doc:
+class PmmlDoc:
     """The parts of a PMML document that describe() reads."""
 
     root: ET.Element
@@ -152,11 +154,11 @@ class _Doc:
         return self.field_type(self.target)
 
 
-def _first_model(root: ET.Element) -> ET.Element | None:
+def first_model(root: ET.Element) -> ET.Element | None:
     return next((child for child in root if child.tag in MODEL_ELEMENTS), None)
 
 
-def _target(model: ET.Element | None) -> str | None:
+def target_field(model: ET.Element | None) -> str | None:
     if model is None:
         return None
     targets = model.find("Targets")
@@ -172,7 +174,7 @@ def _target(model: ET.Element | None) -> str | None:
 
 
 # -- inputs ------------------------------------------------------------------------------------
-def _inputs(doc: _Doc) -> tuple[TensorSpec, ...]:
+def _inputs(doc: PmmlDoc) -> tuple[TensorSpec, ...]:
     if doc.model is None:  # transformations only: every data field is an input
         return tuple(_input(doc, name, None) for name in doc.fields)
     schema = doc.model.find("MiningSchema")
@@ -182,7 +184,7 @@ def _inputs(doc: _Doc) -> tuple[TensorSpec, ...]:
                  if mf.get("usageType", "active") in ("active", "group"))
 
 
-def _input(doc: _Doc, name: str, mf: ET.Element | None) -> TensorSpec:
+def _input(doc: PmmlDoc, name: str, mf: ET.Element | None) -> TensorSpec:
     field = doc.fields.get(name)
     pmml_type = field.get("dataType") if field is not None else None
     optype = (mf.get("optype") if mf is not None else None) or (field.get("optype") if field is not None else None)
@@ -210,9 +212,9 @@ _CLASS_ATTRIBUTES = (("OutputField", "value"), ("ScoreDistribution", "value"),
                      ("SupportVectorMachine", "targetCategory"), ("SimpleRule", "score"))
 
 
-def _raw_classes(doc: _Doc, model: ET.Element) -> list[str]:
+def raw_classes(doc: PmmlDoc, model: ET.Element) -> list[str]:
     """Class labels as written: Targets, else the target's valid Values, else inferred."""
-    target = _target(model)
+    target = target_field(model)
     declared = [tv.get("value", "") for t in model.findall("Targets/Target") if t.get("field") == target
                 for tv in t.findall("TargetValue") if tv.get("value") is not None]
     field = doc.fields.get(target or "")
@@ -221,10 +223,10 @@ def _raw_classes(doc: _Doc, model: ET.Element) -> list[str]:
     return list(dict.fromkeys(declared)) or _inferred_classes(model)
 
 
-def _classes(doc: _Doc) -> tuple[Any, ...] | None:
+def _classes(doc: PmmlDoc) -> tuple[Any, ...] | None:
     if doc.model is None or doc.target is None:
         return None
-    raw = _raw_classes(doc, doc.model)
+    raw = raw_classes(doc, doc.model)
     return tuple(dict.fromkeys(typed_value(v, doc.target_type) for v in raw)) or None
 
 
@@ -255,9 +257,9 @@ class OutputField:
     description: str | None = None
 
 
-def default_outputs(doc: _Doc, model: ET.Element) -> list[OutputField]:
+def default_outputs(doc: PmmlDoc, model: ET.Element) -> list[OutputField]:
     """The fields pmml4s returns for ``model`` when it has no ``Output`` element."""
-    kind, target = model.tag, _target(model)
+    kind, target = model.tag, target_field(model)
     target_type = doc.field_type(target)
     if kind == "MiningModel":
         return _mining_defaults(doc, model)
@@ -289,13 +291,13 @@ def _predicted(target: str | None, target_type: str | None) -> OutputField:
     return OutputField(f"predicted_{target}" if target else "predicted", data_type=target_type, target=target)
 
 
-def _per_class(doc: _Doc, model: ET.Element) -> list[OutputField]:
+def _per_class(doc: PmmlDoc, model: ET.Element) -> list[OutputField]:
     return [OutputField("probability", "probability"),
-            *(OutputField(f"probability_{c}", "probability", value=c) for c in _raw_classes(doc, model))]
+            *(OutputField(f"probability_{c}", "probability", value=c) for c in raw_classes(doc, model))]
 
 
-def _base_defaults(doc: _Doc, model: ET.Element, probabilities: bool = True) -> list[OutputField]:
-    function, target = model.get("functionName"), _target(model)
+def _base_defaults(doc: PmmlDoc, model: ET.Element, probabilities: bool = True) -> list[OutputField]:
+    function, target = model.get("functionName"), target_field(model)
     if function not in ("classification", "regression"):
         return []
     classification = function == "classification"
@@ -303,11 +305,11 @@ def _base_defaults(doc: _Doc, model: ET.Element, probabilities: bool = True) -> 
     return fields + _per_class(doc, model) if classification and probabilities else fields
 
 
-def _tree_defaults(doc: _Doc, model: ET.Element) -> list[OutputField]:
+def _tree_defaults(doc: PmmlDoc, model: ET.Element) -> list[OutputField]:
     leaf = model.find("Node")  # pmml4s looks at the first leaf only
     while leaf is not None and leaf.find("Node") is not None:
         leaf = leaf.find("Node")
-    classification, target = model.get("functionName") == "classification", _target(model)
+    classification, target = model.get("functionName") == "classification", target_field(model)
     fields = [_predicted(target, doc.field_type(target) if classification else "double")]
     distributions = leaf.findall("ScoreDistribution") if leaf is not None else []
     if classification and distributions:
@@ -319,7 +321,7 @@ def _tree_defaults(doc: _Doc, model: ET.Element) -> list[OutputField]:
     return fields
 
 
-def _mining_defaults(doc: _Doc, model: ET.Element) -> list[OutputField]:
+def _mining_defaults(doc: PmmlDoc, model: ET.Element) -> list[OutputField]:
     segmentation = model.find("Segmentation")
     segments = segmentation.findall("Segment") if segmentation is not None else []
     method = segmentation.get("multipleModelMethod") if segmentation is not None else None
@@ -330,16 +332,16 @@ def _mining_defaults(doc: _Doc, model: ET.Element) -> list[OutputField]:
     return _base_defaults(doc, model)
 
 
-def _candidates(doc: _Doc, segment: ET.Element) -> list[OutputField]:
+def _candidates(doc: PmmlDoc, segment: ET.Element) -> list[OutputField]:
     """A segment model's candidate outputs: its Output fields, final or not, or its defaults."""
-    model = _first_model(segment)
+    model = first_model(segment)
     if model is None:
         return []
-    declared = _declared_outputs(model, final_only=False)
+    declared = declared_outputs(model, final_only=False)
     return declared if declared is not None else default_outputs(doc, model)
 
 
-def _declared_outputs(model: ET.Element, final_only: bool = True) -> list[OutputField] | None:
+def declared_outputs(model: ET.Element, final_only: bool = True) -> list[OutputField] | None:
     output = model.find("Output")
     if output is None:
         return None
@@ -350,11 +352,11 @@ def _declared_outputs(model: ET.Element, final_only: bool = True) -> list[Output
             if not final_only or of.get("isFinalResult", "true") != "false"]
 
 
-def _outputs(doc: _Doc, task: str) -> tuple[TensorSpec, ...]:
+def _outputs(doc: PmmlDoc, task: str) -> tuple[TensorSpec, ...]:
     if doc.model is None:
         return tuple(TensorSpec(name=df.get("name", ""), dtype=_io_dtype(df.get("dataType")), shape=("N",))
                      for df in doc.root.findall("TransformationDictionary/DerivedField"))
-    fields = _declared_outputs(doc.model)
+    fields = declared_outputs(doc.model)
     if fields is None:
         fields = default_outputs(doc, doc.model)
     specs, taken = [], set()
@@ -369,7 +371,7 @@ def _outputs(doc: _Doc, task: str) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
-def _role(of: OutputField, doc: _Doc, task: str) -> tuple[str | None, Any]:
+def _role(of: OutputField, doc: PmmlDoc, task: str) -> tuple[str | None, Any]:
     if of.target not in (None, doc.target):
         return None, None  # about another target of a multi-target model
     if of.feature == "probability":
@@ -383,7 +385,7 @@ def _role(of: OutputField, doc: _Doc, task: str) -> tuple[str | None, Any]:
     return None, None
 
 
-def _implied_type(of: OutputField, doc: _Doc, task: str) -> str | None:
+def _implied_type(of: OutputField, doc: PmmlDoc, task: str) -> str | None:
     if of.feature == "predictedValue":
         if task == "clustering":
             return "string"
@@ -411,10 +413,10 @@ def describe(data: bytes, *, name: str) -> Description:
     >>> d.task, [i.name for i in d.inputs], [(o.name, o.role) for o in d.outputs]
     ('regression', ['x'], [('predicted_y', 'value')])
     """
-    root = _parse(data, name)
-    model = _first_model(root)
+    root = parse_document(data, name)
+    model = first_model(root)
     fields = {f.get("name", ""): f for f in root.findall("DataDictionary/DataField")}
-    doc = _Doc(root=root, model=model, fields=fields, target=_target(model))
+    doc = PmmlDoc(root=root, model=model, fields=fields, target=target_field(model))
     if model is None and root.find("TransformationDictionary") is None:
         raise PackageError(f"{name} holds no model element", package=name, fix=_FIX_FILE)
     task = "transform" if model is None else _TASK_OF_FUNCTION.get(model.get("functionName", ""), "other")

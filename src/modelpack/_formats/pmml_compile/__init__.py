@@ -20,7 +20,7 @@ one output per output field. Whatever it does not translate raises
 from __future__ import annotations
 
 from ..description import Description
-from ..pmml import _first_model, _parse, describe
+from ..pmml import describe, first_model, parse_document
 from .document import Document
 from .graph import MISSING, ROWS_PER_CALL, Graph, NotCompiled
 from .inputs import bind_inputs
@@ -68,14 +68,14 @@ def compile_pmml(data: bytes, *, name: str, evaluator_compatible: bool = False, 
 
 
 def _compile(data: bytes, desc: Description, *, name: str, evaluator_compatible: bool, exact: bool) -> bytes:
-    root = _parse(data, name)
+    root = parse_document(data, name)
     doc = Document(root, evaluator_compatible=evaluator_compatible, exact=exact)
     graph = Graph()
     derived = {d.get("name", ""): d for d in root.findall("TransformationDictionary/DerivedField")}
     scope = Scope(graph, doc, derived=derived, compilers=Compilers(derived_field, compile_model))
     bind_inputs(desc.inputs, scope)
     graph.batch = desc.inputs[0].name if desc.inputs else None
-    model = _first_model(root)
+    model = first_model(root)
     if model is None:
         raise NotCompiled("TransformationDictionary", "a document without a model is not compiled")
     prediction, inner = compile_model(model, scope)

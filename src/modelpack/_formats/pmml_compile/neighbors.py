@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from onnx import TensorProto
 
-from ..pmml import _target
+from ..pmml import target_field
 from .distance import combine, compare, comparison_measure, missing_adjustment
 from .document import is_numeric
 from .graph import MISSING, Graph, NotCompiled, Value, code_table
@@ -217,7 +217,7 @@ def _targets(model: ET.Element, scope: Scope, table: _Instances,
     """(the target's name, its value on every instance: a number, or the index of its class)."""
     targets = [mf for mf in model.findall("MiningSchema/MiningField")
                if mf.get("usageType") in ("target", "predicted")]
-    target = _target(model)
+    target = target_field(model)
     if len(targets) > 1 or target is None:
         raise NotCompiled("NearestNeighborModel", f"{len(targets)} target fields (one is compiled)")
     cells = table.present(target, "target")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from onnx import TensorProto, helper
 
-from ..pmml import OutputField, _declared_outputs, default_outputs
+from ..pmml import OutputField, declared_outputs, default_outputs
 from .graph import MISSING, Graph, NotCompiled, Value
 from .prediction import Prediction
 from .scope import Scope
@@ -27,13 +27,13 @@ __all__ = ["write_outputs"]
 
 
 def _fields(model: ET.Element, scope: Scope) -> list[tuple[OutputField, ET.Element | None]]:
-    from ..pmml import _Doc, _target
+    from ..pmml import PmmlDoc, target_field
 
     declared = model.find("Output")
     if declared is None:
-        doc = _Doc(scope.doc.root, model, scope.doc.fields, _target(model))
+        doc = PmmlDoc(scope.doc.root, model, scope.doc.fields, target_field(model))
         return [(f, None) for f in default_outputs(doc, model)]
-    fields = _declared_outputs(model, final_only=False) or []
+    fields = declared_outputs(model, final_only=False) or []
     return list(zip(fields, declared.findall("OutputField"), strict=True))
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..pmml import _parse
+from ..pmml import parse_document
 from .document import Document
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def probe_rows(data: bytes, inputs: Sequence[TensorSpec], *, rows: int = 512, se
     >>> probe_rows(pmml, [TensorSpec("x", "float64")], rows=8)["x"].shape
     (8,)
     """
-    doc = Document(_parse(data, "model.pmml"))
+    doc = Document(parse_document(data, "model.pmml"))
     rng = np.random.default_rng(seed)
     # Each field is missing on up to 10% of the rows, and about half the rows miss none.
     missing = min(0.1, 1.0 - 0.5 ** (1.0 / max(len(inputs), 1)))

@@ -80,7 +80,7 @@ def local_scope(model: ET.Element, scope: Scope) -> Scope:
 
 def model_classes(model: ET.Element, scope: Scope) -> tuple[str, ...] | None:
     """The class labels of a classifier in the document's order; None for other functions."""
-    from ..pmml import _Doc, _raw_classes
+    from ..pmml import PmmlDoc, raw_classes
 
     function = model.get("functionName")
     if function == "regression" or (function == "clustering" and model.tag == "ClusteringModel"):
@@ -88,7 +88,7 @@ def model_classes(model: ET.Element, scope: Scope) -> tuple[str, ...] | None:
     if function != "classification":
         raise NotCompiled(model.tag, f"functionName={function!r} is not compiled")
     doc = scope.doc
-    classes = _raw_classes(_Doc(doc.root, model, doc.fields, None), model)
+    classes = raw_classes(PmmlDoc(doc.root, model, doc.fields, None), model)
     if not classes:
         raise NotCompiled(model.tag, "the classifier names no classes")
     return tuple(classes)

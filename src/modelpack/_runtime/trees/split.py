@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TREE_OPS", "Dense", "NotSplittable", "Split", "dense_after", "split", "tree_nodes"]
+__all__ = ["TREE_OPS", "Dense", "NotSplittable", "Split", "dense_after", "split", "tree_nodes", "value_types"]
 
 TREE_OPS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble"})
 _ML_DOMAIN = "ai.onnx.ml"
@@ -117,7 +117,7 @@ def split(model: Any) -> Split:
     for name in outputs:
         if name not in set(after_out) | set(node.output) | set(before_out):
             raise NotSplittable(f"graph output {name!r} is not computed by a node")
-    types = _value_types(model, {*before_in, *before_out, *after_in, *after_out})
+    types = value_types(model, {*before_in, *before_out, *after_in, *after_out})
     before = _part(model, before_nodes, before_in, before_out, types) if before_nodes else None
     after = _part(model, after_nodes, after_in, after_out, types) if after_out else None
     return Split(node=node, opset=opset, before=before, before_inputs=before_in, before_outputs=before_out,
@@ -164,7 +164,7 @@ def dense_after(model: Any, cut: Split) -> Dense | None:
         return Dense(None, (), (), tensors, keys)
     constants = {i.name for i in graph.initializer}
     after_in = tuple(sorted(v for v in _reads(kept) - _writes(kept) - constants if v in ready))
-    types = _value_types(model, {*after_in, *after_out})
+    types = value_types(model, {*after_in, *after_out})
     return Dense(_part(model, kept, after_in, after_out, types), after_in, after_out, tensors, keys)
 
 
@@ -202,7 +202,7 @@ def _writes(nodes: Iterable[Any]) -> set[str]:
     return {o for n in nodes for o in n.output if o}
 
 
-def _value_types(model: Any, names: set[str]) -> dict[str, Any]:
+def value_types(model: Any, names: set[str]) -> dict[str, Any]:
     """The type of each named value, as ONNX Runtime infers it for this very graph.
 
     ``onnx``'s shape inference leaves ``ai.onnx.ml`` values untyped (Scaler,

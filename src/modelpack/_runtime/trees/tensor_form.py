@@ -213,14 +213,14 @@ def _declare_rank(model: Any, name: str) -> None:
     shapes it is given, and ``ai.onnx.ml`` operators before it (a Scaler) leave none."""
     from onnx import TensorProto, helper
 
-    from .split import _value_types
+    from .split import value_types
 
     declared = {v.name: v for v in (*model.graph.input, *model.graph.value_info)}
     if name in declared:
         if declared[name].type.tensor_type.elem_type != TensorProto.FLOAT:
             raise Unsupported("the ensemble's input is not float")
         return
-    element = _value_types(model, {name})[name].tensor_type.elem_type
+    element = value_types(model, {name})[name].tensor_type.elem_type
     if element != TensorProto.FLOAT:
         raise Unsupported(f"the ensemble's input is of element type {element}, not float")
     model.graph.value_info.append(helper.make_tensor_value_info(name, element, [None, None]))
