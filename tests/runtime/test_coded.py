@@ -117,6 +117,7 @@ def test_an_arrow_column_is_given_coded_and_never_decoded(pipelines: dict[str, P
         assert ran == []
         m.predict(pa.Table.from_pandas(frame, preserve_index=False))
         assert ran == [["age", "plan", "plan.codes", "region", "region.codes"]]
+        assert [i.name for i in m.backend.session.get_inputs()] == ["age", "plan", "region"]  # as exported
 
 
 def test_a_missing_value_without_a_fill_is_refused_as_before(pipelines: dict[str, Path]) -> None:

@@ -430,6 +430,11 @@ class CodedBackend:
         return self._inner.run_bound(self.feeds(feeds) if isinstance(feeds, Mapping) else feeds,
                                      outputs)
 
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime session on the graph as exported, where there is one; else the rewritten graph's."""
+        return (self._whole or self._inner).session
+
     def close(self) -> None:
         self._inner.close()
         if self._whole is not None:
