@@ -107,12 +107,16 @@ def test_an_arrow_column_is_given_coded_and_never_decoded(pipelines: dict[str, P
         assert plan.codes.dtype == np.int64 and len(plan.codes) == 2000
         assert (plan.categories[plan.codes, 0] == frame["plan"].to_numpy()).all()
         objects = frame.astype({"plan": object, "region": object})
-        assert isinstance(m._adapt(objects)["plan"], np.ndarray)  # object columns: given whole
-        # ... and run by the graph as exported, which pays for no Gather; coded ones by the rewritten graph.
-        ran, coded = [], m.backend._inner
-        run = coded.run
-        coded.run = lambda feeds, outputs=None: ran.append(sorted(feeds)) or run(feeds, outputs)
-        m.predict(objects)
+        coded = m._adapt(objects)["plan"]  # object columns: factorized by pandas
+        assert (coded.categories[coded.codes, 0] == frame["plan"].to_numpy()).all()
+        distinct = [f"id{i}" for i in range(len(objects))]
+        ids = objects.assign(plan=pd.Series(distinct, dtype=object))  # mostly distinct: given whole
+        assert isinstance(m._adapt(ids)["plan"], np.ndarray)
+        # Calls without a coded column run the graph as exported, which pays for no Gather.
+        ran, inner = [], m.backend._inner
+        run = inner.run
+        inner.run = lambda feeds, outputs=None: ran.append(sorted(feeds)) or run(feeds, outputs)
+        m.predict(ids.assign(region=pd.Series(distinct, dtype=object)))
         m.predict(objects[:1])
         assert ran == []
         m.predict(pa.Table.from_pandas(frame, preserve_index=False))
@@ -123,9 +127,21 @@ def test_an_arrow_column_is_given_coded_and_never_decoded(pipelines: dict[str, P
 def test_a_missing_value_without_a_fill_is_refused_as_before(pipelines: dict[str, Path]) -> None:
     frame = _frame(1000, 3, missing=0.05)
     with modelpack.load(pipelines["onehot"]) as m:
-        for data in (frame, pa.Table.from_pandas(frame, preserve_index=False)):
+        for data in (frame, frame.astype({"plan": object}), pa.Table.from_pandas(frame, preserve_index=False)):
             with pytest.raises(modelpack.DTypeError, match="missing value"):
                 m.predict(data)
+
+
+@pytest.mark.parametrize("odd", [pd.NaT, 3, ["a"]])
+def test_an_object_column_with_odd_values_is_judged_as_before(pipelines: dict[str, Path], odd: Any) -> None:
+    frame = _frame(1000, 3).astype({"plan": object})
+    frame.loc[500, "plan"] = odd
+    with modelpack.load(pipelines["imputed"]) as m, modelpack.load(pipelines["imputed"], engine="onnxruntime") as plain:
+        with pytest.raises(modelpack.DTypeError) as ours:
+            m.predict(frame)
+        with pytest.raises(modelpack.DTypeError) as theirs:
+            plain.predict(frame)
+    assert str(ours.value) == str(theirs.value)  # NaT is no missing value to the policy: refused, not filled
 
 
 def test_a_tree_model_keeps_its_engine_and_its_answers(pipelines: dict[str, Path]) -> None:

@@ -283,8 +283,11 @@ class InputAdapter:
             for s in self.specs:
                 found = codes(s.name) if codes is not None and s.name in self._coded else None
                 if found is not None:  # the casting policy applies to each distinct value once
-                    feeds[s.name] = CodedColumn(self.adapt(s, found[0]), found[1])
-                    continue
+                    try:
+                        feeds[s.name] = CodedColumn(self.adapt(s, found[0]), found[1])
+                        continue
+                    except InputError:
+                        pass  # refused: said again below of the whole column, as without codes
                 values = self._column(columns[s.name], s, s.name)
                 # (read after the column: converting it is what vouches for its strings)
                 feeds[s.name] = self.adapt(s, values, strings=s.name in getattr(columns, "checked", ()))

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DTypeError, InputError
-from .casting import EXACT_INT, numpy_dtype
+from .casting import EXACT_INT, is_missing, numpy_dtype
 
 __all__ = ["ArrowColumns", "PandasColumns", "PolarsColumns", "column_codes", "foreign_column", "frame_kind",
            "lazy_batches"]
@@ -137,12 +137,15 @@ class PandasColumns(ArrowColumns):
         return values if arrow is None else self._converted(arrow, name)
 
     def codes(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """As :meth:`ArrowColumns.codes`; also a Categorical's own codes, and an object column factorized."""
         values = self._table.get(name)
         arrow = _arrow_of(values)
         if arrow is not None:
             return column_codes(arrow, name, self._package)
         if type(values).__name__ == "Categorical" and hasattr(values, "codes"):
             return _categorical_codes(values)
+        if getattr(values, "dtype", None) == _STRING and np.ndim(values) == 1 and len(values) >= _ENCODE_FROM:
+            return _object_codes(np.asarray(values))
         return None
 
 
@@ -162,6 +165,35 @@ def _categorical_codes(values: Any) -> tuple[np.ndarray, np.ndarray] | None:
         codes[codes < 0] = len(categories)
         categories = np.append(categories, np.array([None], dtype=object))
     return categories, codes
+
+
+def _object_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """An object column (pandas before 3, or dtype=object) as (distinct values, codes), by pandas' factorize.
+
+    None where the first rows are mostly distinct (hashing them twice would cost
+    more than it saves), or where a value pandas counts as missing is not one to
+    the casting policy (NaT): the column is then read whole, as before.
+    """
+    import pandas as pd
+
+    head = values[:_SAMPLE_ROWS]
+    try:
+        if len(pd.unique(head)) * 2 > len(head):
+            return None
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # unhashable values (lists): the casting policy refuses them as before
+        return None
+    categories, codes = np.asarray(uniques, dtype=object), np.asarray(codes, dtype=np.int64)
+    missing = codes < 0
+    if missing.any():
+        if not all(is_missing(v) for v in values[missing].tolist()):
+            return None
+        codes[missing] = len(categories)
+        categories = np.append(categories, np.array([None], dtype=object))
+    return categories, codes
+
+
+_SAMPLE_ROWS = 1024
 
 
 def foreign_column(values: Any, name: str, target: np.dtype | None, package: str) -> np.ndarray | None:

@@ -21,7 +21,8 @@ rows. No arithmetic, so no fused or reordered floating-point operation can tell 
 two graphs apart. Anything else ends the cone, which only makes it smaller.
 
 The input adapter gives such an input as a :class:`~.base.CodedColumn` (from
-Arrow's dictionary encoding, or a pandas Categorical). :class:`CodedBackend`
+Arrow's dictionary encoding, a pandas Categorical, or pandas' factorize of an object
+column). :class:`CodedBackend`
 sends a call with no coded column to a session on the graph as exported, where it
 has one, and otherwise gives each column that came whole codes ``0..N-1``.
 ``engine="onnxruntime"`` runs the graph as it was exported, always.
