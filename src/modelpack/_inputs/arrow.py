@@ -161,10 +161,7 @@ def _categorical_codes(values: Any) -> tuple[np.ndarray, np.ndarray] | None:
     if not all(v.__class__ is str for v in categories.tolist()):
         return None  # numbers, or anything else: the column is read whole, under the casting policy
     codes = np.asarray(values.codes).astype(np.int64)
-    if (codes < 0).any():
-        codes[codes < 0] = len(categories)
-        categories = np.append(categories, np.array([None], dtype=object))
-    return categories, codes
+    return _missing_last(categories, codes, codes < 0)
 
 
 def _object_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -183,14 +180,19 @@ def _object_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
     except TypeError:  # unhashable values (lists): the casting policy refuses them as before
         return None
-    categories, codes = np.asarray(uniques, dtype=object), np.asarray(codes, dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64)
     missing = codes < 0
-    if missing.any():
-        if not all(is_missing(v) for v in values[missing].tolist()):
-            return None
-        codes[missing] = len(categories)
-        categories = np.append(categories, np.array([None], dtype=object))
-    return categories, codes
+    if missing.any() and not all(is_missing(v) for v in values[missing].tolist()):
+        return None
+    return _missing_last(np.asarray(uniques, dtype=object), codes, missing)
+
+
+def _missing_last(categories: np.ndarray, codes: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(categories, codes) with the ``missing`` rows coded as one more category, None, at the end."""
+    if not missing.any():
+        return categories, codes
+    codes[missing] = len(categories)
+    return np.append(categories, np.array([None], dtype=object)), codes
 
 
 _SAMPLE_ROWS = 1024
@@ -273,10 +275,9 @@ def column_codes(column: Any, name: str, package: str) -> tuple[np.ndarray, np.n
         return None
     values = column_values(encoded.dictionary, name, _STRING, package)
     codes = _indices(encoded, len(values), name, package).astype(np.int64)
-    if encoded.null_count:
-        codes[_to_numpy(encoded.is_null())] = len(values)
-        values = np.append(values, np.array([None], dtype=object))
-    return values, codes
+    if not encoded.null_count:
+        return values, codes
+    return _missing_last(values, codes, _to_numpy(encoded.is_null()))
 
 
 def _indices(chunk: Any, size: int, name: str, package: str) -> np.ndarray:
