@@ -155,8 +155,9 @@ def test_a_tree_model_keeps_its_engine_and_its_answers(pipelines: dict[str, Path
         engine.run = lambda x: batches.append(len(x)) or run(x)
         assert m.backend._whole is None  # the tree backend's own whole-graph session serves small batches
         assert np.array_equal(m.predict(table), plain.predict(frame))
-        objects = frame.astype({"plan": object, "region": object})
-        assert np.array_equal(m.predict(objects), plain.predict(frame))  # given whole: codes 0..N-1
+        arrays = {"plan": frame[["plan"]].to_numpy(object), "region": frame[["region"]].to_numpy(object),
+                  "age": frame[["age"]].to_numpy(np.float32)}
+        assert np.array_equal(m.predict(arrays), plain.predict(frame))  # arrays come whole: codes 0..N-1
         np.testing.assert_allclose(m.predict_proba(table), plain.predict_proba(frame), rtol=1e-5, atol=1e-6)
         assert batches == [5000, 5000, 5000]  # the engine ran every batch, the columns coded or not
 
