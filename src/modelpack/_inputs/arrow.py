@@ -380,14 +380,12 @@ def _strings(column: Any, name: str, target: np.dtype, package: str) -> np.ndarr
             raise DTypeError(f"column {name!r} holds bytes that are not UTF-8 text", input=name,
                              expected="strings", got=str(column.type), package=package,
                              fix="Decode the bytes to text yourself.") from exc
-    if len(column) >= _ENCODE_FROM:
-        if getattr(column, "num_chunks", 1) > 1:
-            column = column.combine_chunks()  # one dictionary, not one per chunk
-        # Few distinct values (categories, codes) are the rule: each becomes one Python
-        # string, shared by its rows, instead of one string per row.
-        encoded = column.dictionary_encode()
-        if sum(len(c.dictionary) for c in getattr(encoded, "chunks", [encoded])) * 2 <= len(column):
-            return _decoded(encoded, name, target, package)
+    # Few distinct values (categories, codes) are the rule: each becomes one Python
+    # string, shared by its rows, instead of one string per row.
+    found = column_codes(column, name, package)
+    if found is not None and len(found[0]) * 2 <= len(column):
+        values, codes = found
+        return values[codes]  # None where the column holds a null
     return _to_numpy(column)  # object array of str, None for nulls
 
 

@@ -385,7 +385,7 @@ class CodedBackend:
     ``codes`` maps each rewritten string input to its codes input. ``whole``, if
     given, is a backend on the graph as exported: it runs every call where no column
     came coded, which then pays for no Gather. Everything but ``run``, ``run_proba``,
-    ``run_bound`` and ``close`` is the inner backend's.
+    ``run_bound``, ``session`` and ``close`` is the inner backend's (``engine`` too).
     """
 
     def __init__(self, inner: Any, codes: Mapping[str, str], whole: Any = None) -> None:
@@ -445,12 +445,6 @@ class CodedBackend:
         if name.startswith("__") or name in ("_inner", "_whole"):
             raise AttributeError(name)
         return getattr(self._inner, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("engine", "engine_reason"):  # said of the model: the inner backend reports them
-            setattr(self._inner, name, value)
-        else:
-            object.__setattr__(self, name, value)
 
     def __getstate__(self) -> None:
         raise TypeError("a runtime backend cannot be pickled; pickle the Model, which reopens its package")
