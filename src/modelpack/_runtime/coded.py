@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .base import CodedColumn
+from .graph_edits import add_default_opset, has_subgraphs, names_in, unique
 
 __all__ = ["CODES", "CodedBackend", "rewrite"]
 
@@ -70,11 +71,10 @@ def rewrite(data: bytes, string_inputs: Collection[str]) -> tuple[bytes, dict[st
 
     model = onnx.load_model_from_string(data)
     graph = model.graph
-    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
+    if has_subgraphs(graph):
         return None
     constants = _Constants(graph)
-    taken = {i.name for i in graph.input} | {o for n in graph.node for o in n.output} | {
-        t.name for t in graph.initializer} | {t.values.name for t in graph.sparse_initializer} | {n.name for n in graph.node}
+    taken = names_in(graph)
     outputs = {o.name for o in graph.output}
     codes: dict[str, str] = {}
     gathers = []
@@ -99,21 +99,20 @@ def rewrite(data: bytes, string_inputs: Collection[str]) -> tuple[bytes, dict[st
             excluded |= text
         if not cone or not frontier or inp.name in read_outside:
             continue  # nothing to gain, or the whole column is wanted elsewhere too
-        name = _unique(inp.name + CODES, taken)
+        name = unique(inp.name + CODES, taken)
         codes[inp.name] = name
-        renamed = {t: _unique(f"{t}.distinct", taken) for t in inside}
+        renamed = {t: unique(f"{t}.distinct", taken) for t in inside}
         for i in cone:
             node = graph.node[i]
             node.input[:] = [renamed.get(t, t) for t in node.input]
             node.output[:] = [renamed.get(t, t) for t in node.output]
-        gathers += [onnx.helper.make_node("Gather", [renamed[t], name], [t], axis=0, name=_unique(f"{t}.rows", taken))
+        gathers += [onnx.helper.make_node("Gather", [renamed[t], name], [t], axis=0, name=unique(f"{t}.rows", taken))
                     for t in frontier]
         _rename_rows(inp)
         graph.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, ["N"]))
     if not codes:
         return None
-    if not any(o.domain in ("", "ai.onnx") for o in model.opset_import):  # Gather's domain (an ML-only graph)
-        model.opset_import.append(onnx.helper.make_opsetid("", 13 if model.ir_version >= 7 else 9))
+    add_default_opset(model)  # Gather's domain (an ML-only graph may import none)
     # Each Gather goes right after the cone's last node, so the nodes stay in topological order.
     nodes = list(graph.node)
     produced = {o: j for j, n in enumerate(nodes) for o in n.output}
@@ -146,15 +145,6 @@ def _rename_rows(inp: Any) -> None:
     """The input's first axis is now its distinct values, not the rows: give it no fixed size or name."""
     dims = inp.type.tensor_type.shape.dim
     dims[0].Clear()
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, k = name, 1
-    while candidate in taken:
-        k += 1
-        candidate = f"{name}.{k}"
-    taken.add(candidate)
-    return candidate
 
 
 class _Constants:

@@ -1,0 +1,245 @@
+"""ai.onnx.ml's Scaler as standard operators (modelpack._runtime.standard_ops): same answers, to the bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
+import modelpack
+from modelpack._runtime.standard_ops import EXPAND_UP_TO, rewrite
+
+ort = pytest.importorskip("onnxruntime")
+
+ML = "ai.onnx.ml"
+ELEM = {np.float32: TensorProto.FLOAT, np.float64: TensorProto.DOUBLE, np.int64: TensorProto.INT64}
+# Values an exact rewrite must carry through unchanged: signed zeros, subnormals, the
+# largest finite floats (whose products overflow), infinities and NaN.
+SPECIAL = [0.0, -0.0, 1e-45, -1e-40, 3.4e38, -3.4e38, np.inf, -np.inf, np.nan, 1.0, -2.5, 1e-3]
+
+
+def _scaler(dims: list[Any], offset: list[float], scale: list[float], dtype: Any = np.float32, *,
+            default_domain: bool = True, extra: list[Any] | None = None) -> bytes:
+    """x -> Scaler -> y, x of ``dims``; ``extra`` nodes follow (their outputs are outputs too)."""
+    nodes = [helper.make_node("Scaler", ["x"], ["y"], domain=ML, offset=offset, scale=scale, name="scale")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    for node in extra or []:
+        nodes.append(node)
+        outputs.append(helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", ELEM[dtype], dims)], outputs)
+    opsets = [helper.make_opsetid(ML, 1)] + ([helper.make_opsetid("", 17)] if default_domain else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _ops(data: bytes) -> list[str]:
+    return [n.op_type for n in onnx.load_model_from_string(data).graph.node]
+
+
+def _bits(value: np.ndarray) -> np.ndarray:
+    """The bits of each value, every NaN as one: which NaN an operation on NaNs gives (its sign
+    and payload) depends on the order of its operands, which neither ONNX nor IEEE 754 fixes."""
+    return np.where(np.isnan(value), np.nan, value).view(np.uint32 if value.dtype == np.float32 else np.uint64)
+
+
+def _same_answers(data: bytes, rewritten: bytes, x: np.ndarray) -> None:
+    theirs = ort.InferenceSession(data).run(None, {"x": x})
+    ours = ort.InferenceSession(rewritten).run(None, {"x": x})
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert np.array_equal(_bits(a), _bits(b))
+
+
+def _values(rows: int, features: int, dtype: Any, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 100, (rows, features))
+    x.flat[: len(SPECIAL)] = SPECIAL[: x.size]
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("features", "one_value"), [(1, True), (4, True), (2, False), (4, False),
+                                                     (EXPAND_UP_TO, False), (EXPAND_UP_TO + 1, False),
+                                                     (40, False)])
+def test_every_form_gives_the_scalers_answers_to_the_bit(dtype: Any, features: int, one_value: bool) -> None:
+    rng = np.random.default_rng(features)
+    count = 1 if one_value else features
+    offset = [-0.0, *rng.normal(0, 50, count).tolist()][-count:] if count > 1 else [-1.5]
+    scale = [*rng.normal(0, 3, count - 1).tolist(), -0.0]
+    data = _scaler(["N", features], offset, scale, dtype)
+    rewritten = rewrite(data)
+    assert rewritten is not None and "Scaler" not in _ops(rewritten)
+    expanded = "Expand" in _ops(rewritten)
+    assert expanded == (not one_value and features <= EXPAND_UP_TO)
+    for rows in (0, 1, 257):
+        _same_answers(data, rewritten, _values(rows, features, dtype, seed=rows))
+
+
+def test_columns_concatenated_from_a_table_are_taken() -> None:
+    """What a ColumnTransformer over DataFrame columns exports: [N, 1] inputs, Concat, Scaler."""
+    names = ["age", "income", "tenure"]
+    nodes = [helper.make_node("Concat", names, ["merged"], axis=1),
+             helper.make_node("Scaler", ["merged"], ["y"], domain=ML, offset=[40.0, 5.0, 3.0], scale=[0.1, 0.5, 1.0])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 1]) for n in names],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ML, 1)])
+    data.ir_version = 8
+    rewritten = rewrite(data.SerializeToString())
+    assert rewritten is not None and "Scaler" not in _ops(rewritten)
+    feeds = {n: _values(300, 1, np.float32, seed=k) for k, n in enumerate(names)}
+    reference = ort.InferenceSession(data.SerializeToString()).run(None, feeds)[0]
+    assert np.array_equal(_bits(ort.InferenceSession(rewritten).run(None, feeds)[0]), _bits(reference))
+
+
+def test_a_graph_of_ml_operators_alone_gets_the_default_domain() -> None:
+    data = _scaler(["N", 3], [1.0, 2.0, 3.0], [0.5, 0.25, 2.0], default_domain=False)
+    rewritten = rewrite(data)
+    assert rewritten is not None
+    assert {o.domain for o in onnx.load_model_from_string(rewritten).opset_import} == {ML, ""}
+    _same_answers(data, rewritten, _values(50, 3, np.float32))
+
+
+@pytest.mark.parametrize("case", ["unknown features", "three axes", "values for other features",
+                                  "offsets and scales differ", "integers"])
+def test_a_scaler_the_graph_does_not_pin_down_is_left_as_it_is(case: str) -> None:
+    dims, offset, scale, dtype = {
+        "unknown features": (["N", "F"], [1.0, 2.0], [3.0, 4.0], np.float32),
+        "three axes": (["N", 2, 2], [1.0, 2.0], [3.0, 4.0], np.float32),
+        "values for other features": (["N", 4], [1.0, 2.0, 3.0], [1.0, 1.0, 1.0], np.float32),
+        "offsets and scales differ": (["N", 2], [1.0], [3.0, 4.0], np.float32),
+        "integers": (["N", 2], [1.0, 2.0], [3.0, 4.0], np.int64)}[case]
+    assert rewrite(_scaler(dims, offset, scale, dtype)) is None
+
+
+def test_offsets_of_zeros_with_a_negative_zero_are_left_to_the_scaler() -> None:
+    """ONNX Runtime's optimizer drops a Sub of zeros: exact for +0.0, but x - (-0.0) makes -0.0 +0.0."""
+    data = _scaler(["N", 2], [0.0, -0.0], [1.0, 2.0])
+    assert rewrite(data) is None
+    positive = _scaler(["N", 2], [0.0, 0.0], [1.0, 2.0])
+    rewritten = rewrite(positive)
+    assert rewritten is not None
+    _same_answers(positive, rewritten, _values(30, 2, np.float32))
+
+
+def test_a_declared_shape_that_lies_is_not_believed() -> None:
+    """value_info says [N, 4]; the input is [N, 1], which ONNX Runtime's Scaler refuses for 4 offsets.
+
+    Believing it would expand the 4 offsets over the one column and answer for four.
+    """
+    model = onnx.load_model_from_string(_scaler(["N", 1], [1.0, 2.0, 3.0, 4.0], [1.0] * 4))
+    model.graph.value_info.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4]))
+    assert rewrite(model.SerializeToString()) is None
+
+
+def test_a_graph_with_subgraphs_is_not_rewritten() -> None:
+    branch = helper.make_graph([helper.make_node("Identity", ["y"], ["z"])], "b", [],
+                               [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    flag = helper.make_node("Constant", [], ["flag"], value=helper.make_tensor("f", TensorProto.BOOL, [], [True]))
+    when = helper.make_node("If", ["flag"], ["w"], then_branch=branch, else_branch=branch)
+    assert rewrite(_scaler(["N", 2], [1.0, 2.0], [3.0, 4.0], extra=[flag, when])) is None
+
+
+def test_new_names_do_not_meet_the_graphs_own() -> None:
+    """A later node already named like the rewrite's tensors: both keep their meaning."""
+    taken = helper.make_node("Neg", ["y"], ["scale.shape"], name="scale.Sub")
+    data = _scaler(["N", 2], [1.0, 2.0], [3.0, 4.0], extra=[taken])
+    rewritten = rewrite(data)
+    assert rewritten is not None
+    names = [n.name for n in onnx.load_model_from_string(rewritten).graph.node]
+    assert len(names) == len(set(names))
+    _same_answers(data, rewritten, _values(20, 2, np.float32))
+
+
+_FLOATS = st.one_of(st.sampled_from(SPECIAL), st.floats(width=32, allow_nan=True, allow_infinity=True))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(features=st.integers(1, 24), one_value=st.booleans(), double=st.booleans(), data=st.data())
+def test_random_scalers_answer_as_onnx_runtime(features: int, one_value: bool, double: bool, data: Any) -> None:
+    count = 1 if one_value else features
+    offset = data.draw(st.lists(_FLOATS, min_size=count, max_size=count))
+    scale = data.draw(st.lists(_FLOATS, min_size=count, max_size=count))
+    dtype = np.float64 if double else np.float32
+    model = _scaler(["N", features], offset, scale, dtype)
+    rewritten = rewrite(model)
+    if rewritten is None:  # (left as it is only for offsets of zeros with a -0.0 among them)
+        assert not any(offset) and any(np.signbit(offset))
+        return
+    rows = data.draw(st.integers(0, 40))
+    cells = data.draw(st.lists(_FLOATS, min_size=rows * features, max_size=rows * features))
+    _same_answers(model, rewritten, np.array(cells, dtype=np.float64).reshape(rows, features).astype(dtype))
+
+
+# Through load(): exported scikit-learn pipelines run the rewritten graph, with the same answers.
+
+sklearn = pytest.importorskip("sklearn")
+pytest.importorskip("skl2onnx")
+from sklearn.ensemble import GradientBoostingRegressor  # noqa: E402
+from sklearn.linear_model import LogisticRegression, Ridge  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import MaxAbsScaler, RobustScaler, StandardScaler  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("scalers")
+    rng = np.random.default_rng(0)
+    x = rng.normal(10, 5, (400, 6)).astype(np.float32)
+    y = x @ rng.normal(size=6)
+    made = {"standard-logistic": make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y > np.median(y)),
+            "maxabs-ridge": make_pipeline(MaxAbsScaler(), Ridge()).fit(x, y),
+            "robust-trees": make_pipeline(RobustScaler(), GradientBoostingRegressor(n_estimators=20)).fit(x, y)}
+    paths = {}
+    for name, pipe in made.items():
+        paths[name] = folder / f"{name}.mpk"
+        modelpack.export(pipe, paths[name], sample=x[:50])
+    return paths
+
+
+@pytest.mark.parametrize("name", ["standard-logistic", "maxabs-ridge"])
+def test_an_exported_pipeline_runs_without_its_scaler_and_answers_the_same(exported: dict[str, Path],
+                                                                          name: str) -> None:
+    x = _finite(_values(3000, 6, np.float32, seed=3))
+    with modelpack.load(exported[name]) as m, modelpack.load(exported[name], engine="onnxruntime") as plain:
+        ours, theirs = m.run(x), plain.run(x)
+        assert list(ours) == list(theirs)
+        for key in theirs:
+            assert np.array_equal(np.asarray(ours[key]), np.asarray(theirs[key])), key
+        if plain.placement is None:
+            pytest.skip("this onnxruntime keeps no record of the operators a session runs (before 1.24)")
+        ran = {op for provider in (m.placement or {}).values() for op in provider["ops"]}
+        exported_ops = {op for provider in plain.placement.values() for op in provider["ops"]}
+        assert "ai.onnx.ml.Scaler" in exported_ops and "ai.onnx.ml.Scaler" not in ran
+
+
+def test_a_tree_model_feeds_its_engine_the_scalers_rows_to_the_bit(exported: dict[str, Path]) -> None:
+    """The engine sums its trees in its own order (docs/trees.md), so its values are compared
+    within float32 rounding; the rows the rewritten part hands it must be the Scaler's own."""
+    from modelpack._package.container import open_package
+
+    x = _finite(_values(3000, 6, np.float32, seed=4))
+    package = open_package(exported["robust-trees"])
+    graph = onnx.load_model_from_string(package.read_bytes(package.manifest.model.file))
+    scaler = next(n for n in graph.graph.node if n.op_type == "Scaler")
+    del graph.graph.output[:]
+    graph.graph.output.append(helper.make_tensor_value_info(scaler.output[0], TensorProto.FLOAT, None))
+    scaled = ort.InferenceSession(graph.SerializeToString()).run(None, {graph.graph.input[0].name: x})[0]
+    with modelpack.load(exported["robust-trees"]) as m, \
+            modelpack.load(exported["robust-trees"], engine="onnxruntime") as plain:
+        assert m.engine == "modelpack-trees", m.engine_reason
+        engine, fed = m.backend._engine, []
+        run = engine.run
+        engine.run = lambda rows: fed.append(np.array(rows)) or run(rows)
+        np.testing.assert_allclose(m.predict(x), plain.predict(x), rtol=1e-5, atol=1e-5)
+        assert len(fed) == 1 and np.array_equal(_bits(fed[0]), _bits(scaled))
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    return x[np.isfinite(x).all(axis=1)]  # (the exporter records that these columns refuse NaN)
