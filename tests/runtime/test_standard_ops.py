@@ -25,18 +25,30 @@ SPECIAL = [0.0, -0.0, 1e-45, -1e-40, 3.4e38, -3.4e38, np.inf, -np.inf, np.nan, 1
 
 
 def _scaler(dims: list[Any], offset: list[float], scale: list[float], dtype: Any = np.float32, *,
-            default_domain: bool = True, extra: list[Any] | None = None) -> bytes:
-    """x -> Scaler -> y, x of ``dims``; ``extra`` nodes follow (their outputs are outputs too)."""
+            default_domain: bool = True, extra: list[Any] | None = None, columns: int = 0) -> bytes:
+    """x -> Scaler -> y, x of ``dims``; ``extra`` nodes follow (their outputs are outputs too).
+
+    ``columns``: x is instead the Concat of that many ``[N, 1]`` inputs c0, c1... (what a
+    ColumnTransformer over a table's columns exports).
+    """
     nodes = [helper.make_node("Scaler", ["x"], ["y"], domain=ML, offset=offset, scale=scale, name="scale")]
+    inputs = [helper.make_tensor_value_info("x", ELEM[dtype], dims)]
+    if columns:
+        inputs = [helper.make_tensor_value_info(f"c{j}", ELEM[dtype], ["N", 1]) for j in range(columns)]
+        nodes.insert(0, helper.make_node("Concat", [f"c{j}" for j in range(columns)], ["x"], axis=1))
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
     for node in extra or []:
         nodes.append(node)
         outputs.append(helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", ELEM[dtype], dims)], outputs)
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
     opsets = [helper.make_opsetid(ML, 1)] + ([helper.make_opsetid("", 17)] if default_domain else [])
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def _feeds(x: np.ndarray, columns: int) -> dict[str, np.ndarray]:
+    return {f"c{j}": x[:, j:j + 1].copy() for j in range(columns)} if columns else {"x": x}
 
 
 def _ops(data: bytes) -> list[str]:
@@ -49,9 +61,10 @@ def _bits(value: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(value), np.nan, value).view(np.uint32 if value.dtype == np.float32 else np.uint64)
 
 
-def _same_answers(data: bytes, rewritten: bytes, x: np.ndarray) -> None:
-    theirs = ort.InferenceSession(data).run(None, {"x": x})
-    ours = ort.InferenceSession(rewritten).run(None, {"x": x})
+def _same_answers(data: bytes, rewritten: bytes, x: np.ndarray, columns: int = 0) -> None:
+    feeds = _feeds(x, columns)
+    theirs = ort.InferenceSession(data).run(None, feeds)
+    ours = ort.InferenceSession(rewritten).run(None, feeds)
     for a, b in zip(ours, theirs, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         assert np.array_equal(_bits(a), _bits(b))
@@ -82,20 +95,28 @@ def test_every_form_gives_the_scalers_answers_to_the_bit(dtype: Any, features: i
         _same_answers(data, rewritten, _values(rows, features, dtype, seed=rows))
 
 
-def test_columns_concatenated_from_a_table_are_taken() -> None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("one_value", [True, False])
+def test_columns_concatenated_from_a_table_are_scaled_one_by_one(dtype: Any, one_value: bool) -> None:
     """What a ColumnTransformer over DataFrame columns exports: [N, 1] inputs, Concat, Scaler."""
-    names = ["age", "income", "tenure"]
-    nodes = [helper.make_node("Concat", names, ["merged"], axis=1),
-             helper.make_node("Scaler", ["merged"], ["y"], domain=ML, offset=[40.0, 5.0, 3.0], scale=[0.1, 0.5, 1.0])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 1]) for n in names],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ML, 1)])
-    data.ir_version = 8
-    rewritten = rewrite(data.SerializeToString())
-    assert rewritten is not None and "Scaler" not in _ops(rewritten)
-    feeds = {n: _values(300, 1, np.float32, seed=k) for k, n in enumerate(names)}
-    reference = ort.InferenceSession(data.SerializeToString()).run(None, feeds)[0]
-    assert np.array_equal(_bits(ort.InferenceSession(rewritten).run(None, feeds)[0]), _bits(reference))
+    offset, scale = ([40.0], [0.1]) if one_value else ([40.0, 5.0, 0.0], [0.1, -0.0, 1.0])
+    data = _scaler(["N", 3], offset, scale, dtype, columns=3)
+    rewritten = rewrite(data)
+    assert rewritten is not None
+    ops = _ops(rewritten)
+    assert "Scaler" not in ops and "Expand" not in ops and ops.count("Sub") == 3 and ops.count("Concat") == 1
+    for rows in (0, 1, 300):
+        _same_answers(data, rewritten, _values(rows, 3, dtype, seed=rows), columns=3)
+
+
+@pytest.mark.parametrize("case", ["concatenation read elsewhere", "a negative zero offset"])
+def test_columns_that_cannot_be_scaled_one_by_one_are_scaled_together(case: str) -> None:
+    extra = [helper.make_node("Neg", ["x"], ["minus"])] if case == "concatenation read elsewhere" else []
+    offset = [1.0, -0.0, 2.0] if case == "a negative zero offset" else [1.0, 3.0, 2.0]
+    data = _scaler(["N", 3], offset, [2.0, 0.5, 1.0], columns=3, extra=extra)
+    rewritten = rewrite(data)
+    assert rewritten is not None and "Expand" in _ops(rewritten)
+    _same_answers(data, rewritten, _values(100, 3, np.float32), columns=3)
 
 
 def test_a_graph_of_ml_operators_alone_gets_the_default_domain() -> None:
@@ -161,20 +182,23 @@ _FLOATS = st.one_of(st.sampled_from(SPECIAL), st.floats(width=32, allow_nan=True
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(features=st.integers(1, 24), one_value=st.booleans(), double=st.booleans(), data=st.data())
-def test_random_scalers_answer_as_onnx_runtime(features: int, one_value: bool, double: bool, data: Any) -> None:
+@given(features=st.integers(1, 24), one_value=st.booleans(), double=st.booleans(), columns=st.booleans(),
+       data=st.data())
+def test_random_scalers_answer_as_onnx_runtime(features: int, one_value: bool, double: bool, columns: bool,
+                                               data: Any) -> None:
     count = 1 if one_value else features
     offset = data.draw(st.lists(_FLOATS, min_size=count, max_size=count))
     scale = data.draw(st.lists(_FLOATS, min_size=count, max_size=count))
     dtype = np.float64 if double else np.float32
-    model = _scaler(["N", features], offset, scale, dtype)
+    model = _scaler(["N", features], offset, scale, dtype, columns=features if columns else 0)
     rewritten = rewrite(model)
     if rewritten is None:  # (left as it is only for offsets of zeros with a -0.0 among them)
         assert not any(offset) and any(np.signbit(offset))
         return
     rows = data.draw(st.integers(0, 40))
     cells = data.draw(st.lists(_FLOATS, min_size=rows * features, max_size=rows * features))
-    _same_answers(model, rewritten, np.array(cells, dtype=np.float64).reshape(rows, features).astype(dtype))
+    x = np.array(cells, dtype=np.float64).reshape(rows, features).astype(dtype)
+    _same_answers(model, rewritten, x, columns=features if columns else 0)
 
 
 # Through load(): exported scikit-learn pipelines run the rewritten graph, with the same answers.

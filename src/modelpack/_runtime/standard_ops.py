@@ -1,31 +1,37 @@
 """ai.onnx.ml's ``Scaler`` as standard operators, which ONNX Runtime runs several times faster.
 
 scikit-learn's StandardScaler, RobustScaler and MaxAbsScaler export as ``Scaler``:
-``y = (x - offset) * scale`` per feature. ONNX Runtime 1.32
-runs it as a call through a ``std::function`` per element: 0.56 ms per 100k rows of 4
-features, 9 ms of 64, where its ``Sub`` and ``Mul`` take a tenth of that. Its ``Sub``
-and ``Mul`` are slow only where a short constant is broadcast over many rows (0.5 ms
-for ``[N, 4] - [4]`` or ``[N, 1] - []`` against 0.05 ms for ``[N, 4] - []``), so the
-form is chosen by the number of features ``F``:
+``y = (x - offset) * scale`` per feature. ONNX Runtime 1.32 runs it as a call through
+a ``std::function`` per element: 0.56 ms per 100k rows of 4 features, 9 ms of 64, where
+its ``Sub`` and ``Mul`` take a tenth of that. Those two are slow only where a short
+constant is broadcast over many rows (0.5 ms for ``[N, 4] - [4]`` or ``[N, 1] - []``,
+against 0.05 ms for ``[N, 4] - []``), so the form depends on the input:
 
-* one offset and scale for all (``F == 1`` or attributes of one value): the input
-  flattened, ``Sub`` and ``Mul`` by scalars, and reshaped back;
-* ``2 <= F <= 16``: the offsets and scales ``Expand``-ed to the input's shape, then an
-  element-wise ``Sub`` and ``Mul`` of equal shapes;
-* ``F > 16``: ``Sub`` and ``Mul`` with the ``[F]`` constants, whose rows are long
-  enough for ONNX Runtime's broadcasting.
+* columns concatenated just before (a ColumnTransformer over a table's columns: one
+  ``[N, 1]`` input per column, a ``Concat``, the ``Scaler``): each column flattened,
+  offset and scaled by its own two scalars, reshaped back, then concatenated;
+* one offset and one scale for every feature: the same on the input flattened;
+* ``2 <= F <= 16`` features: the offsets and scales ``Expand``-ed to the input's shape,
+  then an element-wise ``Sub`` and ``Mul`` of equal shapes;
+* more features: ``Sub`` and ``Mul`` with the ``[F]`` constants, whose rows are then
+  long enough for ONNX Runtime's broadcasting.
 
 The arithmetic is the operator's own, in its order and precision (a ``double`` input
 is offset and scaled in ``double`` and cast to ``float`` at the end, as ONNX Runtime's
-kernel does), so the outputs are equal to the bit: signed zeros, subnormals and infinities
-included, and NaN where the Scaler gives NaN (which of the NaNs, its sign and payload,
-depends on the order of operands, which neither ONNX nor IEEE 754 fixes).
-A ``Scaler`` is left as it is where its input's rank and feature count are not known
-from the graph's inputs, where the attributes would make ONNX Runtime refuse it, where
-its offsets are all zero and one is ``-0.0`` (ONNX Runtime's optimizer removes a ``Sub``
-of zeros, which is exact only for ``+0.0``), and in a graph with subgraphs. ``Imputer`` was measured too and stays: ONNX Runtime's
-``IsNaN`` + ``Where`` are slower than its ``Imputer``. ``engine="onnxruntime"`` runs
-the graph as it was exported.
+kernel does), so the outputs are equal to the bit: signed zeros, subnormals and
+infinities included, and NaN where the Scaler gives NaN (which NaN, its sign and
+payload, depends on the order of operands, which neither ONNX nor IEEE 754 fixes).
+
+ONNX Runtime's optimizer drops a ``Sub`` of a constant zero, which is exact for
+``+0.0`` but not for ``-0.0`` (``-0.0 - -0.0`` is ``+0.0``). So columns with a ``-0.0``
+offset are scaled together, and a ``Scaler`` whose offsets are all zeros with a
+``-0.0`` among them is left as it is. So is one whose input's rank and feature count
+the graph's inputs do not pin down, one whose attributes ONNX Runtime would refuse, and
+any in a graph with subgraphs.
+
+Measured and left to ONNX Runtime: ``Imputer`` (``IsNaN`` + ``Where`` are slower) and
+``LinearClassifier`` (``Gemm`` + ``Sigmoid`` + ``ArgMax`` are no faster, and a one-row
+``Gemm`` rounds otherwise). ``engine="onnxruntime"`` runs the graph as it was exported.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ __all__ = ["rewrite"]
 #: Up to this many features, the constants are expanded to the input's shape (see above).
 EXPAND_UP_TO = 16
 _ML = "ai.onnx.ml"
+_TYPES = {1: np.float32, 11: np.float64}  # TensorProto.FLOAT, TensorProto.DOUBLE
+Typed = tuple[int, tuple[int | None, ...]]  # a tensor's element type and shape (None: a dim not known)
 
 
 def rewrite(data: bytes) -> bytes | None:
@@ -58,15 +66,35 @@ def rewrite(data: bytes) -> bytes | None:
     scalers = [n for n in graph.node if n.op_type == "Scaler" and n.domain == _ML]
     if not scalers or has_subgraphs(graph):
         return None
-    shapes = _input_shapes(model, {n.input[0] for n in scalers})
+    producers = {o: n for n in graph.node for o in n.output}
+    reads: dict[str, int] = {}
+    for name in [t for n in graph.node for t in n.input] + [o.name for o in graph.output]:
+        reads[name] = reads.get(name, 0) + 1
+    concats = {n.input[0]: producers[n.input[0]] for n in scalers if _is_concat(producers.get(n.input[0]))}
+    shapes = _shapes(model, {n.input[0] for n in scalers} | {t for c in concats.values() for t in c.input})
     taken = names_in(graph)
     replaced: dict[int, list[Any]] = {}
     initializers: list[Any] = []
     for node in scalers:
-        found = _standard_form(node, shapes.get(node.input[0]), taken)
-        if found is not None:
-            replaced[id(node)], constants = found
-            initializers += constants
+        attributes, typed = _attributes(node), shapes.get(node.input[0])
+        if attributes is None or typed is None or _TYPES.get(typed[0]) is None or not typed[1]:
+            continue
+        offset, scale = attributes
+        form = _Form(node, _TYPES[typed[0]], taken)
+        concat = concats.get(node.input[0])
+        pieces = [shapes.get(t) for t in concat.input] if concat is not None else []
+        if concat is not None and reads[concat.output[0]] == 1 and len(offset) in (1, len(pieces)) \
+                and all(p is not None and len(p[1]) == 2 and p[1][1] == 1 for p in pieces) \
+                and not any(v == 0 and math.copysign(1.0, v) < 0 for v in offset):
+            # (each column's Sub by a zero would be dropped by ONNX Runtime's optimizer: see below)
+            replaced[id(concat)] = []
+            replaced[id(node)] = form.columns(list(concat.input), concat, offset, scale)
+        else:
+            found = form.whole(typed[1], offset, scale)
+            if found is None:
+                continue
+            replaced[id(node)] = found
+        initializers += form.constants
     if not replaced:
         return None
     if add_default_opset(model) < 9:  # (Expand needs 8, Shape's output type of 9 onwards)
@@ -79,7 +107,26 @@ def rewrite(data: bytes) -> bytes | None:
     return model.SerializeToString()
 
 
-def _input_shapes(model: Any, names: set[str]) -> dict[str, tuple[int, tuple[int | None, ...]]]:
+def _is_concat(node: Any) -> bool:
+    """A Concat along the second of two axes (the rank is checked with the shapes of its inputs)."""
+    if node is None or node.op_type != "Concat" or node.domain not in ("", "ai.onnx"):
+        return False
+    axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+    return axis in (1, -1)
+
+
+def _attributes(node: Any) -> tuple[list[float], list[float]] | None:
+    """The Scaler's offsets and scales where ONNX Runtime takes them, else None."""
+    from onnx import helper
+
+    attrs = {a.name: list(helper.get_attribute_value(a)) for a in node.attribute}
+    offset, scale = attrs.pop("offset", []), attrs.pop("scale", [])
+    if attrs or not offset or len(offset) != len(scale):
+        return None
+    return offset, scale
+
+
+def _shapes(model: Any, names: set[str]) -> dict[str, Typed]:
     """Element type and shape of each tensor in ``names``, inferred from the graph's inputs alone.
 
     The graph's own ``value_info`` is left out: a package may declare any shape there,
@@ -103,60 +150,72 @@ def _input_shapes(model: Any, names: set[str]) -> dict[str, tuple[int, tuple[int
     return found
 
 
-def _standard_form(node: Any, typed: tuple[int, tuple[int | None, ...]] | None,
-                   taken: set[str]) -> tuple[list[Any], list[Any]] | None:
-    """The nodes and constants that compute ``node``, or None where it stays as it is."""
-    from onnx import TensorProto, helper, numpy_helper
+class _Form:
+    """The standard nodes that compute one Scaler, with their constants and fresh names."""
 
-    attrs = {a.name: list(helper.get_attribute_value(a)) for a in node.attribute if a.name in ("offset", "scale")}
-    offset, scale = attrs.get("offset", []), attrs.get("scale", [])
-    if typed is None or not offset or len(offset) != len(scale) or len(node.attribute) != 2:
-        return None
-    elem, dims = typed
-    dtype: Any = {int(TensorProto.FLOAT): np.float32, int(TensorProto.DOUBLE): np.float64}.get(elem)
-    if dtype is None or not dims:
-        return None
-    if all(v == 0 for v in offset) and any(math.copysign(1.0, v) < 0 for v in offset):
-        # ONNX Runtime's optimizer drops a Sub of zeros, but x - (-0.0) turns -0.0 into +0.0.
-        return None
-    scalar = len(offset) == 1
-    if not scalar and (len(dims) != 2 or dims[1] != len(offset)):
-        return None  # (ONNX Runtime's kernel takes F values only along the second of two axes)
-    x, y = node.input[0], node.output[0]
-    stem = node.name or y
+    def __init__(self, node: Any, dtype: Any, taken: set[str]) -> None:
+        self.node, self.dtype, self.taken = node, dtype, taken
+        self.stem = node.name or node.output[0]
+        self.constants: list[Any] = []
+        self.nodes: list[Any] = []
 
-    def name(suffix: str) -> str:
-        return unique(f"{stem}.{suffix}", taken)
+    def name(self, suffix: str) -> str:
+        return unique(f"{self.stem}.{suffix}", self.taken)
 
-    def constant(values: list[float], suffix: str) -> Any:
-        array = np.asarray(values, np.float32).astype(dtype)  # float32 attributes, exactly widened
-        return numpy_helper.from_array(array.reshape(()) if scalar else array, name(suffix))
+    def constant(self, values: Any, suffix: str, dtype: Any = None) -> str:
+        from onnx import numpy_helper
 
-    off, sc = constant(offset, "offset"), constant(scale, "scale")
-    constants, nodes = [off, sc], []
-    source, subtrahend, factor, shape = x, off.name, sc.name, name("shape")
-    expand = not scalar and len(offset) <= EXPAND_UP_TO
-    if scalar or expand:
-        nodes.append(helper.make_node("Shape", [x], [shape], name=name("Shape")))
-    if scalar:
-        flat = numpy_helper.from_array(np.array([-1], np.int64), name("flat"))
-        constants.append(flat)
-        source = name("flattened")
-        nodes.append(helper.make_node("Reshape", [x, flat.name], [source], name=name("Flatten")))
-    elif expand:
-        subtrahend, factor = name("offsets"), name("scales")
-        nodes += [helper.make_node("Expand", [off.name, shape], [subtrahend], name=name("ExpandOffset")),
-                  helper.make_node("Expand", [sc.name, shape], [factor], name=name("ExpandScale"))]
-    # The last node writes the Scaler's output, so the rest of the graph is unchanged.
-    cast = dtype is np.float64
-    centred = name("centred")
-    scaled = name("scaled") if scalar or cast else y
-    nodes += [helper.make_node("Sub", [source, subtrahend], [centred], name=name("Sub")),
-              helper.make_node("Mul", [centred, factor], [scaled], name=name("Mul"))]
-    if scalar:
-        reshaped = name("reshaped") if cast else y
-        nodes.append(helper.make_node("Reshape", [scaled, shape], [reshaped], name=name("Unflatten")))
-        scaled = reshaped
-    if cast:
-        nodes.append(helper.make_node("Cast", [scaled], [y], to=TensorProto.FLOAT, name=name("Cast")))
-    return nodes, constants
+        array = np.asarray(values, dtype or np.float32)
+        if dtype is None:
+            array = array.astype(self.dtype)  # float32 attributes, exactly widened
+        self.constants.append(numpy_helper.from_array(array, self.name(suffix)))
+        return self.constants[-1].name
+
+    def add(self, op: str, inputs: list[str], output: str | None = None, **attrs: Any) -> str:
+        from onnx import helper
+
+        output = output or self.name(op.lower())
+        self.nodes.append(helper.make_node(op, inputs, [output], name=self.name(op), **attrs))
+        return output
+
+    def whole(self, dims: tuple[int | None, ...], offset: list[float], scale: list[float]) -> list[Any] | None:
+        """The Scaler on its input as it comes; None where the graph does not pin its shape down."""
+        if all(v == 0 for v in offset) and any(math.copysign(1.0, v) < 0 for v in offset):
+            # ONNX Runtime's optimizer drops a Sub of zeros, but x - (-0.0) turns -0.0 into +0.0.
+            return None
+        x = self.node.input[0]
+        if len(offset) == 1:
+            return self.finish(self.scalars(x, offset[0], scale[0]))
+        if len(dims) != 2 or dims[1] != len(offset):
+            return None  # (ONNX Runtime's kernel takes F values only along the second of two axes)
+        subtrahend, factor = self.constant(offset, "offset"), self.constant(scale, "scale")
+        if len(offset) <= EXPAND_UP_TO:
+            shape = self.add("Shape", [x])
+            subtrahend, factor = self.add("Expand", [subtrahend, shape]), self.add("Expand", [factor, shape])
+        return self.finish(self.add("Mul", [self.add("Sub", [x, subtrahend]), factor]))
+
+    def columns(self, pieces: list[str], concat: Any, offset: list[float], scale: list[float]) -> list[Any]:
+        """Each [N, 1] column scaled by its own scalars, then concatenated as ``concat`` did."""
+        if len(offset) == 1:
+            offset, scale = offset * len(pieces), scale * len(pieces)
+        scaled = [self.scalars(t, o, s) for t, o, s in zip(pieces, offset, scale, strict=True)]
+        axis = next(a.i for a in concat.attribute if a.name == "axis")
+        return self.finish(self.add("Concat", scaled, axis=axis))
+
+    def scalars(self, x: str, offset: float, scale: float) -> str:
+        """``x`` offset and scaled by one value each: flattened first, where ONNX Runtime is fast."""
+        flat = self.add("Reshape", [x, self.constant([-1], "flat", np.int64)])
+        scaled = self.add("Mul", [self.add("Sub", [flat, self.constant(offset, "offset")]),
+                                  self.constant(scale, "scale")])
+        return self.add("Reshape", [scaled, self.add("Shape", [x])])
+
+    def finish(self, result: str) -> list[Any]:
+        """The nodes, the last one renamed to write the Scaler's output (so the rest of the graph
+        is unchanged), after a cast to float for a double input as ONNX Runtime's kernel does."""
+        from onnx import TensorProto
+
+        if self.dtype is np.float64:
+            result = self.add("Cast", [result], to=TensorProto.FLOAT)
+        last = self.nodes[-1]
+        last.output[0] = self.node.output[0]
+        return self.nodes
