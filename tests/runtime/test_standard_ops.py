@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import modelpack
-from modelpack._runtime.standard_ops import EXPAND_UP_TO, rewrite
+from modelpack._runtime.standard_ops import EXPAND_UP_TO, LARGE, ByRows, rewrite
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -243,9 +243,9 @@ def test_an_exported_pipeline_runs_without_its_scaler_and_answers_the_same(expor
         assert "ai.onnx.ml.Scaler" in exported_ops and "ai.onnx.ml.Scaler" not in ran
 
 
-def test_a_tree_model_feeds_its_engine_the_scalers_rows_to_the_bit(exported: dict[str, Path]) -> None:
+def test_a_tree_model_keeps_its_scaler_and_feeds_its_engine_the_scalers_rows(exported: dict[str, Path]) -> None:
     """The engine sums its trees in its own order (docs/trees.md), so its values are compared
-    within float32 rounding; the rows the rewritten part hands it must be the Scaler's own."""
+    within float32 rounding; the rows the part before it hands it must be the Scaler's own."""
     from modelpack._package.container import open_package
 
     x = _finite(_values(3000, 6, np.float32, seed=4))
@@ -258,11 +258,29 @@ def test_a_tree_model_feeds_its_engine_the_scalers_rows_to_the_bit(exported: dic
     with modelpack.load(exported["robust-trees"]) as m, \
             modelpack.load(exported["robust-trees"], engine="onnxruntime") as plain:
         assert m.engine == "modelpack-trees", m.engine_reason
+        assert not isinstance(m.backend, ByRows)  # (its Scaler is a small part of its time)
         engine, fed = m.backend._engine, []
         run = engine.run
         engine.run = lambda rows: fed.append(np.array(rows)) or run(rows)
         np.testing.assert_allclose(m.predict(x), plain.predict(x), rtol=1e-5, atol=1e-5)
         assert len(fed) == 1 and np.array_equal(_bits(fed[0]), _bits(scaled))
+
+
+def test_small_batches_run_the_graph_as_exported(exported: dict[str, Path]) -> None:
+    """Below LARGE rows the rewritten graph's extra nodes cost more than the Scaler saves."""
+    x = _finite(_values(3 * LARGE, 6, np.float32, seed=5))
+    with modelpack.load(exported["standard-logistic"]) as m, \
+            modelpack.load(exported["standard-logistic"], engine="onnxruntime") as plain:
+        assert isinstance(m.backend, ByRows)
+        ran: list[str] = []
+        for side in ("_rewritten", "_exported"):
+            backend = getattr(m.backend, side)
+            run = backend.run
+            backend.run = lambda feeds, outputs=None, run=run, side=side: ran.append(side) or run(feeds, outputs)
+        for rows in (1, LARGE - 1, LARGE, len(x)):
+            assert np.array_equal(m.predict_proba(x[:rows]), plain.predict_proba(x[:rows]))
+        assert ran == ["_exported", "_exported", "_rewritten", "_rewritten"]
+        assert m.backend.session is not None and "ai.onnx.ml.Scaler" not in str(m.placement)
 
 
 def _finite(x: np.ndarray) -> np.ndarray:

@@ -387,12 +387,16 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
     # Rewrites of the graph for ONNX Runtime's CPU kernels; each gives the graph's answers to the bit.
     rewritable = engine != "onnxruntime" and tensor_form is None and isinstance(source, bytes) \
         and all(provider_name(s) == CPU for s in plan)
-    if rewritable and b"Scaler" in source:
-        # ai.onnx.ml's Scaler as Sub and Mul, which ONNX Runtime runs several times faster (.standard_ops).
+    as_exported = None  # a session on the graph as exported, for the calls a rewrite does not pay for
+    if rewritable and b"Scaler" in source and b"TreeEnsemble" not in source:
+        # ai.onnx.ml's Scaler as Sub and Mul, which ONNX Runtime runs several times faster
+        # (.standard_ops). (A tree model's Scaler is a small part of its time, and its own
+        # session on the whole graph serves its small batches.)
         from .standard_ops import rewrite as standard_ops
 
         faster = _rewritten(standard_ops, source)
         if faster is not None:
+            as_exported = _session_maker(ort, source, settings, sha256, folder)
             source = faster
             sha256 = functools.partial(_sha256, source)
     codes: dict[str, str] = {}
@@ -403,7 +407,9 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
 
         found = _rewritten(rewrite, source, strings)
         if found is not None:
-            uncoded = _session_maker(ort, source, settings, sha256, folder)
+            # Calls without a coded column (one record included) run the graph as exported.
+            uncoded = as_exported or _session_maker(ort, source, settings, sha256, folder)
+            as_exported = None
             source, codes = found
             sha256 = functools.partial(_sha256, source)
     make = _session_maker(ort, source, settings, sha256, folder)
@@ -433,15 +439,25 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
             # Columns given whole (object arrays, one record) gain nothing from codes: they run
             # the graph as exported, without the Gathers. (A tree model's own whole-graph session
             # serves its small batches already; a second one would double its forest's memory.)
-            try:
-                with translate_errors(name, ort), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
-                    whole = OnnxBackend(uncoded(plan), ort, name)
-            except BaseException:
-                backend.close()
-                raise
+            whole = _second_backend(uncoded, plan, backend, ort, name)
         return CodedBackend(backend, codes, whole=whole)
+    if as_exported is not None:
+        from .standard_ops import ByRows
+
+        return ByRows(backend, _second_backend(as_exported, plan, backend, ort, name))
     return backend
+
+
+def _second_backend(make: Callable[[list[ProviderSpec]], Any], plan: list[ProviderSpec], first: Any,
+                    ort: Any, package: str) -> OnnxBackend:
+    """A backend on another form of the graph, beside ``first`` (closed if this one fails)."""
+    try:
+        with translate_errors(package, ort), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return OnnxBackend(make(plan), ort, package)
+    except BaseException:
+        first.close()
+        raise
 
 
 def _rewritten(rewrite: Callable[..., Any], source: bytes, *args: Any) -> Any:
