@@ -59,8 +59,8 @@ def load(path: PathLike, *, device: DeviceSpec = "cpu", providers: Sequence[Prov
         CPU for batches of 32 rows or more, ONNX Runtime running the rest of the graph
         and everything the engine does not take; on another device it is rewritten into
         standard operators that run there; string columns of a table run their encoders
-        on the column's distinct values (docs/casting.md), and ai.onnx.ml's ``Scaler``
-        runs as ``Sub`` and ``Mul`` (``_runtime/standard_ops.py``), each with the graph's
+        on the column's distinct values (docs/casting.md), and scikit-learn's scalers run
+        in the forms ONNX Runtime runs fastest (docs/faq.md), each with the graph's
         answers; ``"onnxruntime"``: ONNX
         Runtime only, on the graph as exported;
         ``"modelpack-trees"``: the tree engine for every batch, an error where it cannot

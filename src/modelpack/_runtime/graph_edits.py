@@ -1,4 +1,4 @@
-"""Small tools the load-time graph rewrites share (:mod:`.coded`, :mod:`.standard_ops`).
+"""Small tools the load-time graph rewrites share (:mod:`.coded`, :mod:`.elementwise`).
 
 A rewrite adds tensors and nodes to a graph it did not write: their names must not
 meet any name already there, and the operators it adds need the default domain,

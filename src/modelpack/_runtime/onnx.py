@@ -388,13 +388,14 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
     rewritable = engine != "onnxruntime" and tensor_form is None and isinstance(source, bytes) \
         and all(provider_name(s) == CPU for s in plan)
     as_exported = None  # a session on the graph as exported, for the calls a rewrite does not pay for
-    if rewritable and b"Scaler" in source and b"TreeEnsemble" not in source:
-        # ai.onnx.ml's Scaler as Sub and Mul, which ONNX Runtime runs several times faster
-        # (.standard_ops). (A tree model's Scaler is a small part of its time, and its own
-        # session on the whole graph serves its small batches.)
-        from .standard_ops import rewrite as standard_ops
+    if rewritable and b"ai.onnx.ml" in source and b"TreeEnsemble" not in source:
+        # ai.onnx.ml's Scaler as Sub and Mul, and short constants expanded, in the forms ONNX
+        # Runtime runs several times faster (.elementwise). (A tree model's preprocessing is
+        # a small part of its time, and its own session on the whole graph serves its small
+        # batches.)
+        from .elementwise import rewrite as elementwise
 
-        faster = _rewritten(standard_ops, source)
+        faster = _rewritten(elementwise, source)
         if faster is not None:
             as_exported = _session_maker(ort, source, settings, sha256, folder)
             source = faster
@@ -442,7 +443,7 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
             whole = _second_backend(uncoded, plan, backend, ort, name)
         return CodedBackend(backend, codes, whole=whole)
     if as_exported is not None:
-        from .standard_ops import ByRows
+        from .elementwise import ByRows
 
         return ByRows(backend, _second_backend(as_exported, plan, backend, ort, name))
     return backend

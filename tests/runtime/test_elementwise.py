@@ -1,4 +1,4 @@
-"""ai.onnx.ml's Scaler as standard operators (modelpack._runtime.standard_ops): same answers, to the bit."""
+"""ai.onnx.ml's Scaler as standard operators (modelpack._runtime.elementwise): same answers, to the bit."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import modelpack
-from modelpack._runtime.standard_ops import EXPAND_UP_TO, LARGE, ByRows, rewrite
+from modelpack._runtime.elementwise import EXPAND_UP_TO, LARGE, ByRows, rewrite
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -285,3 +285,96 @@ def test_small_batches_run_the_graph_as_exported(exported: dict[str, Path]) -> N
 
 def _finite(x: np.ndarray) -> np.ndarray:
     return x[np.isfinite(x).all(axis=1)]  # (the exporter records that these columns refuse NaN)
+
+
+# Add, Sub, Mul and Div by a short constant: the constant expanded to the tensor's shape.
+
+def _arithmetic(steps: list[tuple[str, np.ndarray, bool]], features: int, dtype: Any = np.float32, *,
+                producer: str = "Cast", ml: bool = True) -> bytes:
+    """x -> producer -> each (op, constant, constant first) in turn -> y, over [N, features]."""
+    nodes, initializers, current = [], [], "x"
+    if producer == "Cast":
+        nodes.append(helper.make_node("Cast", ["x"], ["cast"], to=ELEM[dtype]))
+        current = "cast"
+    elif producer == "MatMul":
+        initializers.append(numpy_helper.from_array(np.eye(features, dtype=dtype), "eye"))
+        nodes.append(helper.make_node("MatMul", ["x", "eye"], ["product"]))
+        current = "product"
+    for k, (op, constant, first) in enumerate(steps):
+        initializers.append(numpy_helper.from_array(constant.astype(dtype), f"c{k}"))
+        inputs = [f"c{k}", current] if first else [current, f"c{k}"]
+        nodes.append(helper.make_node(op, inputs, [f"t{k}"]))
+        current = f"t{k}"
+    nodes.append(helper.make_node("Identity", [current], ["y"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", ELEM[dtype], ["N", features])],
+                              [helper.make_tensor_value_info("y", ELEM[dtype], None)], initializers)
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(ML, 1)] if ml else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_a_chain_of_arithmetic_takes_its_constants_expanded() -> None:
+    rng = np.random.default_rng(1)
+    steps = [("Mul", rng.normal(size=4), False), ("Add", rng.normal(size=(1, 4)), False),
+             ("Div", rng.normal(size=4), False), ("Sub", rng.normal(size=4), True)]
+    for dtype in (np.float32, np.float64):
+        data = _arithmetic(steps, 4, dtype)
+        rewritten = rewrite(data)
+        assert rewritten is not None and _ops(rewritten).count("Expand") == 4
+        for rows in (0, 1, 200):
+            _same_answers(data, rewritten, _values(rows, 4, dtype, seed=rows))
+
+
+@pytest.mark.parametrize("case", ["after a MatMul", "adding zeros", "multiplying by ones", "one feature",
+                                  "many features", "no ai.onnx.ml", "a constant the caller may feed"])
+def test_arithmetic_the_rewrite_must_not_touch_is_left(case: str) -> None:
+    features = {"one feature": 1, "many features": EXPAND_UP_TO + 1}.get(case, 4)
+    constant = {"adding zeros": np.zeros(features), "multiplying by ones": np.ones(features)}.get(
+        case, np.arange(1.0, features + 1))
+    op = "Mul" if case == "multiplying by ones" else "Add"
+    data = _arithmetic([(op, constant, False)], features, producer="MatMul" if case == "after a MatMul" else "Cast",
+                       ml=case != "no ai.onnx.ml")
+    if case == "a constant the caller may feed":
+        model = onnx.load_model_from_string(data)
+        model.graph.input.append(helper.make_tensor_value_info("c0", TensorProto.FLOAT, [features]))
+        data = model.SerializeToString()
+    assert rewrite(data) is None
+
+
+_STEP = st.tuples(st.sampled_from(["Add", "Sub", "Mul", "Div"]), st.booleans(), st.booleans())
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(features=st.integers(2, EXPAND_UP_TO), double=st.booleans(), steps=st.lists(_STEP, min_size=1, max_size=4),
+       data=st.data())
+def test_random_arithmetic_answers_as_onnx_runtime(features: int, double: bool, steps: list[tuple[str, bool, bool]],
+                                                   data: Any) -> None:
+    dtype = np.float64 if double else np.float32
+    drawn = []
+    for op, first, row in steps:
+        values = np.array(data.draw(st.lists(_FLOATS, min_size=features, max_size=features)), np.float64)
+        drawn.append((op, values.reshape(1, -1) if row else values, first))
+    model = _arithmetic(drawn, features, dtype)
+    rewritten = rewrite(model)
+    if rewritten is None:  # (only where every constant is one ONNX Runtime's optimizer drops)
+        assert all(np.all(v == (0 if op in ("Add", "Sub") else 1)) for op, v, _ in drawn)
+        return
+    rows = data.draw(st.integers(0, 30))
+    cells = data.draw(st.lists(_FLOATS, min_size=rows * features, max_size=rows * features))
+    _same_answers(model, rewritten, np.array(cells, dtype=np.float64).reshape(rows, features).astype(dtype))
+
+
+def test_an_exported_min_max_scaler_runs_with_its_constants_expanded(tmp_path: Path) -> None:
+    from sklearn.preprocessing import MinMaxScaler
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(10, 5, (300, 5)).astype(np.float32)
+    path = tmp_path / "minmax.mpk"
+    modelpack.export(make_pipeline(MinMaxScaler(), Ridge()).fit(x, x @ rng.normal(size=5)), path, sample=x[:50])
+    rows = _finite(_values(3000, 5, np.float32, seed=6))
+    with modelpack.load(path) as m, modelpack.load(path, engine="onnxruntime") as plain:
+        assert isinstance(m.backend, ByRows)
+        assert np.array_equal(m.predict(rows), plain.predict(rows))
+        if m.placement is not None:
+            assert "Expand" in str(m.placement) and "Expand" not in str(plain.placement)

@@ -1,11 +1,12 @@
-"""ai.onnx.ml's ``Scaler`` as standard operators, which ONNX Runtime runs several times faster.
+"""Element-wise preprocessing in the forms ONNX Runtime runs fast, with the graph's answers.
 
-scikit-learn's StandardScaler, RobustScaler and MaxAbsScaler export as ``Scaler``:
-``y = (x - offset) * scale`` per feature. ONNX Runtime 1.32 runs it as a call through
-a ``std::function`` per element: 0.56 ms per 100k rows of 4 features, 9 ms of 64, where
-its ``Sub`` and ``Mul`` take a tenth of that. Those two are slow only where a short
-constant is broadcast over many rows (0.5 ms for ``[N, 4] - [4]`` or ``[N, 1] - []``,
-against 0.05 ms for ``[N, 4] - []``), so the form depends on the input:
+scikit-learn's StandardScaler, RobustScaler and MaxAbsScaler export as ai.onnx.ml's
+``Scaler``: ``y = (x - offset) * scale`` per feature. ONNX Runtime 1.32 runs it as a
+call through a ``std::function`` per element: 0.56 ms per 100k rows of 4 features, 9 ms
+of 64, where its ``Sub`` and ``Mul`` take a tenth of that. Those two are slow only where
+a short constant is broadcast over many rows (0.5 ms for ``[N, 4] - [4]`` or
+``[N, 1] - []``, against 0.05 ms for ``[N, 4] - []``), so a Scaler's form depends on
+its input:
 
 * columns concatenated just before (a ColumnTransformer over a table's columns: one
   ``[N, 1]`` input per column, a ``Concat``, the ``Scaler``): each column flattened,
@@ -15,6 +16,12 @@ against 0.05 ms for ``[N, 4] - []``), so the form depends on the input:
   then an element-wise ``Sub`` and ``Mul`` of equal shapes;
 * more features: ``Sub`` and ``Mul`` with the ``[F]`` constants, whose rows are then
   long enough for ONNX Runtime's broadcasting.
+
+For the same reason an ``Add``, ``Sub``, ``Mul`` or ``Div`` of a ``[N, F]`` tensor and a
+``[F]`` constant (MinMaxScaler exports as ``Mul`` and ``Add``), ``2 <= F <= 16``, takes
+its constant ``Expand``-ed to the tensor's shape, in a graph that imports ai.onnx.ml
+(scikit-learn's, not a network's) and where it sits among preprocessing (see
+:func:`_among_preprocessing`).
 
 The arithmetic is the operator's own, in its order and precision (a ``double`` input
 is offset and scaled in ``double`` and cast to ``float`` at the end, as ONNX Runtime's
@@ -53,10 +60,13 @@ EXPAND_UP_TO = 16
 _ML = "ai.onnx.ml"
 _TYPES = {1: np.float32, 11: np.float64}  # TensorProto.FLOAT, TensorProto.DOUBLE
 Typed = tuple[int, tuple[int | None, ...]]  # a tensor's element type and shape (None: a dim not known)
+_ARITHMETIC = frozenset({"Add", "Sub", "Mul", "Div"})
+# Default-domain operators ONNX Runtime fuses no arithmetic with (see _among_preprocessing).
+_PREPROCESSING = _ARITHMETIC | {"Cast", "Concat", "Identity"}
 
 
 def rewrite(data: bytes) -> bytes | None:
-    """The graph with each ``Scaler`` it can take as standard operators, or None if none.
+    """The graph with each node it can take in a faster form (see above), or None if none.
 
     Example
     -------
@@ -67,14 +77,26 @@ def rewrite(data: bytes) -> bytes | None:
     model = onnx.load_model_from_string(data)
     graph = model.graph
     scalers = [n for n in graph.node if n.op_type == "Scaler" and n.domain == _ML]
-    if not scalers or has_subgraphs(graph):
-        return None
+    # Arithmetic only in graphs of ai.onnx.ml operators (scikit-learn's and the like): a
+    # network's arithmetic is ONNX Runtime's to fuse.
+    ml = any(o.domain == _ML for o in model.opset_import)
+    arithmetic = [n for n in graph.node if ml and n.op_type in _ARITHMETIC and n.domain in ("", "ai.onnx")
+                  and len(n.input) == 2]
+    inputs = {i.name for i in graph.input}  # (an initializer that is an input is only its default)
+    fixed = {t.name: t for t in graph.initializer if t.name not in inputs}
+    arithmetic = [n for n in arithmetic if any(t in fixed and _short(fixed[t].dims) for t in n.input)]
+    if not (scalers or arithmetic) or has_subgraphs(graph):
+        return None  # (before the shapes are inferred, which costs a copy of the graph)
     producers = {o: n for n in graph.node for o in n.output}
-    reads: dict[str, int] = {}
-    for name in [t for n in graph.node for t in n.input] + [o.name for o in graph.output]:
-        reads[name] = reads.get(name, 0) + 1
+    readers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n)
+    for o in graph.output:
+        readers.setdefault(o.name, []).append(None)
     concats = {n.input[0]: producers[n.input[0]] for n in scalers if _is_concat(producers.get(n.input[0]))}
-    shapes = _shapes(model, {n.input[0] for n in scalers} | {t for c in concats.values() for t in c.input})
+    shapes = _shapes(model, {n.input[0] for n in scalers} | {t for c in concats.values() for t in c.input}
+                     | {t for n in arithmetic for t in n.input})
     taken = names_in(graph)
     replaced: dict[int, list[Any]] = {}
     initializers: list[Any] = []
@@ -86,7 +108,7 @@ def rewrite(data: bytes) -> bytes | None:
         form = _Form(node, _TYPES[typed[0]], taken)
         concat = concats.get(node.input[0])
         pieces = [shapes.get(t) for t in concat.input] if concat is not None else []
-        if concat is not None and reads[concat.output[0]] == 1 and len(offset) in (1, len(pieces)) \
+        if concat is not None and len(readers[concat.output[0]]) == 1 and len(offset) in (1, len(pieces)) \
                 and all(p is not None and len(p[1]) == 2 and p[1][1] == 1 for p in pieces) \
                 and not any(v == 0 and math.copysign(1.0, v) < 0 for v in offset):
             # (each column's Sub by a zero would be dropped by ONNX Runtime's optimizer: see below)
@@ -98,6 +120,13 @@ def rewrite(data: bytes) -> bytes | None:
                 continue
             replaced[id(node)] = found
         initializers += form.constants
+    for node in arithmetic:
+        if not _among_preprocessing(node, producers, readers):
+            continue
+        operand = _short_constant(node, fixed, shapes)
+        if operand is not None:
+            form = _Form(node, None, taken)
+            replaced[id(node)] = form.expanded(operand)
     if not replaced:
         return None
     if add_default_opset(model) < 9:  # (Expand needs 8, Shape's output type of 9 onwards)
@@ -108,6 +137,50 @@ def rewrite(data: bytes) -> bytes | None:
         graph.node.extend(replaced.get(id(node), [node]))
     graph.initializer.extend(initializers)
     return model.SerializeToString()
+
+
+def _short(dims: Sequence[int]) -> bool:
+    """Whether a constant of ``dims`` is one short row: ``[F]`` or ``[1, F]``, ``2 <= F <= EXPAND_UP_TO``."""
+    return len(dims) in (1, 2) and all(d == 1 for d in dims[:-1]) and 2 <= dims[-1] <= EXPAND_UP_TO
+
+
+def _among_preprocessing(node: Any, producers: Mapping[str, Any], readers: Mapping[str, list[Any]]) -> bool:
+    """Whether ``node`` reads and feeds only what ONNX Runtime fuses no arithmetic with.
+
+    ONNX Runtime fuses an Add after a MatMul into a Gemm, one before a Gelu into a BiasGelu,
+    and so on: the fused kernel rounds otherwise, so expanding its constant would change the
+    graph's answers. Between inputs, casts, concatenations, ai.onnx.ml operators and other
+    arithmetic (a MinMaxScaler's Mul and Add, a normalisation's Sub and Div) it fuses none.
+    """
+    def plain(other: Any) -> bool:
+        return other is None or other.domain == _ML or (
+            other.domain in ("", "ai.onnx") and other.op_type in _PREPROCESSING)
+
+    return all(plain(producers.get(t)) for t in node.input) and all(plain(r) for r in readers.get(node.output[0], []))
+
+
+def _short_constant(node: Any, fixed: Mapping[str, Any], shapes: Mapping[str, Typed]) -> tuple[int, str] | None:
+    """(the position of the tensor, the constant's name) where ``node`` computes a ``[N, F]``
+    float tensor with a ``[F]`` or ``[1, F]`` constant, ``2 <= F <= EXPAND_UP_TO``; else None.
+
+    A constant ONNX Runtime's optimizer drops (adding zeros, multiplying or dividing by ones)
+    is left: dropped, ``-0.0 + 0.0`` stays ``-0.0``, expanded it would become ``+0.0``.
+    """
+    from onnx import numpy_helper
+
+    for position in (0, 1):
+        tensor, constant = node.input[position], node.input[1 - position]
+        initializer, typed = fixed.get(constant), shapes.get(tensor)
+        if initializer is None or tensor in fixed or typed is None or _TYPES.get(typed[0]) is None:
+            continue
+        width = typed[1][-1] if len(typed[1]) == 2 else None
+        if initializer.data_type != typed[0] or not _short(initializer.dims) or initializer.dims[-1] != width:
+            continue
+        values = numpy_helper.to_array(initializer)
+        if np.all(values == (0 if node.op_type in ("Add", "Sub") else 1)):
+            return None
+        return position, constant
+    return None
 
 
 def _is_concat(node: Any) -> bool:
@@ -204,6 +277,15 @@ class _Form:
         scaled = [self.scalars(t, o, s) for t, o, s in zip(pieces, offset, scale, strict=True)]
         axis = next(a.i for a in concat.attribute if a.name == "axis")
         return self.finish(self.add("Concat", scaled, axis=axis))
+
+    def expanded(self, operand: tuple[int, str]) -> list[Any]:
+        """The node, its constant ``Expand``-ed to the shape of its other operand first."""
+        position, constant = operand
+        tensor = self.node.input[position]
+        wide = self.add("Expand", [constant, self.add("Shape", [tensor])])
+        inputs = [tensor, wide] if position == 0 else [wide, tensor]
+        self.add(self.node.op_type, inputs)
+        return self.finish(self.nodes[-1].output[0])
 
     def scalars(self, x: str, offset: float, scale: float) -> str:
         """``x`` offset and scaled by one value each: flattened first, where ONNX Runtime is fast."""
