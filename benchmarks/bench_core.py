@@ -180,7 +180,7 @@ def _per_column_rows(tmp: Path, strings: bool) -> list[tuple]:
         objects = big.astype({k: object for k, v in dtypes.items() if v is object})
         contenders["objects"] = lambda: model.predict(objects)
     else:  # the graph modelpack runs (its Scaler as Sub and Mul), fed the prebuilt arrays
-        rewritten = model.backend._rewritten.session  # (backend.session: the graph as exported, small calls)
+        rewritten = model.backend._inner.session  # (backend.session: the graph as exported, small calls)
         contenders["rewritten"] = lambda: rewritten.run(label, feeds)
     many = interleaved(contenders, rounds=15, number=3)
     rows.append((f"100k rows, hand-written `df[[c]].to_numpy(dtype)` + run, {what}", many["hand"], many["raw"],

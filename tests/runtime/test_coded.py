@@ -153,7 +153,7 @@ def test_a_tree_model_keeps_its_engine_and_its_answers(pipelines: dict[str, Path
         engine, batches = m.backend._inner._engine, []
         run = engine.run
         engine.run = lambda x: batches.append(len(x)) or run(x)
-        assert m.backend._whole is None  # the tree backend's own whole-graph session serves small batches
+        assert m.backend._exported is None  # the tree backend's own whole-graph session serves small batches
         assert np.array_equal(m.predict(table), plain.predict(frame))
         arrays = {"plan": frame[["plan"]].to_numpy(object), "region": frame[["region"]].to_numpy(object),
                   "age": frame[["age"]].to_numpy(np.float32)}
@@ -174,6 +174,20 @@ def test_a_coded_model_pickles_and_binds_as_before(pipelines: dict[str, Path]) -
             m.run_on_device(feeds)
         with pytest.raises(TypeError):
             pickle.dumps(m.backend)
+
+
+def test_verify_runs_the_rewritten_graph(pipelines: dict[str, Path]) -> None:
+    """Samples come as arrays, which run the graph as exported; ``every_batch`` (verify's way
+    in) sends them through the rewritten graph, with codes 0..N-1."""
+    frame = _frame(40, 6)
+    with modelpack.load(pipelines["onehot"]) as m, modelpack.load(pipelines["onehot"], engine="onnxruntime") as plain:
+        ran: list[int] = []
+        run = m.backend._inner.run
+        m.backend._inner.run = lambda feeds, outputs=None: ran.append(len(feeds)) or run(feeds, outputs)
+        with m.backend.every_batch():
+            assert np.array_equal(m.predict(frame.to_dict("list")), plain.predict(frame))
+        assert ran == [5]  # three columns and two codes inputs
+    assert modelpack.verify(pipelines["onehot"]).ok
 
 
 # -- hostile dictionaries ---------------------------------------------------------------------------

@@ -273,14 +273,20 @@ def test_small_batches_run_the_graph_as_exported(exported: dict[str, Path]) -> N
             modelpack.load(exported["standard-logistic"], engine="onnxruntime") as plain:
         assert isinstance(m.backend, ByRows)
         ran: list[str] = []
-        for side in ("_rewritten", "_exported"):
+        for side in ("_inner", "_exported"):
             backend = getattr(m.backend, side)
             run = backend.run
             backend.run = lambda feeds, outputs=None, run=run, side=side: ran.append(side) or run(feeds, outputs)
         for rows in (1, LARGE - 1, LARGE, len(x)):
             assert np.array_equal(m.predict_proba(x[:rows]), plain.predict_proba(x[:rows]))
-        assert ran == ["_exported", "_exported", "_rewritten", "_rewritten"]
+        assert ran == ["_exported", "_exported", "_inner", "_inner"]
+        with m.backend.every_batch():  # (how verify checks what large calls run)
+            assert np.array_equal(m.predict_proba(x[:3]), plain.predict_proba(x[:3]))
+        m.predict(x[:3])
+        assert ran[4:] == ["_inner", "_exported"]
         assert m.backend.session is not None and "ai.onnx.ml.Scaler" not in str(m.placement)
+    report = modelpack.verify(exported["standard-logistic"])
+    assert report.ok, report
 
 
 def _finite(x: np.ndarray) -> np.ndarray:

@@ -7,13 +7,14 @@ ONNX and PMML paths cannot drift apart in shapes, names or class order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Backend", "CodedColumn"]
+__all__ = ["Backend", "BesideExported", "CodedColumn"]
 
 
 @runtime_checkable
@@ -48,3 +49,46 @@ class CodedColumn:
 
     categories: np.ndarray
     codes: np.ndarray
+
+
+class BesideExported:
+    """A backend on a rewritten graph (``_inner``), with one on the graph as exported
+    (``_exported``, or None) for the calls the rewrite does not pay for.
+
+    Subclasses decide which call goes where (every call to ``_inner`` while ``_exported``
+    is None); ``session`` is the exported graph's where there is one, and every other
+    attribute the rewritten graph's backend's.
+    """
+
+    def __init__(self, inner: Any, exported: Any = None) -> None:
+        self._inner = inner
+        self._exported = exported
+
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime session on the graph as exported, where there is one; else the rewritten graph's."""
+        return (self._exported or self._inner).session
+
+    @contextlib.contextmanager
+    def every_batch(self) -> Iterator[None]:
+        """Run every call on the rewritten graph, and on the inner backend's engine however
+        small where it has one: ``verify`` checks what large calls run this way."""
+        kept, self._exported = self._exported, None
+        try:
+            with getattr(self._inner, "every_batch", contextlib.nullcontext)():
+                yield
+        finally:
+            self._exported = kept
+
+    def close(self) -> None:
+        self._inner.close()
+        if self._exported is not None:
+            self._exported.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_inner", "_exported"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def __getstate__(self) -> None:
+        raise TypeError("a runtime backend cannot be pickled; pickle the Model, which reopens its package")

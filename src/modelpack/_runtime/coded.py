@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import CodedColumn
+from .base import BesideExported, CodedColumn
 from .graph_edits import add_default_opset, has_subgraphs, names_in, unique
 
 __all__ = ["CODES", "CodedBackend", "rewrite"]
@@ -369,18 +369,17 @@ def _broadcast(ins: list[str], shapes: Mapping[str, Shape], constants: _Constant
     return [tuple(int(d) for d in out)] if len(out) == rank - 1 else None
 
 
-class CodedBackend:
+class CodedBackend(BesideExported):
     """A backend on the rewritten graph that takes the original inputs, coded or not.
 
-    ``codes`` maps each rewritten string input to its codes input. ``whole``, if
+    ``codes`` maps each rewritten string input to its codes input. ``exported``, if
     given, is a backend on the graph as exported: it runs every call where no column
     came coded, which then pays for no Gather. Everything but ``run``, ``run_proba``,
     ``run_bound``, ``session`` and ``close`` is the inner backend's (``engine`` too).
     """
 
-    def __init__(self, inner: Any, codes: Mapping[str, str], whole: Any = None) -> None:
-        self._inner = inner
-        self._whole = whole
+    def __init__(self, inner: Any, codes: Mapping[str, str], exported: Any = None) -> None:
+        super().__init__(inner, exported)
         self._codes = dict(codes)
         self.coded_inputs = frozenset(codes)
         hidden = set(codes.values())
@@ -401,43 +400,25 @@ class CodedBackend:
         return out
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
-        whole = self._whole
-        if whole is not None:
+        exported = self._exported
+        if exported is not None:
             for name in self._codes:  # (a loop, not any(): this is the one-record path too)
                 if feeds.get(name).__class__ is CodedColumn:
                     break
             else:
-                return whole.run(feeds, outputs)
+                return exported.run(feeds, outputs)
         return self._inner.run(self.feeds(feeds), outputs)
 
     def _run_proba(self, feeds: Mapping[str, Any], name: str, classes: Any) -> Any:
         return self._inner.run_proba(self.feeds(feeds), name, classes)
 
     def run_bound(self, feeds: Any, outputs: Sequence[str] | None = None) -> list[Any]:
-        if self._whole is not None:
-            return self._whole.run_bound(feeds, outputs)
+        if self._exported is not None:
+            return self._exported.run_bound(feeds, outputs)
         if not isinstance(feeds, Mapping) and len(self.input_names) == 1:
             feeds = {self.input_names[0]: feeds}
         return self._inner.run_bound(self.feeds(feeds) if isinstance(feeds, Mapping) else feeds,
                                      outputs)
-
-    @property
-    def session(self) -> Any:
-        """The ONNX Runtime session on the graph as exported, where there is one; else the rewritten graph's."""
-        return (self._whole or self._inner).session
-
-    def close(self) -> None:
-        self._inner.close()
-        if self._whole is not None:
-            self._whole.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_inner", "_whole"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-    def __getstate__(self) -> None:
-        raise TypeError("a runtime backend cannot be pickled; pickle the Model, which reopens its package")
 
 
 _IDENTITY = np.arange(1 << 16, dtype=np.int64)

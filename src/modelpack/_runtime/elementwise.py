@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from .base import BesideExported
 from .graph_edits import add_default_opset, has_subgraphs, names_in, unique
 
 __all__ = ["LARGE", "ByRows", "rewrite"]
@@ -312,38 +313,20 @@ class _Form:
 LARGE = 1024
 
 
-class ByRows:
+class ByRows(BesideExported):
     """A backend on the rewritten graph for calls of :data:`LARGE` rows or more, and one on
-    the graph as exported for the others. ``session`` is the latter's; everything else
-    but ``run``, ``run_bound`` and ``close`` is the rewritten graph's backend's."""
-
-    def __init__(self, rewritten: Any, exported: Any) -> None:
-        self._rewritten = rewritten
-        self._exported = exported
+    the graph as exported for the others (see :class:`~.base.BesideExported`)."""
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
-        for value in feeds.values():  # (a loop, not max(): this is the one-record path too)
-            shape = value.shape
-            if shape and shape[0] >= LARGE:
-                return self._rewritten.run(feeds, outputs)
-        return self._exported.run(feeds, outputs)
+        exported = self._exported
+        if exported is not None:
+            for value in feeds.values():  # (a loop, not max(): this is the one-record path too)
+                shape = value.shape
+                if shape and shape[0] >= LARGE:
+                    break
+            else:
+                return exported.run(feeds, outputs)
+        return self._inner.run(feeds, outputs)
 
     def run_bound(self, feeds: Any, outputs: Sequence[str] | None = None) -> list[Any]:
-        return self._rewritten.run_bound(feeds, outputs)
-
-    @property
-    def session(self) -> Any:
-        """The ONNX Runtime session on the graph as exported."""
-        return self._exported.session
-
-    def close(self) -> None:
-        self._rewritten.close()
-        self._exported.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_rewritten", "_exported"):
-            raise AttributeError(name)
-        return getattr(self._rewritten, name)
-
-    def __getstate__(self) -> None:
-        raise TypeError("a runtime backend cannot be pickled; pickle the Model, which reopens its package")
+        return self._inner.run_bound(feeds, outputs)

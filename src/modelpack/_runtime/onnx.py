@@ -441,7 +441,7 @@ def open(package: Package, *, device: str | Sequence[str] = "cpu",
             # the graph as exported, without the Gathers. (A tree model's own whole-graph session
             # serves its small batches already; a second one would double its forest's memory.)
             whole = _second_backend(uncoded, plan, backend, ort, name)
-        return CodedBackend(backend, codes, whole=whole)
+        return CodedBackend(backend, codes, exported=whole)
     if as_exported is not None:
         from .elementwise import ByRows
 
