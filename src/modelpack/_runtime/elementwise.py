@@ -228,7 +228,8 @@ def _shapes(model: Any, names: set[str]) -> dict[str, Typed]:
 
 
 class _Form:
-    """The standard nodes that compute one Scaler, with their constants and fresh names."""
+    """The nodes that compute one Scaler or arithmetic node in a faster form, with their
+    constants and fresh names."""
 
     def __init__(self, node: Any, dtype: Any, taken: set[str]) -> None:
         self.node, self.dtype, self.taken = node, dtype, taken
@@ -248,10 +249,10 @@ class _Form:
         self.constants.append(numpy_helper.from_array(array, self.name(suffix)))
         return self.constants[-1].name
 
-    def add(self, op: str, inputs: list[str], output: str | None = None, **attrs: Any) -> str:
+    def add(self, op: str, inputs: list[str], **attrs: Any) -> str:
         from onnx import helper
 
-        output = output or self.name(op.lower())
+        output = self.name(op.lower())
         self.nodes.append(helper.make_node(op, inputs, [output], name=self.name(op), **attrs))
         return output
 
@@ -296,8 +297,8 @@ class _Form:
         return self.add("Reshape", [scaled, self.add("Shape", [x])])
 
     def finish(self, result: str) -> list[Any]:
-        """The nodes, the last one renamed to write the Scaler's output (so the rest of the graph
-        is unchanged), after a cast to float for a double input as ONNX Runtime's kernel does."""
+        """The nodes, the last one renamed to write the replaced node's output (so the rest of the
+        graph is unchanged), after a cast to float for a Scaler's double input as its kernel does."""
         from onnx import TensorProto
 
         if self.dtype is np.float64:
