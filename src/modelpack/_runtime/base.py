@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Backend", "BesideExported", "CodedColumn"]
+__all__ = ["Backend", "BesideExported", "CodedColumn", "batch_rows"]
 
 
 @runtime_checkable
@@ -49,6 +49,18 @@ class CodedColumn:
 
     categories: np.ndarray
     codes: np.ndarray
+
+
+def batch_rows(feeds: Mapping[str, Any]) -> int:
+    """A call's rows: its longest feed's first axis (a string column given coded holds only its
+    distinct values, :mod:`.coded`); a scalar counts as one row, no feed as none."""
+    rows = 0
+    for value in feeds.values():  # (no max() or int() per feed: this is the one-record path too)
+        shape = getattr(value, "shape", None)
+        n = shape[0] if shape else 1
+        if n > rows:
+            rows = n
+    return int(rows)
 
 
 class BesideExported:

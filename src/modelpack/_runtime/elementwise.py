@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BesideExported
+from .base import BesideExported, batch_rows
 from .graph_edits import add_default_opset, has_subgraphs, names_in, unique
 
 __all__ = ["LARGE", "ByRows", "rewrite"]
@@ -320,13 +320,8 @@ class ByRows(BesideExported):
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
         exported = self._exported
-        if exported is not None:
-            for value in feeds.values():  # (a loop, not max(): this is the one-record path too)
-                shape = value.shape
-                if shape and shape[0] >= LARGE:
-                    break
-            else:
-                return exported.run(feeds, outputs)
+        if exported is not None and batch_rows(feeds) < LARGE:
+            return exported.run(feeds, outputs)
         return self._inner.run(feeds, outputs)
 
     def run_bound(self, feeds: Any, outputs: Sequence[str] | None = None) -> list[Any]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModelpackError, RuntimeBackendError
+from ..base import batch_rows
 from . import ENGINE_NAME, ENGINES, check_engine
 from .engine import TreeEngine
 from .forest import Forest, Unsupported, attributes_of, describe, read_forest
@@ -60,7 +61,7 @@ class TreeBackend:
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[Any]:
         wanted = list(outputs or self.output_names)
-        if _rows(feeds) < self._min_rows:
+        if batch_rows(feeds) < self._min_rows:
             return self._inner.run(feeds, outputs)
         values = self._values(feeds, wanted, self._after, self._cut.after_inputs, self._cut.after_outputs)
         return self._inner.run(feeds, outputs) if values is None else [values[name] for name in wanted]
@@ -73,7 +74,7 @@ class TreeBackend:
         ZipMap's, or its classes are not ``classes``.
         """
         dense = self._dense
-        if dense is None or name not in dense.tensors or _rows(feeds) < self._min_rows:
+        if dense is None or name not in dense.tensors or batch_rows(feeds) < self._min_rows:
             return None
         keys = dense.keys[name]
         position = {k: i for i, k in enumerate(keys)}  # looked up as the ZipMap's dicts are
@@ -145,15 +146,6 @@ class TreeBackend:
 
     def __getstate__(self) -> None:
         raise TypeError("a runtime backend cannot be pickled; pickle the Model, which reopens its package")
-
-
-def _rows(feeds: Mapping[str, Any]) -> int:
-    """The batch's rows: the longest feed's (a string column given coded has its distinct values, .coded)."""
-    rows = 0
-    for value in feeds.values():
-        shape = getattr(value, "shape", None)
-        rows = max(rows, int(shape[0]) if shape else 1)
-    return rows
 
 
 def wrap(inner: Any, model_bytes: bytes | None, *, engine: str, ort: Any, options: Any, threads: int,
