@@ -120,10 +120,13 @@ docs: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed $(OV_VENV)/.installed $(MLS_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 
+# mlserver-xgboost asks for the `xgboost` distribution (with CUDA and NCCL, ~700 MB): it goes in
+# without dependencies, beside xgboost-cpu, which provides the same module.
 $(MLS_VENV)/.installed:
 	$(PYTHON) -m venv $(MLS_VENV)
 	$(MLS_VENV)/bin/python -m pip --disable-pip-version-check -q install mlserver==1.7.1 mlserver-sklearn==1.7.1 \
-	    "scikit-learn==1.9.0"
+	    "scikit-learn==1.9.0" xgboost-cpu
+	$(MLS_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps mlserver-xgboost==1.7.1
 	touch $@
 
 mlserver-env: $(MLS_VENV)/.installed

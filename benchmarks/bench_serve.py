@@ -1,16 +1,19 @@
 """Load test of `modelpack serve` (REST and gRPC) against the library in-process and Seldon MLServer.
 
-Two scikit-learn MLPs (64 features -> two hidden layers -> 10 classes) are trained here. The
-library and `modelpack serve` use them exported to ONNX; MLServer (with its scikit-learn
-runtime) serves the original scikit-learn models, in its own virtual environment
-(`.venv-mlserver`, made by `make mlserver-env`: MLServer pins FastAPI and protobuf versions
-of its own). Every server runs in its own process on 127.0.0.1, with and without micro-batching
-(modelpack: `--max-batch-size 64 --max-latency-ms 2`; MLServer: its adaptive batching with the
-same size and time). One client serves all: threads, each with its own keep-alive HTTP
-connection (httpx) or gRPC channel (the protocol's stubs, raw tensor contents), sending
-one-row requests for class probabilities as fast as the answers come, at 1, 8 and 32
-concurrent clients. Every answer is checked (modelpack against the library, MLServer against
-scikit-learn). The cases alternate in rounds, so drift in the machine's load hits all alike.
+Two scikit-learn MLPs (64 features -> two hidden layers -> 10 classes) and the XGBoost
+regressor of bench_trees.py (200 trees of depth 6, 20 features) are trained here. The
+library and `modelpack serve` use them exported to ONNX (the XGBoost package runs on the tree
+engine); MLServer serves the original models with its scikit-learn and XGBoost runtimes, in
+its own virtual environment (`.venv-mlserver`, made by `make mlserver-env`: MLServer pins
+FastAPI and protobuf versions of its own). Every server runs in its own process on
+127.0.0.1, with and without micro-batching (modelpack: `--max-batch-size 64
+--max-latency-ms 2`; MLServer: its adaptive batching with the same size and time). One
+client serves all: threads, each with its own keep-alive HTTP connection (httpx) or gRPC
+channel (the protocol's stubs, raw tensor contents), sending requests as fast as the answers
+come, at 1, 8 and 32 concurrent clients: one row each for the MLPs' class probabilities, and
+one row or 1,000 rows each for XGBoost's values. Every answer is checked (modelpack against
+the library, MLServer against the framework). The cases alternate in rounds, so drift in the
+machine's load hits all alike.
 
     .venv/bin/python benchmarks/bench_serve.py [--seconds 2] [--rounds 2] [--clients 1 8 32]
 """
@@ -30,6 +33,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_section  # noqa: E402
+from bench_trees import N_FEATURES as TREE_FEATURES  # noqa: E402
+from bench_trees import data as tree_data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MLSERVER = ROOT / ".venv-mlserver" / "bin" / "mlserver"
@@ -45,8 +51,20 @@ LAUNCH = ("import argparse, sys; from modelpack._cli.serve import add_parser; "
           "a = p.parse_args(sys.argv[1:]); sys.exit(a.handler(a))")
 FEATURES = 64
 MODELS = {"mlp-small": (256, 256), "mlp-large": (4096, 4096)}
+TREES = "xgboost"
 BATCH_SIZE, BATCH_MS = 64, 2.0
 Call = Callable[[Any, int], None]
+
+
+@dataclass
+class Workload:
+    """What one row of the table sends: ``requests[i]`` is request i's input ``X``."""
+
+    label: str  # the table's model column
+    model: str  # the served model's name
+    requests: np.ndarray  # [requests, rows, features] float32
+    ours: str  # the output read from modelpack
+    theirs: str  # the output read from MLServer
 
 
 def train(name: str, hidden: tuple[int, int]) -> Any:
@@ -60,12 +78,22 @@ def train(name: str, hidden: tuple[int, int]) -> Any:
         return MLPClassifier(hidden, max_iter=3, random_state=0).fit(X.astype(np.float32), y)
 
 
-def package(mlp: Any, folder: Path, name: str) -> Path:
-    from skl2onnx import to_onnx
+def train_trees() -> Any:
+    import xgboost
 
+    X, y = tree_data(20_000)
+    return xgboost.XGBRegressor(n_estimators=200, max_depth=6).fit(X, y)
+
+
+def package(model: Any, folder: Path, name: str) -> Path:
     import modelpack
 
-    onx = to_onnx(mlp, np.zeros((1, FEATURES), np.float32), options={"zipmap": False})
+    if name == TREES:
+        modelpack.export(model, folder / f"{name}.mpk", sample=tree_data(100, seed=2)[0], name=name)
+        return folder / f"{name}.mpk"
+    from skl2onnx import to_onnx
+
+    onx = to_onnx(model, np.zeros((1, FEATURES), np.float32), options={"zipmap": False})
     (folder / f"{name}.onnx").write_bytes(onx.SerializeToString())
     modelpack.pack(folder / f"{name}.onnx", folder / f"{name}.mpk", name=name)
     return folder / f"{name}.mpk"
@@ -104,17 +132,24 @@ def start_modelpack(packages: list[Path], batching: bool) -> tuple[subprocess.Po
     return proc, url, f"127.0.0.1:{grpc_port}"
 
 
-def start_mlserver(mlps: dict[str, Any], folder: Path, batching: bool) -> tuple[subprocess.Popen[bytes], str, str]:
-    """MLServer with its scikit-learn runtime over the original models (joblib files, as it reads them)."""
+def start_mlserver(originals: dict[str, Any], folder: Path, batching: bool
+                   ) -> tuple[subprocess.Popen[bytes], str, str]:
+    """MLServer over the original models: its scikit-learn runtime on joblib files, its XGBoost
+    runtime on XGBoost's JSON model file (the files each reads)."""
     import joblib
 
     port, grpc_port = free_port(), free_port()
     root = folder / ("mlserver-batching" if batching else "mlserver")
-    for name, mlp in mlps.items():
+    for name, model in originals.items():
         (root / name).mkdir(parents=True, exist_ok=True)
-        joblib.dump(mlp, root / name / "model.joblib")
-        settings: dict[str, Any] = {"name": name, "implementation": "mlserver_sklearn.SKLearnModel",
-                                    "parameters": {"uri": "./model.joblib", "version": "1"}}
+        if name == TREES:
+            model.save_model(root / name / "model.json")
+            runtime, uri = "mlserver_xgboost.XGBoostModel", "./model.json"
+        else:
+            joblib.dump(model, root / name / "model.joblib")
+            runtime, uri = "mlserver_sklearn.SKLearnModel", "./model.joblib"
+        settings: dict[str, Any] = {"name": name, "implementation": runtime,
+                                    "parameters": {"uri": uri, "version": "1"}}
         if batching:
             settings.update(max_batch_size=BATCH_SIZE, max_batch_time=BATCH_MS / 1000)
         (root / name / "model-settings.json").write_text(json.dumps(settings))
@@ -135,7 +170,7 @@ def start_mlserver(mlps: dict[str, Any], folder: Path, batching: bool) -> tuple[
 def rest_call(url: str, model: str, output: str, rows: np.ndarray, expected: np.ndarray, binary: bool) -> Call:
     bodies = []
     for r in rows:
-        tensor: dict[str, Any] = {"name": "X", "shape": [1, FEATURES], "datatype": "FP32"}
+        tensor: dict[str, Any] = {"name": "X", "shape": list(r.shape), "datatype": "FP32"}
         if binary:
             tensor["parameters"] = {"binary_data_size": r.nbytes}
             header = json.dumps({"inputs": [tensor], "outputs": [{"name": output, "parameters": {
@@ -167,7 +202,7 @@ def grpc_call(model: str, output: str, rows: np.ndarray, expected: np.ndarray) -
     requests = []
     for r in rows:
         request = pb.ModelInferRequest(model_name=model)
-        request.inputs.add(name="X", datatype="FP32", shape=[1, FEATURES])
+        request.inputs.add(name="X", datatype="FP32", shape=list(r.shape))
         request.outputs.add(name=output)
         request.raw_input_contents.append(r.tobytes())
         requests.append(request)
@@ -205,10 +240,10 @@ def http_session() -> Any:
     return httpx.Client(timeout=60)
 
 
-def library_call(model: Any, rows: np.ndarray, expected: np.ndarray) -> Call:
+def library_call(model: Any, output: str, rows: np.ndarray, expected: np.ndarray) -> Call:
     def call(_: Any, i: int) -> None:
-        out = model.run(rows[i % len(rows)][None])["probabilities"]
-        if not np.allclose(out[0], expected[i % len(rows)], atol=1e-5):
+        out = model.run(rows[i % len(rows)])[output]
+        if not np.allclose(out.reshape(-1), expected[i % len(rows)], atol=1e-5):
             raise AssertionError("wrong answer")
 
     return call
@@ -257,43 +292,59 @@ def summary(runs: list[tuple[list[float], int, float]]) -> dict[str, float]:
             "p50": statistics.median(flat) * 1e3, "p99": flat[min(len(flat) - 1, int(len(flat) * 0.99))] * 1e3}
 
 
+def workloads() -> list[Workload]:
+    rng = np.random.default_rng(1)
+    mlp_rows = rng.normal(size=(256, 1, FEATURES)).astype(np.float32)
+    one_row = tree_data(256, seed=3)[0].reshape(256, 1, TREE_FEATURES)
+    many = tree_data(8 * 1000, seed=4)[0].reshape(8, 1000, TREE_FEATURES)
+    return [*(Workload(name, name, mlp_rows, "probabilities", "predict_proba") for name in MODELS),
+            Workload(f"{TREES}, 1 row", TREES, one_row, "value", "predict"),
+            Workload(f"{TREES}, 1,000 rows", TREES, many, "value", "predict")]
+
+
 def build_cases(args: argparse.Namespace, folder: Path, servers: list[subprocess.Popen[bytes]]
                 ) -> tuple[dict[tuple[str, str], tuple[Call, Callable[[], Any]]], list[Any]]:
-    """Every contender for every model: (model, case) -> (call, session maker)."""
+    """Every contender for every workload: (workload, case) -> (call, session maker)."""
     import modelpack
     from modelpack.serve._app import SERVING_SESSION_OPTIONS
 
-    mlps = {name: train(name, hidden) for name, hidden in MODELS.items()}
-    packages = {name: package(mlp, folder, name) for name, mlp in mlps.items()}
-    rows = np.random.default_rng(1).normal(size=(256, FEATURES)).astype(np.float32)
+    originals = {**{name: train(name, hidden) for name, hidden in MODELS.items()}, TREES: train_trees()}
+    packages = {name: package(model, folder, name) for name, model in originals.items()}
     # The library with the session settings the server gives its models (no spin-waiting threads),
     # so both run the same ONNX Runtime configuration.
     models = {name: modelpack.load(path, session_options=SERVING_SESSION_OPTIONS) for name, path in packages.items()}
-    ours = {n: np.vstack([m.run(r[None])["probabilities"] for r in rows]) for n, m in models.items()}
-    theirs = {n: mlp.predict_proba(rows) for n, mlp in mlps.items()}
+    loads = workloads()
     cases: dict[tuple[str, str], tuple[Call, Callable[[], Any]]] = {}
-    for name, model in models.items():
-        cases[name, "library (Model.run, in-process)"] = (library_call(model, rows, ours[name]), lambda: None)
+    expected: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for w in loads:
+        model, original = models[w.model], originals[w.model]
+        ours = np.stack([model.run(r)[w.ours].reshape(-1) for r in w.requests])
+        theirs = np.stack([np.asarray(getattr(original, w.theirs)(r)).reshape(-1) for r in w.requests])
+        expected[w.label] = ours, theirs
+        cases[w.label, "library (Model.run, in-process)"] = (library_call(model, w.ours, w.requests, ours),
+                                                             lambda: None)
     for batching in (False, True):
         label = ", batching" if batching else ""
         proc, url, target = start_modelpack(list(packages.values()), batching)
         servers.append(proc)
-        for name in models:
-            cases[name, f"modelpack REST JSON{label}"] = (
-                rest_call(url, name, "probabilities", rows, ours[name], False), http_session)
-            cases[name, f"modelpack REST binary{label}"] = (
-                rest_call(url, name, "probabilities", rows, ours[name], True), http_session)
-            cases[name, f"modelpack gRPC{label}"] = (
-                grpc_call(name, "probabilities", rows, ours[name]), grpc_session(target))
+        for w in loads:
+            ours = expected[w.label][0]
+            cases[w.label, f"modelpack REST JSON{label}"] = (
+                rest_call(url, w.model, w.ours, w.requests, ours, False), http_session)
+            cases[w.label, f"modelpack REST binary{label}"] = (
+                rest_call(url, w.model, w.ours, w.requests, ours, True), http_session)
+            cases[w.label, f"modelpack gRPC{label}"] = (
+                grpc_call(w.model, w.ours, w.requests, ours), grpc_session(target))
         if args.no_mlserver or not MLSERVER.exists():
             continue
-        proc, url, target = start_mlserver(mlps, folder, batching)
+        proc, url, target = start_mlserver(originals, folder, batching)
         servers.append(proc)
-        for name in models:
-            cases[name, f"MLServer REST JSON{label}"] = (
-                rest_call(url, name, "predict_proba", rows, theirs[name], False), http_session)
-            cases[name, f"MLServer gRPC{label}"] = (
-                grpc_call(name, "predict_proba", rows, theirs[name]), grpc_session(target))
+        for w in loads:
+            theirs = expected[w.label][1]
+            cases[w.label, f"MLServer REST JSON{label}"] = (
+                rest_call(url, w.model, w.theirs, w.requests, theirs, False), http_session)
+            cases[w.label, f"MLServer gRPC{label}"] = (
+                grpc_call(w.model, w.theirs, w.requests, theirs), grpc_session(target))
     return cases, list(models.values())
 
 
@@ -339,11 +390,30 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=60)
         shutil.rmtree(folder, ignore_errors=True)  # packages and MLServer's copies: hundreds of MB a run
-    results = {key: summary(runs) for key, runs in sorted(samples.items(), key=lambda kv: kv[0][:2])}
+    order = [w.label for w in workloads()]
+    results = {key: summary(runs) for key, runs in
+               sorted(samples.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1]))}
     for key, r in results.items():
         print(*key, {k: round(v, 2) for k, v in r.items()}, flush=True)
     write_results(results, args, mlserver=any("MLServer" in case for _, case in cases), metrics_us=metrics_cost())
     return 0
+
+
+def against_mlserver(results: dict[tuple[str, int, str], dict[str, float]]) -> str:
+    """modelpack against MLServer, protocol for protocol, batched or not: the pairs won and those lost."""
+    won, lost = 0, []
+    for (label, clients, case), r in results.items():
+        if not case.startswith("MLServer"):
+            continue
+        ours = results[label, clients, case.replace("MLServer", "modelpack")]["rps"]
+        if ours > r["rps"]:
+            won += 1
+        else:
+            lost.append(f"{label}, {clients} client{'s' * (clients > 1)}, {case.removeprefix('MLServer ')}: "
+                        f"{ours:,.0f} against {r['rps']:,.0f} requests/s")
+    return (f"Against MLServer (REST JSON against REST JSON, gRPC against gRPC, batched or not): modelpack "
+            f"answered more requests per second in {won} of {won + len(lost)} pairs"
+            + (f"; lost: {'; '.join(lost)}." if lost else "."))
 
 
 def write_results(results: dict[tuple[str, int, str], dict[str, float]], args: argparse.Namespace, *,
@@ -360,7 +430,9 @@ def write_results(results: dict[tuple[str, int, str], dict[str, float]], args: a
             for case in ("modelpack REST JSON, batching", "modelpack REST binary, batching", "modelpack gRPC, batching")
             if ("mlp-large", top, case) in results}
     body = (f"`{' '.join(['.venv/bin/python benchmarks/bench_serve.py', *sys.argv[1:]])}`: "
-            f"scikit-learn MLPs ({sizes}), one-row requests for class probabilities from "
+            f"scikit-learn MLPs ({sizes}), one-row requests for class probabilities; the XGBoost "
+            "regressor of the tree benchmark (200 trees of depth 6, 20 features; modelpack runs it on "
+            "the tree engine), requests of one row and of 1,000 rows for its values. From "
             f"{', '.join(map(str, args.clients))} concurrent client threads, {args.seconds:g} s per case in "
             f"{args.rounds} alternating rounds (requests/s: the median of the rounds; latency: over all). Servers, clients and the library share the machine's "
             f"{os.cpu_count()} CPUs over loopback; every answer is checked. The library runs with the ONNX "
@@ -368,18 +440,19 @@ def write_results(results: dict[tuple[str, int, str], dict[str, float]], args: a
             "runs). Batching: modelpack "
             f"`--max-batch-size {BATCH_SIZE} --max-latency-ms {BATCH_MS:g}`, MLServer adaptive batching "
             f"with `max_batch_size` {BATCH_SIZE} and `max_batch_time` {BATCH_MS / 1000:g} s. "
-            + ("MLServer (1.7.1, scikit-learn runtime, `parallel_workers` 0: its worker pool does not start "
-               "with uvloop 0.23; defaults otherwise) serves the original scikit-learn models from "
+            + ("MLServer (1.7.1, its scikit-learn and XGBoost runtimes, `parallel_workers` 0: its worker "
+               "pool does not start with uvloop 0.23; defaults otherwise) serves the original models from "
                "`.venv-mlserver`. " if mlserver else
                "MLServer was not measured in this run (no `.venv-mlserver`). ")
             + "\n\nAt " + str(top) + " clients on mlp-large with batching, against the library in-process: "
             + ", ".join(f"{case.removesuffix(', batching')} {ratio:.2f}x" for case, ratio in goal.items())
             + f". The servers run with their Prometheus metrics on (the default); counting one request "
-            f"(its count, its latency and its batch) costs {metrics_us:.1f} µs in-process.\n\n"
+            f"(its count, its latency and its batch) costs {metrics_us:.1f} µs in-process."
+            + (f"\n\n{against_mlserver(results)}" if mlserver else "") + "\n\n"
             + "\n".join(lines) + "\n")
     path = write_section("serve", "Serving (`modelpack serve`)", body,
-                         ["modelpack", "onnxruntime", "scikit-learn", "fastapi", "uvicorn", "grpcio", "httpx",
-                          "numpy"])
+                         ["modelpack", "onnxruntime", "scikit-learn", "xgboost-cpu", "numba", "fastapi", "uvicorn",
+                          "grpcio", "httpx", "numpy"])
     print(f"wrote {path}")
 
 

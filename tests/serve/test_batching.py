@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import modelpack
 from modelpack.serve._batching import MicroBatcher
 
 from .conftest import create_app, make_arith, make_fixed, running
@@ -115,6 +117,24 @@ def test_a_lone_request_does_not_wait_but_a_stream_of_them_is_gathered() -> None
     assert runs == [2]  # the second request, 30 ms later, joined the first
 
 
+def test_a_client_that_waits_for_each_answer_alone_never_waits_out_the_window() -> None:
+    # Its requests come faster than the window, but no other client is there to join them.
+    model = Doubler()
+    batcher = MicroBatcher(model, max_batch_size=8, max_latency_ms=2000)
+
+    async def go() -> float:
+        start = time.perf_counter()
+        for _ in range(5):
+            await batcher.submit(_feeds(1))
+        elapsed = time.perf_counter() - start
+        await batcher.close()
+        return elapsed
+
+    elapsed = asyncio.run(go())
+    assert elapsed < 2.0  # waiting out the window once would take 2 s (from the second request on)
+    assert model.runs == [1] * 5
+
+
 def test_close_fails_the_requests_still_waiting() -> None:
     async def never(feeds: dict[str, np.ndarray]) -> dict[str, Any]:
         await asyncio.sleep(3600)
@@ -161,3 +181,48 @@ def test_server_merges_concurrent_requests_and_answers_each_correctly(tmp_path_f
     stats = app.state.batchers["arith", "1.2.0"].stats
     assert stats.requests == 60 and stats.rows == 60
     assert stats.batches < stats.requests  # some requests were merged
+
+
+def test_a_tree_model_runs_on_the_tree_engine_alone_and_merged(tmp_path_factory) -> None:
+    # Merged batches reach the tree engine as any batch does: answers as the library's, alone or merged.
+    httpx = pytest.importorskip("httpx")
+    ensemble = pytest.importorskip("sklearn.ensemble")
+    pytest.importorskip("numba", reason="modelpack[trees] is not installed")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6)).astype(np.float32)
+    gbm = ensemble.GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0).fit(X, X[:, 0] * X[:, 1])
+    folder = tmp_path_factory.mktemp("batching-trees")
+    package = folder / "gbm.mpk"
+    modelpack.export(gbm, package, sample=X[:20], name="gbm")
+    app = create_app([package], max_batch_size=64, max_latency_ms=20)
+    assert app.state.models == [("gbm", "0.0.0", "modelpack-trees")]
+    rows = rng.normal(size=(1000, 6)).astype(np.float32)
+    rows[::7, 2] = np.nan
+
+    def post(client: Any, part: np.ndarray) -> np.ndarray:
+        header = {"inputs": [{"name": "X", "shape": list(part.shape), "datatype": "FP32",
+                              "parameters": {"binary_data_size": part.nbytes}}]}
+        body = json.dumps(header).encode()
+        r = client.post("/v2/models/gbm/infer", content=body + part.tobytes(),
+                        headers={"Inference-Header-Content-Length": str(len(body))})
+        r.raise_for_status()
+        return np.asarray(r.json()["outputs"][0]["data"], dtype=np.float32)
+
+    with running(app) as url:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            whole = post(c, rows)  # one request past the batch size: run alone
+
+        def some(k: int) -> np.ndarray:
+            with httpx.Client(base_url=url, timeout=30) as c:
+                return np.concatenate([post(c, rows[k * 40 + j * 8:k * 40 + j * 8 + 8]) for j in range(5)])
+
+        with ThreadPoolExecutor(8) as pool:
+            merged = np.concatenate(list(pool.map(some, range(8))))
+    engine = modelpack.load(package)
+    reference = modelpack.load(package, engine="onnxruntime")
+    assert engine.engine == "modelpack-trees"
+    np.testing.assert_array_equal(whole, engine.predict(rows).reshape(-1))
+    np.testing.assert_allclose(whole, reference.predict(rows).reshape(-1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(merged, whole[:320], rtol=1e-5, atol=1e-5)
+    stats = app.state.batchers["gbm", "0.0.0"].stats
+    assert stats.requests == 40 and stats.rows == 320

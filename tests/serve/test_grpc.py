@@ -217,6 +217,10 @@ def test_typed_contents_errors_name_the_fix(stub) -> None:
     request.inputs[0].contents.fp32_contents.append(4)
     with pytest.raises(grpc.RpcError, match="holds 4 element"):
         stub.ModelInfer(request)
+    request.inputs[0].contents.Clear()
+    request.inputs[0].contents.fp64_contents.extend([1, 2, 3])
+    with pytest.raises(grpc.RpcError, match="in fp64_contents, where those of a FP32 tensor go in fp32_contents"):
+        stub.ModelInfer(request)
 
 
 def test_garbage_bytes_do_not_stop_the_server(served, stub) -> None:

@@ -159,7 +159,7 @@ def create_app(models: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping
                               "with the binary tensor data extension.")
     app.state.batchers = server.batchers  # (name, version) -> MicroBatcher, for monitoring
     app.state.service = server
-    app.state.models = [(s.name, s.version) for s in repository]  # what is served, in order
+    app.state.models = [(s.name, s.version, s.model.engine) for s in repository]  # what is served, in order
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     _add_routes(app, server)

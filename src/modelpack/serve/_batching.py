@@ -8,7 +8,11 @@ arrived. It waits for companions only while requests are arriving faster than
 that window, and stops waiting once the next arrival is not expected before
 the deadline (both judged from a moving average of the gaps between
 arrivals): under light load a request runs at once and pays no delay; under
-heavy load batches fill while the previous run is busy.
+heavy load batches fill while the previous run is busy. Nor does it wait when every
+client that sent requests of late is already waiting for an answer (the number of
+requests in flight at once, its recent peak): a client that sends its next request
+only after the last answer, alone, would otherwise wait out the window each time,
+since its requests do come faster than the window.
 
 The merged inputs are concatenated along the first axis, run once, and every
 output is split back by the row count of each request. If a merged run fails,
@@ -35,6 +39,7 @@ Feeds = dict[str, np.ndarray]
 Runner = Callable[[Feeds], Awaitable[dict[str, Any]]]
 
 _SMOOTHING = 0.2  # weight of the newest gap in the moving average of arrival gaps
+_PEAK_DECAY = 1 / 16  # share the recent peak of requests in flight loses at each arrival below it
 
 
 @dataclass
@@ -93,6 +98,8 @@ class MicroBatcher:
         self._running: set[asyncio.Task[None]] = set()
         self._gap = float("inf")
         self._last_arrival: float | None = None
+        self._in_flight = 0  # requests submitted and not yet answered
+        self._peak = 0.0  # their recent peak: how many companions a request may expect
         self.stats = BatchStats()
 
     async def submit(self, feeds: Feeds) -> dict[str, Any]:
@@ -107,10 +114,15 @@ class MicroBatcher:
             gap = now - self._last_arrival
             self._gap = gap if self._gap == float("inf") else self._gap * (1 - _SMOOTHING) + gap * _SMOOTHING
         self._last_arrival = now
+        self._in_flight += 1
+        self._peak = max(float(self._in_flight), self._peak * (1 - _PEAK_DECAY))
         item = _Item(feeds, rows, _signature(feeds), loop.create_future(), now)
         self._queue.append(item)
         self._wake.set()  # type: ignore[union-attr]
-        return await item.future
+        try:
+            return await item.future
+        finally:
+            self._in_flight -= 1
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._dispatcher is None or self._dispatcher.done():
@@ -136,7 +148,7 @@ class MicroBatcher:
             while not self._queue:
                 wake.clear()
                 await wake.wait()
-            if self._gap < self.max_latency:
+            if self._gap < self.max_latency and self._others_expected():
                 await self._gather(wake)
             batch = self._take()
             task = asyncio.get_running_loop().create_task(self._execute(batch))
@@ -147,7 +159,7 @@ class MicroBatcher:
         """Wait until the oldest request's batch is full or its deadline passes."""
         loop = asyncio.get_running_loop()
         deadline = self._queue[0].arrived + self.max_latency
-        while self._rows_like(self._queue[0]) < self.max_batch_size:
+        while self._rows_like(self._queue[0]) < self.max_batch_size and self._others_expected():
             remaining = deadline - loop.time()
             if remaining <= 0 or self._gap > remaining:  # the next arrival is not expected in time
                 return
@@ -156,6 +168,10 @@ class MicroBatcher:
                 await asyncio.wait_for(wake.wait(), remaining)
             except asyncio.TimeoutError:
                 return
+
+    def _others_expected(self) -> bool:
+        # Fewer requests in flight than of late: the clients not waiting may send one soon.
+        return self._in_flight < self._peak
 
     def _rows_like(self, first: _Item) -> int:
         return sum(i.rows for i in self._queue if i.signature == first.signature)

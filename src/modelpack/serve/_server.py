@@ -42,8 +42,8 @@ def serve(models: Sequence[ModelSource | tuple[str, ModelSource]] | Mapping[str,
         _check_free(host, options["grpc_port"])
     app = create_app(models, grpc_host=host, **options)
     base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
-    for name, version in app.state.models:  # before uvicorn's own line: what is served, and where
-        sys.stderr.write(f"serving {name} {version} at {base}/v2/models/{name}/versions/{version}\n")
+    for name, version, engine in app.state.models:  # before uvicorn's own line: what is served, where, by what
+        sys.stderr.write(f"serving {name} {version} at {base}/v2/models/{name}/versions/{version} ({engine})\n")
     for name in app.state.service.repository.states:
         sys.stderr.write(f"loading {name} behind {base}/v2/models/{name}\n")
     if options.get("grpc_port") is not None:

@@ -116,6 +116,11 @@ def _from_contents(tensor: Any) -> np.ndarray:
                          fix="Send it in raw_input_contents.")
     values = getattr(tensor.contents, field)
     if len(values) != math.prod(shape):
+        elsewhere = sorted({f for f in _FIELDS.values() if f != field and len(getattr(tensor.contents, f))})
+        if not values and elsewhere:
+            raise InputError(f"its elements are in {elsewhere[0]}, where those of a {tensor.datatype} tensor go "
+                             f"in {field}", input=tensor.name,
+                             fix=f"Send them in {field}, or give the datatype that {elsewhere[0]} holds.")
         raise _count_error(tensor, len(values))
     if tensor.datatype == "BYTES":
         return _strings(values, tensor.name).reshape(shape)
