@@ -135,6 +135,9 @@ BAD_JSON = {
                         "mixes true/false with numbers"),
     "false among INT64 rows": (_json([{"name": "x", "shape": [2, 2], "datatype": "INT64",
                                        "data": [[1, 2], [False, 4]]}]), "mixes true/false"),
+    # "true" past 64 other t's (each a place the word could start): the plain search decides
+    "true after many t's": (_json([{"name": "t" * 70, "shape": [3], "datatype": "FP32", "data": [1.5, True, 2]}]),
+                            "mixes true/false with numbers"),
     "out of range": (_json([{"name": "x", "shape": [1], "datatype": "UINT8", "data": [256]}]), "range of UINT8"),
     "negative uint": (_json([{"name": "x", "shape": [1], "datatype": "UINT32", "data": [-1]}]), "range"),
     "ragged": (_json([{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3]]}]), "regular"),

