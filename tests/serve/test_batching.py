@@ -176,6 +176,11 @@ def test_server_merges_concurrent_requests_and_answers_each_correctly(tmp_path_f
             answers = list(pool.map(one, range(12)))
         fixed = httpx.post(f"{url}/v2/models/fixed/infer", json={"inputs": [
             {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, -2]}]}).json()
+        # a small request is decoded on the event loop: its errors are answers too
+        bad = httpx.post(f"{url}/v2/models/arith/infer", json={"inputs": [
+            {"name": "a", "shape": [1, 3], "datatype": "FP32", "data": [1, 2]}]})
+        assert bad.status_code == 400 and "holds 2 element(s)" in bad.json()["error"]
+        assert httpx.post(f"{url}/v2/models/arith/infer", content=b"{").status_code == 400
     assert answers == [[(float(k + j + 1 + k * j), 2 * k * j) for j in range(5)] for k in range(12)]
     assert fixed["outputs"][0]["data"] == [-1.0, 2.0]
     stats = app.state.batchers["arith", "1.2.0"].stats

@@ -29,6 +29,7 @@ __all__ = ["EXTENSIONS", "Service"]
 log = logging.getLogger("modelpack.serve")
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
+_INLINE_BYTES = 16384  # REST bodies up to this size are decoded and answered on the event loop (batching)
 
 
 class Service:
@@ -102,10 +103,13 @@ class Service:
             if served.batcher is None:
                 answer: tuple[bytes, int | None] = await self.in_thread(served.infer, body, header_length)
                 return answer
-            request, feeds = await self.in_thread(served.decode, body, header_length)
+            # A small request is decoded and answered on the event loop: a trip to a worker thread
+            # and back costs more than the work (as gRPC does, _grpc.ModelInfer).
+            small = len(body) <= _INLINE_BYTES
+            request, feeds = served.decode(body, header_length) if small else \
+                await self.in_thread(served.decode, body, header_length)
             values = await served.batcher.submit(feeds)
-            answer = await self.in_thread(served.encode, request, values)
-            return answer
+            return served.encode(request, values) if small else await self.in_thread(served.encode, request, values)
 
     def observe(self, protocol: str, model: str, status: int, seconds: float) -> None:
         """Count a request in the metrics (names no package was served as count as "")."""
