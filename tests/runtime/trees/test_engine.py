@@ -162,6 +162,24 @@ def test_a_stand_in_exists_only_where_every_split_agrees() -> None:
     assert stand_in.dtype == np.float32
 
 
+def test_trees_of_few_leaves_with_deep_branches_stop_the_walk_without_leaf_tests_sooner() -> None:
+    from modelpack._runtime.trees.layouts import EARLIER, levels_layout
+
+    # a chain of 6 splits: leaves at depths 1 to 6 and 6 (mean 3.9), walked to 6 before the rule
+    thresholds = [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    chain = _one_tree([(0, t, "BRANCH_LEQ", 0) for t in thresholds])
+    assert levels_layout(chain)["free"].tolist() == [6 - EARLIER]
+    # leaves at depths 1, 2, 2: near the bottom, so walked to the bottom
+    short = _one_tree([(0, 1.0, "BRANCH_LEQ", 0), (0, 2.0, "BRANCH_LEQ", 0)])
+    assert levels_layout(short)["free"].tolist() == [2]
+    # every leaf is reached, above and below the free steps: a leaf's value is the splits passed
+    x = np.linspace(-1, 7, 33, dtype=np.float32)[:, None]
+    expected = [next((i for i, t in enumerate(thresholds) if not v <= t), 6) for v in x[:, 0]]
+    got = TreeEngine(chain, 1, layout="levels").scores(x)[:, 0]
+    np.testing.assert_array_equal(got, np.array(expected, np.float32))
+    assert set(expected) == set(range(7))
+
+
 def test_rows_wider_than_the_forest_reads_take_a_stand_in_per_column() -> None:
     """The loops read a stand-in for every column of the rows; columns no split reads take 0, so a
     missing value there changes nothing (and no read goes past the forest's own columns)."""

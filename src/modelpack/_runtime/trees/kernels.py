@@ -12,7 +12,8 @@ on XGBoost-shaped trees: 1.9x; on LightGBM's deeper ones: 1.6x).
 * ``complete``: shallow trees, padded to full depth: a fixed number of steps;
 * ``levels``: trees of any depth: a leaf steps to itself, so the first ``free`` steps
   of a tree go without a leaf test (its full depth where its leaves lie near the
-  bottom, else its leaves' mean depth); below that a row that reaches its leaf
+  bottom, else its leaves' mean depth, less for trees of few leaves with deep
+  branches: :func:`.layouts.levels_layout`); below that a row that reaches its leaf
   leaves the list of rows still walking, so a pass costs only those;
 * ``oblivious``: one split per level (CatBoost): each level adds one bit of the
   leaf's index, read from one column of the block, which the compiler turns into
