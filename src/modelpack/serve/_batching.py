@@ -148,7 +148,7 @@ class MicroBatcher:
             while not self._queue:
                 wake.clear()
                 await wake.wait()
-            if self._gap < self.max_latency and self._others_expected():
+            if self._gap < self.max_latency:
                 await self._gather(wake)
             batch = self._take()
             task = asyncio.get_running_loop().create_task(self._execute(batch))
@@ -156,7 +156,7 @@ class MicroBatcher:
             task.add_done_callback(self._running.discard)
 
     async def _gather(self, wake: asyncio.Event) -> None:
-        """Wait until the oldest request's batch is full or its deadline passes."""
+        """Wait until the oldest request's batch is full, its deadline passes, or no other client is expected."""
         loop = asyncio.get_running_loop()
         deadline = self._queue[0].arrived + self.max_latency
         while self._rows_like(self._queue[0]) < self.max_batch_size and self._others_expected():
