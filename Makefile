@@ -95,7 +95,8 @@ test-all: $(VENV)/.dev-installed $(OV_VENV)/.installed $(KS_VENV)/.installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
 	$(BIN)/python $(PYTEST) -m "" --doctest-modules src/modelpack
 	$(BIN)/python $(PYTEST) -m ""
-	$(OV_VENV)/bin/python $(PYTEST) -m "" tests/devices/test_devices.py tests/runtime/test_onnx.py
+	$(OV_VENV)/bin/python $(PYTEST) -m "" tests/devices/test_devices.py tests/runtime/test_onnx.py \
+		tests/runtime/trees/test_tensor_form.py
 	$(KS_VENV)/bin/python $(PYTEST) -m "" tests/serve/test_clients.py -k kserve
 
 # plugin:frameworks (comma-separated); a plugin whose requirements bring its framework names

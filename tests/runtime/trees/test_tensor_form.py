@@ -25,10 +25,13 @@ from modelpack._runtime.trees.forest import Unsupported  # noqa: E402
 OPENVINO = "OpenVINOExecutionProvider"
 
 
-def test_random_ensembles_rewritten_answer_the_same(random_forests: Callable[[int], list[tuple[int, Any, int, Any]]],
-                                                    run_on_cpu: Callable[..., list[Any]]) -> None:
+@pytest.mark.parametrize("categorical", [False, True], ids=["ordered", "equality-splits"])
+def test_random_ensembles_rewritten_answer_the_same(random_forests: Callable[..., list[tuple[int, Any, int, Any]]],
+                                                    run_on_cpu: Callable[..., list[Any]], categorical: bool) -> None:
+    """Every rule, post transforms SOFTMAX_ZERO and BRANCH_EQ / BRANCH_NEQ included."""
     seen: Counter[str] = Counter()
-    for seed, model, n_features, forest in random_forests(120):
+    transforms: Counter[str] = Counter()
+    for seed, model, n_features, forest in random_forests(120, categorical=categorical):
         if isinstance(forest, Unsupported):
             continue
         source = model.SerializeToString()
@@ -42,11 +45,14 @@ def test_random_ensembles_rewritten_answer_the_same(random_forests: Callable[[in
         for w, g in zip(want, got, strict=True):
             assert disagreement(np.asarray(w), np.asarray(g), np.asarray(want[-1])) is None, seed
         seen["rewritten"] += 1
+        transforms[forest.post_transform] += 1
+        transforms["equality splits"] += forest.has_equal
     assert seen["rewritten"] >= 80, seen
-    # Left to the tree operator: SOFTMAX_ZERO, and, with another onnxruntime, a two-class
-    # convention it computes differently (the probe sees it, and the model keeps the operator).
-    assert all(k in ("rewritten", "post transform SOFTMAX_ZERO in the tensor form")
-               or "differs from ONNX Runtime's on the probe batch" in k for k in seen), seen
+    assert transforms["equality splits"] >= (60 if categorical else 0), transforms
+    assert transforms["SOFTMAX_ZERO"] >= 5, transforms
+    # Left to the tree operator: with another onnxruntime, a two-class convention it computes
+    # differently (the probe sees it, and the model keeps the operator).
+    assert all(k == "rewritten" or "differs from ONNX Runtime's on the probe batch" in k for k in seen), seen
 
 
 @pytest.fixture
@@ -106,3 +112,24 @@ def test_engine_onnxruntime_keeps_the_tree_operator(pipeline_onnx: tuple[Path, n
         assert m.engine == "onnxruntime"
         assert m.placement is not None
         assert "ai.onnx.ml.TreeEnsembleClassifier" in m.placement["CPUExecutionProvider"]["ops"]
+
+
+def test_on_openvino_equality_splits_and_softmax_zero_run_on_the_device(
+        random_forests: Callable[..., list[tuple[int, Any, int, Any]]], tmp_path: Path) -> None:
+    """LightGBM's categorical splits (BRANCH_EQ / BRANCH_NEQ) and SOFTMAX_ZERO run on the device too."""
+    if OPENVINO not in ort.get_available_providers():
+        pytest.skip("onnxruntime-openvino is not installed here (make test runs this in .venv-openvino)")
+    seed, model, n_features, forest = next(
+        (seed, model, n_features, forest) for seed, model, n_features, forest in random_forests(200, categorical=True)
+        if not isinstance(forest, Unsupported) and forest.has_equal and not forest.classifier
+        and forest.n_targets > 1 and forest.post_transform == "SOFTMAX_ZERO")
+    path = tmp_path / "categorical.onnx"
+    path.write_bytes(model.SerializeToString())
+    x = np.ascontiguousarray(np.pad(probe_rows(forest, 300, seed=seed),
+                                    ((0, 0), (0, n_features - forest.n_features)), constant_values=0.5))
+    with modelpack.load(path, device="openvino") as m, modelpack.load(path, engine="onnxruntime") as ref:
+        assert m.engine == "modelpack-trees", m.engine_reason
+        placement = m.placement
+        assert placement is not None and placement[OPENVINO]["ops"].get("Equal", 0) > 0, placement
+        assert not any(op.endswith("TreeEnsembleRegressor") for ops in placement.values() for op in ops["ops"])
+        np.testing.assert_allclose(m.predict(x), ref.predict(x), rtol=1e-4, atol=1e-5)

@@ -12,6 +12,7 @@ shape (rows, trees):
     repeat depth times:
         x     = GatherElements(X, feature[node])
         left  = x <= threshold[node]  or  (isnan(x) and nan_left[node])
+                (an equality split: x == threshold[node] in place of x <= ...)
         node  = left_child[node] + 1 - left    # a leaf points to itself and goes left
     scores = ReduceSum(values[leaf_row[node]], over trees)
 
@@ -42,10 +43,6 @@ def tensor_form(forest: Forest, node: Any) -> tuple[list[Any], list[Any]]:
 
     if forest.n_trees > MAX_TREES:
         raise Unsupported(f"{forest.n_trees} trees (the tensor form takes up to {MAX_TREES})")
-    if forest.post_transform == "SOFTMAX_ZERO":
-        raise Unsupported("post transform SOFTMAX_ZERO in the tensor form")
-    if forest.has_equal:
-        raise Unsupported("BRANCH_EQ / BRANCH_NEQ splits in the tensor form")
     if forest.threshold.dtype != np.float32:
         raise Unsupported("double-precision thresholds in the tensor form (it compares in float32)")
     prefix = f"{node.name or 'trees'}_tf_"
@@ -55,6 +52,8 @@ def tensor_form(forest: Forest, node: Any) -> tuple[list[Any], list[Any]]:
         "nan_left": a["nan_left"].astype(bool), "left": a["left"].astype(np.int64),
         "leaf_row": a["leaf_row"].astype(np.int64), "values": forest.leaf_values.astype(np.float32),
     }
+    if forest.has_equal:
+        constants["ordered"] = a["equal"] == 0
     def n(name: str) -> str:  # names of our own values, apart from the graph's
         return prefix + name
 
@@ -82,16 +81,24 @@ def tensor_form(forest: Forest, node: Any) -> tuple[list[Any], list[Any]]:
     def right(le: str, missing: str) -> str:
         return add("Where", [add("Or", [le, missing]), zero_i, one_i])
 
+    def below(value: str, threshold: str, ordered: Any) -> str:
+        # Left on x <= t; at an equality split (not ``ordered``) on x == t, which is x <= t and x >= t.
+        le = add("LessOrEqual", [value, threshold])
+        if not forest.has_equal:
+            return le
+        return add("And", [le, add("Or", [add("Equal", [value, threshold]), ordered()])])
+
     # Level 0: every row is at its tree's root, so the root's split is a constant (trees,).
     roots = forest.roots
     value = add("Gather", [x, const("root_feature", a["feature"][roots].astype(np.int64), np.int64)], axis=1)
-    le = add("LessOrEqual", [value, const("root_threshold", a["threshold"][roots], np.float32)])
+    le = below(value, const("root_threshold", a["threshold"][roots], np.float32),
+               lambda: const("root_ordered", constants["ordered"][roots], bool))
     missing = add("And", [isnan(value), const("root_nan_left", a["nan_left"][roots].astype(bool), bool)])
     idx = add("Add", [const("root_left", a["left"][roots].astype(np.int64), np.int64), right(le, missing)])
     for _ in range(forest.depth - 1):
         feature = add("Gather", [n("feature"), idx])
         value = add("GatherElements", [x, feature], axis=1)
-        le = add("LessOrEqual", [value, add("Gather", [n("threshold"), idx])])
+        le = below(value, add("Gather", [n("threshold"), idx]), lambda idx=idx: add("Gather", [n("ordered"), idx]))
         missing = add("And", [isnan(value), add("Gather", [n("nan_left"), idx])])
         idx = add("Add", [add("Gather", [n("left"), idx]), right(le, missing)])
     leaf_values = add("Gather", [n("values"), add("Gather", [n("leaf_row"), idx])])  # (rows, trees, width)
@@ -111,7 +118,8 @@ def _absorbing(forest: Forest) -> dict[str, np.ndarray]:
     """The levels layout (each leaf pointing to itself and always going left), every entry an index."""
     a = levels_layout(forest)
     return {"feature": np.maximum(a["feature"], 0), "threshold": a["threshold"].astype(np.float32),
-            "nan_left": a["nan_left"], "left": a["left"], "leaf_row": np.maximum(a["leaf_row"], 0)}
+            "nan_left": a["nan_left"], "equal": a["equal"], "left": a["left"],
+            "leaf_row": np.maximum(a["leaf_row"], 0)}
 
 
 def _finish(forest: Forest, s: str, add: Any, const: Any) -> list[str]:
@@ -127,7 +135,7 @@ def _finish(forest: Forest, s: str, add: Any, const: Any) -> list[str]:
             s = add("Add", [s, const("base", base, np.float32)])
         if f.has_score is not None and not f.has_score.all():
             s = add("Mul", [s, const("scored", f.has_score.astype(np.float32), np.float32)])
-        return [_transform(f.post_transform, s, add)]
+        return [_transform(f.post_transform, s, add, const)]
     assert f.labels is not None and f.has_score is not None  # noqa: S101 (a classifier's)
     labels = const("labels", f.labels, None)
     if f.n_targets > 2:
@@ -143,7 +151,7 @@ def _finish(forest: Forest, s: str, add: Any, const: Any) -> list[str]:
         else:
             ranked = s
         label = add("Gather", [labels, add("ArgMax", [ranked], axis=1, keepdims=0)])
-        return [label, _transform(f.post_transform, s, add)]
+        return [label, _transform(f.post_transform, s, add, const)]
     return _two_classes(f, s, labels, add, const)
 
 
@@ -180,14 +188,25 @@ def _two_classes(f: Forest, s: str, labels: str, add: Any, const: Any) -> list[s
     zero = const("zero_f", 0, np.float32)  # a class without a score reads as 0
     pair = add("Concat", [column(s0 if has[0] else add("Mul", [s0, zero])),
                           column(s1 if has[1] else add("Mul", [s1, zero]))], axis=1)
-    return [label, _transform(f.post_transform, pair, add)]
+    return [label, _transform(f.post_transform, pair, add, const)]
 
 
-def _transform(post: str, s: str, add: Any) -> str:
+def _transform(post: str, s: str, add: Any, const: Any) -> str:
     if post == "LOGISTIC":
         return add("Sigmoid", [s])
     if post == "SOFTMAX":
         return add("Softmax", [s], axis=1)
+    if post == "SOFTMAX_ZERO":
+        # ONNX Runtime's rule (engine._transform): a score within 1e-7 of zero keeps s * exp(-max)
+        # and stays out of the sum.
+        axis = const("sz_axis", [1], np.int64)
+        # The maximum through ArgMax: ReduceMax moved its axes from attribute to input at opset 18.
+        top = add("GatherElements", [s, add("ArgMax", [s], axis=1, keepdims=1)], axis=1)
+        nonzero = add("Or", [add("Greater", [s, const("sz_eps", 1e-7, np.float32)]),
+                             add("Less", [s, const("sz_neg_eps", -1e-7, np.float32)])])
+        e = add("Where", [nonzero, add("Exp", [add("Sub", [s, top])]), add("Mul", [s, add("Exp", [add("Neg", [top])])])])
+        total = add("ReduceSum", [add("Where", [nonzero, e, const("sz_zero", 0, np.float32)]), axis], keepdims=1)
+        return add("Div", [e, total])
     return s
 
 
