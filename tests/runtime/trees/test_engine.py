@@ -162,6 +162,36 @@ def test_a_stand_in_exists_only_where_every_split_agrees() -> None:
     assert stand_in.dtype == np.float32
 
 
+def test_rows_with_a_missing_value_walk_keyed_splits_with_the_float_comparisons_answers() -> None:
+    """A row holding a missing value no stand-in replaces walks the splits as unsigned keys:
+    each split, each mode, each missing-value way, at the thresholds where a key could go
+    wrong (-0.0 and 0.0, the smallest numbers either side of 0, the largest, infinities)."""
+    tiny = float(np.nextafter(np.float32(0), np.float32(1)))
+    big = float(np.finfo(np.float32).max)
+    thresholds = [-np.inf, -big, -1.0, -tiny, -0.0, 0.0, tiny, 1.0, big, np.inf]
+    with np.errstate(over="ignore"):  # the number after the largest is inf
+        steps = [np.nextafter(np.float32(t), np.float32(d)) for t in thresholds for d in (-np.inf, np.inf)]
+    column = np.array(thresholds + steps + [np.nan], np.float32)  # -0.0 and 0.0 both, as written
+    # A second column, missing in every row and given no stand-in, sends every row down the keys.
+    x = np.column_stack([column, np.full_like(column, np.nan)])
+    holds = {"BRANCH_LEQ": np.less_equal, "BRANCH_LT": np.less, "BRANCH_GT": np.greater,
+             "BRANCH_GTE": np.greater_equal}
+    for t in thresholds:
+        for mode, test in holds.items():
+            for track in (0, 1):
+                forest = _one_tree([(0, t, mode, track)])
+                # the true side is value 1 (the chain's last leaf), the false side 0
+                expected = np.where(np.isnan(column), track, test(column, np.float32(t))).astype(np.float32)
+                for layout in ("complete", "levels"):
+                    engine = TreeEngine(forest, 1, layout)
+                    assert engine._args[-1].dtype == np.uint32, "keyed splits for rows with a missing value"
+                    engine._stand_in = np.full(2, np.nan, np.float32)
+                    for rows in (x, x[:, :1]):  # walked as keys, and as floats but for the missing value
+                        got = engine.scores(np.ascontiguousarray(rows))[:, 0]
+                        np.testing.assert_array_equal(got, expected, err_msg=f"{layout}: x {mode} {t!r}, "
+                                                                             f"track {track}, {rows.shape[1]} columns")
+
+
 def test_trees_of_few_leaves_with_deep_branches_stop_the_walk_without_leaf_tests_sooner() -> None:
     from modelpack._runtime.trees.layouts import EARLIER, levels_layout
 

@@ -30,7 +30,7 @@ import numpy as np
 from ..settings import cache_dir
 from . import ENGINE_NAME
 from .forest import Forest, describe, nan_stand_ins, present_only
-from .layouts import complete, levels_layout, oblivious_layout, packed_splits
+from .layouts import complete, keyed_splits, levels_layout, oblivious_layout, packed_splits
 
 __all__ = ["ENGINE_NAME", "TreeEngine", "import_numba"]
 
@@ -103,11 +103,14 @@ class TreeEngine:
         # The kernel's arguments between the rows and the output.
         # tree_target: -1 per tree when leaves hold every target.
         if self.layout == "levels":
-            args: tuple[Any, ...] = (*packed_splits(a), a["left"].astype(np.uint32), a["leaf_row"],
+            nodes, thr = packed_splits(a)
+            args: tuple[Any, ...] = (nodes, thr, a["left"].astype(np.uint32), a["leaf_row"],
                                      forest.roots.astype(np.uint32), a["free"], forest.leaf_values, forest.tree_target,
-                                     forest.has_equal)
+                                     forest.has_equal, *_dirty(a, nodes, thr))
         elif self.layout == "complete":
-            args = (*packed_splits(a), _slots(forest, a["leaf"]), forest.tree_target, max(forest.depth, 1))
+            nodes, thr = packed_splits(a)
+            args = (nodes, thr, _slots(forest, a["leaf"]), forest.tree_target, max(forest.depth, 1),
+                    *_dirty(a, nodes, thr))
         else:
             args = (a["feature"], a["threshold"], a["nan_left"], _slots(forest, a["leaf"]), forest.tree_target,
                     np.empty(0, np.uint8 if forest.depth <= 8 else np.int32))
@@ -189,6 +192,13 @@ class TreeEngine:
         if not f.classifier:
             return [_finish_regressor(f, s)]
         return _finish_classifier(f, s)
+
+
+def _dirty(layout: dict[str, np.ndarray], nodes: np.ndarray, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The splits rows holding a missing value walk, and how the loops read them (:mod:`.kernels`):
+    keyed where :func:`.layouts.keyed_splits` takes the forest, else the forest's own."""
+    keyed = keyed_splits(layout)
+    return (nodes, thr) if keyed is None else (keyed, np.empty(thr.shape, np.uint32))
 
 
 def _rows(x: np.ndarray, chosen: np.ndarray) -> np.ndarray:

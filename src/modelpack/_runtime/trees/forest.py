@@ -281,8 +281,9 @@ def _split(mode: int, t: np.floating[Any], goes_true_on_nan: bool, keys: list[tu
            threshold: list[float], nan_left: list[int], equal: list[int]) -> None:
     """One split in the engine's form (module docstring); ``keys`` becomes (left child, right child)."""
     value = t  # float32, or float64 in a double forest
-    if mode in (1, 3):  # strict comparisons, one step down
-        value = type(t)(np.nan) if t == -np.inf else np.nextafter(t, type(t)(-np.inf))
+    if mode in (1, 3):  # strict comparisons, one step down (below the lowest number: -inf)
+        with np.errstate(over="ignore"):
+            value = type(t)(np.nan) if t == -np.inf else np.nextafter(t, type(t)(-np.inf))
     if mode in (2, 3):  # the true child is the right one
         keys.reverse()
         nan_left[at] = not goes_true_on_nan

@@ -7,7 +7,7 @@ import numpy as np
 from .forest import Forest
 
 __all__ = ["COMPLETE_MAX_DEPTH", "COMPLETE_MAX_NODES", "EARLIER", "FEW_LEAVES", "FIXED_GAP", "SKEW_GAP", "complete",
-           "levels_layout", "oblivious_layout", "packed_splits"]
+           "keyed_splits", "levels_layout", "oblivious_layout", "packed_splits"]
 
 #: Deepest tree the complete layout takes, and the most nodes it may hold in all.
 COMPLETE_MAX_DEPTH = 10
@@ -125,6 +125,27 @@ def packed_splits(layout: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray
         return np.asarray(split << 32, dtype=np.int64), threshold
     bits = threshold.view(np.uint32).astype(np.int64)
     return np.asarray((split << 32) | bits, dtype=np.int64), np.empty(threshold.shape[:-1] + (0,), np.float32)
+
+
+def keyed_splits(layout: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Each split as one int64 for rows holding a missing value, ``(feature * 4 + o) << 32 | key``,
+    or None for a double forest or one with equality splits (they keep the missing-value test).
+
+    ``key`` is the threshold's unsigned key less ``o``, and ``o`` is 1 where a missing value goes
+    right (:mod:`.kernels` compares a value's key less ``o`` with it; -0.0 is keyed as 0.0, as
+    ``<=`` holds them equal). A split no present value passes (a NaN threshold) gets key 0,
+    below every number's key less one: only a missing value (key 0) can go left, where ``o``
+    is 0. A leaf (``x <= inf``, missing left) sends every row left.
+    """
+    threshold = layout["threshold"]
+    if threshold.dtype != np.float32 or layout.get("equal", np.zeros(1, np.uint8)).any():
+        return None
+    o = 1 - layout["nan_left"].astype(np.int64)
+    bits = (threshold + np.float32(0)).view(np.uint32).astype(np.int64)  # -0.0 as 0.0
+    key = np.where(bits >> 31, bits ^ 0xFFFFFFFF, bits ^ 0x80000000)
+    key = np.where(np.isnan(threshold), 0, key - o)
+    split = np.maximum(layout["feature"], 0).astype(np.int64) * 4 + o
+    return np.asarray((split << 32) | key, dtype=np.int64)
 
 
 def _complete_layout(forest: Forest) -> dict[str, np.ndarray]:
