@@ -118,13 +118,12 @@ def packed_splits(layout: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray
 
     One read per step (a float32 forest). A leaf's entry (feature -1) is never read as a split.
     """
-    equal = layout.get("equal", np.zeros(1, np.uint8)).astype(np.int64)
-    split = np.maximum(layout["feature"], 0).astype(np.int64) * 4 + equal * 2 + layout["nan_left"]
+    flags = _equal(layout).astype(np.int64) * 2 + layout["nan_left"]
     threshold = layout["threshold"]
     if threshold.dtype == np.float64:
-        return np.asarray(split << 32, dtype=np.int64), threshold
+        return _packed(layout, flags, 0), threshold
     bits = threshold.view(np.uint32).astype(np.int64)
-    return np.asarray((split << 32) | bits, dtype=np.int64), np.empty(threshold.shape[:-1] + (0,), np.float32)
+    return _packed(layout, flags, bits), np.empty(threshold.shape[:-1] + (0,), np.float32)
 
 
 def keyed_splits(layout: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -138,14 +137,23 @@ def keyed_splits(layout: dict[str, np.ndarray]) -> np.ndarray | None:
     is 0. A leaf (``x <= inf``, missing left) sends every row left.
     """
     threshold = layout["threshold"]
-    if threshold.dtype != np.float32 or layout.get("equal", np.zeros(1, np.uint8)).any():
+    if threshold.dtype != np.float32 or _equal(layout).any():
         return None
     o = 1 - layout["nan_left"].astype(np.int64)
     bits = (threshold + np.float32(0)).view(np.uint32).astype(np.int64)  # -0.0 as 0.0
     key = np.where(bits >> 31, bits ^ 0xFFFFFFFF, bits ^ 0x80000000)
-    key = np.where(np.isnan(threshold), 0, key - o)
-    split = np.maximum(layout["feature"], 0).astype(np.int64) * 4 + o
-    return np.asarray((split << 32) | key, dtype=np.int64)
+    return _packed(layout, o, np.where(np.isnan(threshold), 0, key - o))
+
+
+def _equal(layout: dict[str, np.ndarray]) -> np.ndarray:
+    # The padded layouts hold no equality splits, and no ``equal``.
+    return layout.get("equal", np.zeros(1, np.uint8))
+
+
+def _packed(layout: dict[str, np.ndarray], flags: np.ndarray, low: np.ndarray | int) -> np.ndarray:
+    """``(feature * 4 + flags) << 32 | low`` per split (a leaf's feature -1 as 0), as int64."""
+    split = np.maximum(layout["feature"], 0).astype(np.int64) * 4 + flags
+    return np.asarray((split << 32) | low, dtype=np.int64)
 
 
 def _complete_layout(forest: Forest) -> dict[str, np.ndarray]:

@@ -81,24 +81,26 @@ def tensor_form(forest: Forest, node: Any) -> tuple[list[Any], list[Any]]:
     def right(le: str, missing: str) -> str:
         return add("Where", [add("Or", [le, missing]), zero_i, one_i])
 
-    def below(value: str, threshold: str, ordered: Any) -> str:
-        # Left on x <= t; at an equality split (not ``ordered``) on x == t, which is x <= t and x >= t.
+    def below(value: str, threshold: str, ordered: str | None) -> str:
+        # Left on x <= t; at an equality split (not ``ordered``: None where the forest has none)
+        # on x == t, which is x <= t and x >= t.
         le = add("LessOrEqual", [value, threshold])
-        if not forest.has_equal:
+        if ordered is None:
             return le
-        return add("And", [le, add("Or", [add("Equal", [value, threshold]), ordered()])])
+        return add("And", [le, add("Or", [add("Equal", [value, threshold]), ordered])])
 
     # Level 0: every row is at its tree's root, so the root's split is a constant (trees,).
     roots = forest.roots
     value = add("Gather", [x, const("root_feature", a["feature"][roots].astype(np.int64), np.int64)], axis=1)
     le = below(value, const("root_threshold", a["threshold"][roots], np.float32),
-               lambda: const("root_ordered", constants["ordered"][roots], bool))
+               const("root_ordered", constants["ordered"][roots], bool) if forest.has_equal else None)
     missing = add("And", [isnan(value), const("root_nan_left", a["nan_left"][roots].astype(bool), bool)])
     idx = add("Add", [const("root_left", a["left"][roots].astype(np.int64), np.int64), right(le, missing)])
     for _ in range(forest.depth - 1):
         feature = add("Gather", [n("feature"), idx])
         value = add("GatherElements", [x, feature], axis=1)
-        le = below(value, add("Gather", [n("threshold"), idx]), lambda idx=idx: add("Gather", [n("ordered"), idx]))
+        le = below(value, add("Gather", [n("threshold"), idx]),
+                   add("Gather", [n("ordered"), idx]) if forest.has_equal else None)
         missing = add("And", [isnan(value), add("Gather", [n("nan_left"), idx])])
         idx = add("Add", [add("Gather", [n("left"), idx]), right(le, missing)])
     leaf_values = add("Gather", [n("values"), add("Gather", [n("leaf_row"), idx])])  # (rows, trees, width)
